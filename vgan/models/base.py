@@ -1,0 +1,60 @@
+"""The contract every architecture follows, so one trainer serves them all.
+
+- ``G(z, y=None, context=None) -> video``: float (B, C, T, H, W) in [-1, 1].
+  ``context`` is real context frames (B, C, Tc, H, W) for prediction models, else None.
+- ``G.views(z, y, context) -> dict[str, Tensor]``: what the discriminators judge; ``"video"`` is the
+  full clip (for prediction models: context followed by the predicted future). Extra views (e.g. a
+  low-resolution stage of a progressive model) are judged by discriminators whose ``view`` names them.
+- ``G.real_views(real) -> dict[str, Tensor]``: the matching views of a real clip.
+- ``G.reconstruction(views, real) -> (fake, target) | None``: the pair a reconstruction loss compares.
+- every discriminator ``D(x, y=None) -> logits`` (B,) or (B, K); ``D.view`` names the view it judges.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class VideoGenerator(nn.Module):
+    """Base class of generators; subclasses implement ``forward``."""
+
+    def __init__(self, z_dim: int, num_classes: int, channels: int, frames: int, resolution: int):
+        super().__init__()
+        self.z_dim = z_dim
+        self.num_classes = num_classes
+        self.channels = channels
+        self.frames = frames
+        self.resolution = resolution
+        self.context_frames = 0  # > 0 for prediction models
+
+    def sample_z(self, batch_size: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(batch_size, self.z_dim, device=device, generator=generator)
+
+    def sample_labels(self, batch_size: int, device=None, generator: torch.Generator | None = None):
+        if not self.num_classes:
+            return None
+        return torch.randint(0, self.num_classes, (batch_size,), device=device, generator=generator)
+
+    def views(self, z, y=None, context=None) -> dict[str, torch.Tensor]:
+        video = self(z, y, context)
+        if context is not None:
+            video = torch.cat([context, video], dim=2)
+        return {"video": video}
+
+    def real_views(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"video": real}
+
+    def reconstruction(self, views: dict[str, torch.Tensor], real: torch.Tensor):
+        """Pair compared by the reconstruction loss: the whole clip (prediction models override)."""
+        return views["video"], real
+
+
+class VideoDiscriminator(nn.Module):
+    """Base class of discriminators; ``view`` names the generator view it judges."""
+
+    view = "video"
+
+
+def label_embedding(num_classes: int, dim: int) -> nn.Embedding | None:
+    return nn.Embedding(num_classes, dim) if num_classes else None

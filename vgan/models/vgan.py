@@ -1,0 +1,76 @@
+"""VGAN (Vondrick et al. 2016): two-stream generator, 3D-conv discriminator.
+
+The foreground stream (3D transposed convolutions) produces a moving foreground and a sigmoid mask;
+the background stream (2D transposed convolutions) produces one static image;
+video = mask * foreground + (1 - mask) * background.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vgan.models.base import VideoDiscriminator, VideoGenerator
+from vgan.models.layers import ConditionalInput, ProjectionHead, num_doublings, spectral, temporal_schedule
+
+
+class VganGenerator(VideoGenerator):
+    def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32):
+        super().__init__(z_dim, num_classes, channels, frames, resolution)
+        layers = num_doublings(4, resolution)
+        self.start_frames, t_strides = temporal_schedule(frames, layers)
+        widths = [width * 2 ** i for i in reversed(range(layers))]  # e.g. 256, 128, 64, 32
+        self.cond = ConditionalInput(z_dim, num_classes)
+        self.fg_stem = nn.Sequential(
+            nn.ConvTranspose3d(self.cond.out_dim, widths[0], (self.start_frames, 4, 4)),
+            nn.BatchNorm3d(widths[0]), nn.ReLU(True))
+        fg = []
+        for i in range(layers - 1):
+            ts = t_strides[i]
+            fg += [nn.ConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1),
+                   nn.BatchNorm3d(widths[i + 1]), nn.ReLU(True)]
+        self.fg_body = nn.Sequential(*fg)
+        last_t = t_strides[layers - 1]
+        self.fg_video = nn.ConvTranspose3d(widths[-1], channels, (last_t + 2, 4, 4), (last_t, 2, 2), 1)
+        self.fg_mask = nn.ConvTranspose3d(widths[-1], 1, (last_t + 2, 4, 4), (last_t, 2, 2), 1)
+        bg = [nn.ConvTranspose2d(self.cond.out_dim, widths[0], 4), nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        for i in range(layers - 1):
+            bg += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), nn.BatchNorm2d(widths[i + 1]), nn.ReLU(True)]
+        bg += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.background = nn.Sequential(*bg)
+
+    def forward(self, z, y=None, context=None):
+        h = self.cond(z, y)
+        fg = self.fg_body(self.fg_stem(h[:, :, None, None, None]))
+        foreground = torch.tanh(self.fg_video(fg))
+        mask = torch.sigmoid(self.fg_mask(fg))
+        background = self.background(h[:, :, None, None]).unsqueeze(2)
+        return mask * foreground + (1 - mask) * background
+
+
+class VganDiscriminator(VideoDiscriminator):
+    def __init__(self, num_classes=0, channels=3, frames=16, resolution=64, width=32, use_spectral_norm=False):
+        super().__init__()
+        layers = num_doublings(4, resolution)
+        _, t_strides = temporal_schedule(frames, layers)
+        t_strides = list(reversed(t_strides))
+        body, in_ch = [], channels
+        for i in range(layers):
+            out_ch = width * 2 ** i
+            ts = t_strides[i]
+            body += [spectral(nn.Conv3d(in_ch, out_ch, (ts + 2, 4, 4), (ts, 2, 2), 1), use_spectral_norm),
+                     nn.LeakyReLU(0.2, True)]
+            in_ch = out_ch
+        self.body = nn.Sequential(*body)
+        self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
+
+    def forward(self, x, y=None):
+        h = self.body(x).sum(dim=(2, 3, 4))
+        return self.head(h, y)
+
+
+def build(params):
+    G = VganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width)
+    D = VganDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+                          params.spectral_norm)
+    return G, {"video": D}

@@ -1,0 +1,203 @@
+"""Typed, validated params: params.yaml grouped by stage, plus `--set key.path=value` overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vgan.errors import ParamsError
+from vgan.models.options import ModelParams
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UrlSource(_Strict):
+    url: str
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    filename: str | None = None
+
+
+class DataParams(_Strict):
+    source: Literal["moving_digits", "folder", "urls", "ucf101"] = "moving_digits"
+    raw_dir: str = "data/raw"
+    seed: int = 0
+    # moving_digits
+    num_videos: int = Field(120, ge=2)
+    frames: int = Field(32, ge=2, description="frames per synthesised video")
+    frame_size: int = Field(64, ge=16)
+    digit_size: int = Field(28, ge=8, description="digit side in pixels after upscaling")
+    digits_per_video: int = Field(1, ge=1, le=4)
+    fps: int = Field(8, ge=1)
+    mnist_dir: str | None = None
+    # folder
+    folder: str | None = None
+    # urls
+    urls: list[UrlSource] = []
+    # ucf101
+    ucf101_split: Literal[1, 2, 3] = 1
+    # downloads and extraction
+    download_retries: int = Field(5, ge=0)
+    max_extract_gb: float = Field(20.0, gt=0)
+
+
+class ShardsParams(_Strict):
+    out_dir: str = "data/shards"
+    clip_frames: int = Field(16, ge=1)
+    frame_stride: int = Field(1, ge=1)
+    clips_per_video: int = Field(2, ge=0, description="0 = every non-overlapping window")
+    size: int = Field(64, ge=8)
+    fps: float | None = Field(None, gt=0, description="resample to this fps; null keeps the source's")
+    resize_mode: Literal["crop", "squash", "pad"] = "crop"
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+    shard_mb: float = Field(64.0, gt=0)
+    workers: int = Field(0, ge=0, description="0 = all cores")
+    seed: int = 0
+    decode_timeout_s: float = Field(120.0, gt=0)
+
+
+class TrainParams(_Strict):
+    steps: int = Field(300, ge=1)
+    max_minutes: float = Field(0.0, ge=0, description="0 = no time budget")
+    batch_size: int = Field(16, ge=1)
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    loss: Literal["bce", "hinge", "lsgan", "wgan", "wgan-gp"] = "bce"
+    n_critic: int = Field(1, ge=1)
+    gp_weight: float = Field(10.0, ge=0)
+    r1_weight: float = Field(0.0, ge=0)
+    weight_clip: float = Field(0.01, gt=0, description="critic weight clipping for loss=wgan")
+    svc_every: int = Field(0, ge=0, description="singular value clipping every N steps; 0 = off")
+    adv_weight: float = Field(1.0, ge=0)
+    recon_weight: float = Field(0.0, ge=0, description="weight of the reconstruction loss")
+    recon_loss: Literal["l1", "l2"] = "l2"
+    grad_clip: float = Field(0.0, ge=0, description="0 = off")
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    checkpoint_dir: str = "checkpoints"
+    checkpoint_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(3, ge=1)
+    log_every: int = Field(10, ge=1)
+    sample_every: int = Field(100, ge=1)
+    max_bad_steps: int = Field(10, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    deterministic: bool = False
+    num_workers: int = Field(2, ge=0)
+    shuffle_buffer: int = Field(256, ge=0)
+
+
+class SampleParams(_Strict):
+    out_dir: str = "samples"
+    num_samples: int = Field(8, ge=1)
+    seed: int = 0
+    fps: int = Field(8, ge=1)
+    use_ema: bool = True
+    interpolation_steps: int = Field(8, ge=2)
+    long_frames: int = Field(0, ge=0, description="0 = twice the training length where the model can roll out")
+
+
+class EvaluateParams(_Strict):
+    num_samples: int = Field(256, ge=2, description="generated clips (and at most this many real clips)")
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0
+    use_ema: bool = True
+    evaluator_dir: str = "models/evaluator"
+    evaluator_steps: int = Field(250, ge=1)
+    evaluator_batch_size: int = Field(32, ge=1)
+    evaluator_lr: float = Field(2e-3, gt=0)
+    evaluator_width: int = Field(16, ge=4)
+    min_evaluator_accuracy: float = Field(0.0, ge=0, le=1, description="fail evaluate below this")
+    # external feature networks (local files only; none is downloaded)
+    protocols: list[str] = []
+    i3d_weights: str | None = None
+    i3d_sha256: str | None = None
+    inception_weights: str | None = None
+    inception_sha256: str | None = None
+    c3d_weights: str | None = None
+    c3d_sha256: str | None = None
+    cache_dir: str = "data/metric_cache"
+
+
+class RegistryParams(_Strict):
+    model_name: str | None = Field(None, description="null = vgan-<data.source>-<model.name>")
+    metric: str = "fd_evaluator"
+    direction: Literal["minimize", "maximize"] = "minimize"
+    min_improvement: float = Field(0.0, ge=0)
+
+
+class Params(_Strict):
+    data: DataParams = DataParams()
+    shards: ShardsParams = ShardsParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    sample: SampleParams = SampleParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    registry: RegistryParams = RegistryParams()
+
+    def registry_model_name(self) -> str:
+        return self.registry.model_name or f"vgan-{self.data.source}-{self.model.name}".replace("_", "-")
+
+    def group_hash(self, *groups: str) -> str:
+        """Stable hash of the named groups (all when none): tags runs, guards checkpoint resume."""
+        names = groups or tuple(Params.model_fields)
+        blob = json.dumps({g: getattr(self, g).model_dump(mode="json") for g in names}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _describe_error(err: dict) -> str:
+    key = ".".join(str(part) for part in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown parameter {key!r} (value {err['input']!r}); check the spelling against params.yaml"
+    return f"parameter {key} = {err['input']!r}: {err['msg'].lower()}"
+
+
+def _apply_override(tree: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ParamsError(f"--set {assignment!r}: expected key.path=value, e.g. train.steps=100")
+    path, raw_value = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    if not all(keys):
+        raise ParamsError(f"--set {assignment!r}: empty key in {path!r}")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError:
+        value = raw_value
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ParamsError(f"--set {assignment!r}: {key!r} is a value, not a group")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read and validate params; a missing default file means all defaults."""
+    path = Path(path)
+    tree: dict = {}
+    if path.exists():
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"{path}: not valid YAML ({exc.__class__.__name__}: {str(exc).splitlines()[0]})")
+        if not isinstance(tree, dict):
+            raise ParamsError(f"{path}: expected a mapping of parameter groups, got {type(tree).__name__}")
+    elif path.name != "params.yaml":
+        raise ParamsError(f"params file {str(path)!r} does not exist")
+    for assignment in overrides:
+        _apply_override(tree, assignment)
+    try:
+        return Params.model_validate(tree)
+    except ValidationError as exc:
+        raise ParamsError(_describe_error(exc.errors()[0])) from None
