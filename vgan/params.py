@@ -112,7 +112,7 @@ class EvaluateParams(_Strict):
     batch_size: int = Field(32, ge=1)
     seed: int = 0
     use_ema: bool = True
-    evaluator_dir: str = "models/evaluator"
+    evaluator_path: str = "models/evaluator.pt"
     evaluator_steps: int = Field(250, ge=1)
     evaluator_batch_size: int = Field(32, ge=1)
     evaluator_lr: float = Field(2e-3, gt=0)
@@ -147,6 +147,20 @@ class Params(_Strict):
 
     def registry_model_name(self) -> str:
         return self.registry.model_name or f"vgan-{self.data.source}-{self.model.name}".replace("_", "-")
+
+    def run_identity(self) -> str:
+        """Hash of what determines a training run's result, not its length or bookkeeping.
+
+        Checkpoints live in ``<train.checkpoint_dir>/<run_identity>/``: the same run resumes (also with
+        more ``train.steps``), a run with other model/objective/data params starts afresh.
+        """
+        bookkeeping = {"steps", "max_minutes", "checkpoint_dir", "checkpoint_every", "keep_checkpoints",
+                       "log_every", "sample_every", "num_workers", "device", "compile"}
+        blob = json.dumps({"model": self.model.model_dump(mode="json"), "shards": self.shards.model_dump(mode="json"),
+                           "data": self.data.model_dump(mode="json"),
+                           "train": {k: v for k, v in self.train.model_dump(mode="json").items()
+                                     if k not in bookkeeping}}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def group_hash(self, *groups: str) -> str:
         """Stable hash of the named groups (all when none): tags runs, guards checkpoint resume."""

@@ -1,0 +1,7 @@
+"""Metrics: one Fréchet implementation, kernel distance, inception score, prediction and temporal metrics."""
+
+from vgan.metrics.frechet import FeatureStats, frechet_distance, frechet_distance_from_stats
+from vgan.metrics.inception_score import inception_score
+from vgan.metrics.kernel import kernel_distance
+
+__all__ = ["FeatureStats", "frechet_distance", "frechet_distance_from_stats", "inception_score", "kernel_distance"]

@@ -8,6 +8,10 @@
 - ``G.real_views(real) -> dict[str, Tensor]``: the matching views of a real clip.
 - ``G.reconstruction(views, real) -> (fake, target) | None``: the pair a reconstruction loss compares.
 - every discriminator ``D(x, y=None) -> logits`` (B,) or (B, K); ``D.view`` names the view it judges.
+- Longer clips than trained: where ``G.variable_length`` is true,
+  ``G(G.sample_z(b, num_frames=n), y, context, num_frames=n)`` returns ``n`` frames (``n`` future frames
+  for prediction models); elsewhere a ``num_frames`` other than ``G.frames`` is a ValueError.
+  Always draw latents with ``G.sample_z``: some latents are wider than ``z_dim`` (MoCoGAN's motion noise).
 """
 
 from __future__ import annotations
@@ -28,8 +32,22 @@ class VideoGenerator(nn.Module):
         self.resolution = resolution
         self.context_frames = 0  # > 0 for prediction models
 
-    def sample_z(self, batch_size: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    variable_length = False  # True where the model can generate more frames than it was trained on
+
+    @property
+    def latent_dim(self) -> int:
+        """Width of ``sample_z``'s latent at the training length (``z_dim`` unless the model adds noise)."""
+        return self.z_dim
+
+    def sample_z(self, batch_size: int, device=None, generator: torch.Generator | None = None,
+                 num_frames: int | None = None) -> torch.Tensor:
+        self.check_num_frames(num_frames)
         return torch.randn(batch_size, self.z_dim, device=device, generator=generator)
+
+    def check_num_frames(self, num_frames: int | None) -> None:
+        if num_frames is not None and num_frames != self.frames - self.context_frames and not self.variable_length:
+            raise ValueError(f"{type(self).__name__} generates exactly {self.frames - self.context_frames} frames; "
+                             f"got num_frames={num_frames}")
 
     def sample_labels(self, batch_size: int, device=None, generator: torch.Generator | None = None):
         if not self.num_classes:

@@ -58,3 +58,71 @@ class ConditionalInput(nn.Module):
         if y is None:
             raise ValueError("this generator is class-conditional: pass labels y")
         return torch.cat([z, self.embed(y)], dim=1)
+
+
+def channel_widths(width: int, layers: int, max_channels: int = 512) -> list[int]:
+    """Channels per layer of a generator, widest first (e.g. 256, 128, 64, 32), capped."""
+    return [min(width * 2 ** i, max_channels) for i in reversed(range(layers))]
+
+
+class PixelNorm(nn.Module):
+    """Normalises each position's feature vector to unit mean square (Karras et al.)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class MinibatchStd(nn.Module):
+    """Appends the mean over features of the per-group standard deviation as one extra channel."""
+
+    def __init__(self, group_size: int = 4):
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        group = min(self.group_size, batch)
+        while batch % group:
+            group -= 1
+        grouped = x.reshape(group, batch // group, *x.shape[1:])
+        std = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt()
+        feature = std.flatten(1).mean(dim=1)  # (batch // group,)
+        feature = feature.repeat(group).reshape(batch, 1, *([1] * (x.dim() - 2)))
+        return torch.cat([x, feature.expand(batch, 1, *x.shape[2:])], dim=1)
+
+
+class ConvGRUCell(nn.Module):
+    """A GRU whose gates are 2D convolutions, so the state keeps its spatial layout (DVD-GAN)."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3):
+        super().__init__()
+        pad = kernel_size // 2
+        self.gates = nn.Conv2d(in_channels + hidden_channels, 2 * hidden_channels, kernel_size, padding=pad)
+        self.candidate = nn.Conv2d(in_channels + hidden_channels, hidden_channels, kernel_size, padding=pad)
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        reset, update = torch.sigmoid(self.gates(torch.cat([x, hidden], dim=1))).chunk(2, dim=1)
+        candidate = torch.tanh(self.candidate(torch.cat([x, reset * hidden], dim=1)))
+        return update * hidden + (1 - update) * candidate
+
+
+def sample_frames(video: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` distinct random frames of each clip: (B, C, T, H, W) -> (B * count, C, H, W)."""
+    batch, _, frames = video.shape[:3]
+    count = min(count, frames)
+    index = torch.rand(batch, frames, device=video.device).argsort(dim=1)[:, :count]
+    picked = video.transpose(1, 2)[torch.arange(batch, device=video.device)[:, None], index]
+    return picked.reshape(batch * count, *picked.shape[2:])
+
+
+def frames_to_video(frames: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B * T, C, H, W) -> (B, C, T, H, W)."""
+    return frames.reshape(batch, -1, *frames.shape[1:]).transpose(1, 2)
+
+
+def to_channels_last_3d(module: nn.Module) -> nn.Module:
+    """channels_last_3d for the 5-D weights only: ``Module.to(memory_format=...)`` fails on 2D convs."""
+    for param in module.parameters():
+        if param.dim() == 5:
+            param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
+    return module

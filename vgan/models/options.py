@@ -2,11 +2,42 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class MocoganOptions(_Strict):
+    motion_dim: int = Field(10, ge=1, description="GRU state and per-frame motion noise size")
+    image_frames: int = Field(1, ge=1, description="random frames per clip the image discriminator judges")
+
+
+class DvdganOptions(_Strict):
+    k_frames: int = Field(8, ge=1, description="full-resolution frames per clip the spatial discriminator judges")
+    temporal_downsample: Literal[1, 2, 4] = Field(2, description="spatial downsampling before the temporal discriminator")
+    generator: Literal["recurrent", "3d"] = Field("recurrent", description="ConvGRU (any length) or 3D transposed convs")
+
+
+class HrvganOptions(_Strict):
+    minibatch_std_group: int = Field(4, ge=1, description="group size of the discriminator's minibatch std feature")
+    max_channels: int = Field(512, ge=8, description="channel cap of the widest layers")
+
+
+class MotionshapeOptions(_Strict):
+    max_displacement: float = Field(0.5, gt=0, le=2, description="largest motion, in half-frame widths")
+
+
+class ProgressiveOptions(_Strict):
+    refine_factor: Literal[2, 4] = Field(2, description="spatial upsampling of the refiner")
+    stage: Literal["joint", "base", "refiner"] = Field(
+        "joint", description="joint = both at once; base = low-resolution G only; refiner = frozen base + refiner")
+    base_weights: str | None = Field(None, description="stage=refiner: checkpoint or generator.pt of a stage=base run")
+
+
+class PredictorOptions(_Strict):
+    context_frames: int = Field(4, ge=1, description="real frames given; the model predicts frames - context_frames")
 
 
 class ModelParams(_Strict):
@@ -18,3 +49,40 @@ class ModelParams(_Strict):
     num_classes: int = Field(0, ge=0, description="0 = unconditional")
     width: int = Field(32, ge=4, description="base channel width of G and D")
     spectral_norm: bool = False
+    mocogan: MocoganOptions = MocoganOptions()
+    dvdgan: DvdganOptions = DvdganOptions()
+    hrvgan: HrvganOptions = HrvganOptions()
+    motionshape: MotionshapeOptions = MotionshapeOptions()
+    progressive: ProgressiveOptions = ProgressiveOptions()
+    predictor: PredictorOptions = PredictorOptions()
+
+    @field_validator("name")
+    @classmethod
+    def _known_architecture(cls, name: str) -> str:
+        from vgan.models.registry import ARCHITECTURES  # no torch: the registry imports modules lazily
+
+        if name not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture; expected one of {', '.join(sorted(ARCHITECTURES))}")
+        return name
+
+    @field_validator("progressive")
+    @classmethod
+    def _refiner_reachable(cls, options: ProgressiveOptions, info: ValidationInfo) -> ProgressiveOptions:
+        if info.data.get("name") != "progressive":
+            return options
+        low = info.data.get("resolution", 64) // options.refine_factor
+        if low < 8:
+            raise ValueError(f"refine_factor {options.refine_factor} leaves a {low}x{low} base; "
+                             f"the base generator needs at least 8x8")
+        if options.stage == "refiner" and not options.base_weights:
+            raise ValueError("stage 'refiner' needs base_weights: the checkpoint of a stage 'base' run")
+        return options
+
+    @field_validator("predictor")
+    @classmethod
+    def _future_left(cls, options: PredictorOptions, info: ValidationInfo) -> PredictorOptions:
+        frames = info.data.get("frames")
+        if info.data.get("name") == "predictor" and frames is not None and options.context_frames >= frames:
+            raise ValueError(f"context_frames {options.context_frames} must be below model.frames {frames} "
+                             f"so that frames remain to predict")
+        return options

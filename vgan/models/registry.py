@@ -6,16 +6,37 @@ import importlib
 
 from vgan.errors import ParamsError
 
-# name -> module under vgan.models exposing build(params) -> (G, dict of Ds)
+# name -> module under vgan.models exposing build(params) -> (G, dict of Ds) and RECOMMENDED_OVERRIDES
 ARCHITECTURES = {
     "vgan": "vgan.models.vgan",
+    "tgan": "vgan.models.tgan",
+    "mocogan": "vgan.models.mocogan",
+    "dvdgan": "vgan.models.dvdgan",
+    "hrvgan": "vgan.models.hrvgan",
+    "motionshape": "vgan.models.motionshape",
+    "progressive": "vgan.models.progressive",
+    "predictor": "vgan.models.predictor",
 }
+
+
+def architecture_module(name: str):
+    module_name = ARCHITECTURES.get(name)
+    if module_name is None:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ParamsError(f"parameter model.name = {name!r}: unknown architecture; expected one of {known}")
+    return importlib.import_module(module_name)
 
 
 def build_model(model_params):
     """Build the generator and its discriminators for ``model_params.name``."""
-    module_name = ARCHITECTURES.get(model_params.name)
-    if module_name is None:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise ParamsError(f"parameter model.name = {model_params.name!r}: unknown architecture; expected one of {known}")
-    return importlib.import_module(module_name).build(model_params)
+    return architecture_module(model_params.name).build(model_params)
+
+
+def recommended_overrides(name: str) -> tuple[str, ...]:
+    """The ``--set`` overrides that give an architecture the objective of its paper."""
+    return tuple(architecture_module(name).RECOMMENDED_OVERRIDES)
+
+
+def summary_line(name: str) -> str:
+    """First line of an architecture module's docstring."""
+    return (architecture_module(name).__doc__ or name).strip().splitlines()[0]

@@ -3,6 +3,8 @@
 The foreground stream (3D transposed convolutions) produces a moving foreground and a sigmoid mask;
 the background stream (2D transposed convolutions) produces one static image;
 video = mask * foreground + (1 - mask) * background.
+Class-conditional when ``model.num_classes`` > 0: a label embedding joins the latent of both streams
+and the discriminator gets a projection head.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.base import VideoDiscriminator, VideoGenerator
-from vgan.models.layers import ConditionalInput, ProjectionHead, num_doublings, spectral, temporal_schedule
+from vgan.models.base import VideoGenerator
+from vgan.models.layers import ConditionalInput, num_doublings, temporal_schedule
+from vgan.models.nets import Conv3dDiscriminator
 
 
 class VganGenerator(VideoGenerator):
+    """Two-stream generator: 3D foreground with mask over a 2D static background."""
+
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         layers = num_doublings(4, resolution)
@@ -39,7 +44,8 @@ class VganGenerator(VideoGenerator):
         bg += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.background = nn.Sequential(*bg)
 
-    def forward(self, z, y=None, context=None):
+    def forward(self, z, y=None, context=None, num_frames=None):
+        self.check_num_frames(num_frames)
         h = self.cond(z, y)
         fg = self.fg_body(self.fg_stem(h[:, :, None, None, None]))
         foreground = torch.tanh(self.fg_video(fg))
@@ -48,25 +54,10 @@ class VganGenerator(VideoGenerator):
         return mask * foreground + (1 - mask) * background
 
 
-class VganDiscriminator(VideoDiscriminator):
-    def __init__(self, num_classes=0, channels=3, frames=16, resolution=64, width=32, use_spectral_norm=False):
-        super().__init__()
-        layers = num_doublings(4, resolution)
-        _, t_strides = temporal_schedule(frames, layers)
-        t_strides = list(reversed(t_strides))
-        body, in_ch = [], channels
-        for i in range(layers):
-            out_ch = width * 2 ** i
-            ts = t_strides[i]
-            body += [spectral(nn.Conv3d(in_ch, out_ch, (ts + 2, 4, 4), (ts, 2, 2), 1), use_spectral_norm),
-                     nn.LeakyReLU(0.2, True)]
-            in_ch = out_ch
-        self.body = nn.Sequential(*body)
-        self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
+VganDiscriminator = Conv3dDiscriminator  # the 3D-conv discriminator of the paper
 
-    def forward(self, x, y=None):
-        h = self.body(x).sum(dim=(2, 3, 4))
-        return self.head(h, y)
+
+RECOMMENDED_OVERRIDES = ()  # the default objective (non-saturating BCE) is the paper's
 
 
 def build(params):

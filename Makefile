@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make run` (the whole pipeline on the embedded default) and
+# `make test`. Both set themselves up: .venv, pinned dependencies, ffmpeg, a quiet offline environment.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.vgan-installed
+
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export PYTHONDONTWRITEBYTECODE := 1
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test setup ffmpeg system-deps mlflow-ui bench clean
+
+run: setup
+	$(BIN)/dvc repro
+	@$(BIN)/python -m vgan.summary
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP) system-deps
+	@git rev-parse --git-dir >/dev/null 2>&1 || { git init -q && echo "initialised a git repository (DVC needs one)"; }
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+# ffmpeg (all stages), postgresql (the MLflow-on-PostgreSQL test) and bsdtar (UCF101's RAR archive).
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+bench: setup
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_data.py
+
+clean:
+	rm -rf data/raw data/shards checkpoints models samples metrics reports plots mlflow.db mlartifacts

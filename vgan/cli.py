@@ -1,0 +1,158 @@
+"""`vgan <stage>`: one thin command per pipeline stage (+ utilities).
+
+Every stage reads params.yaml (or --params FILE) plus repeated --set key.path=value overrides,
+validates them before writing anything, and reports expected failures as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from vgan.errors import VganError
+
+QUIET_ENV = {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+             "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+
+
+def write_json(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# -- stages ----------------------------------------------------------------------------------------
+def cmd_fetch(params, args):
+    from vgan.data.fetch import fetch
+
+    index = fetch(params)
+    print(f"fetch: {len(index['videos'])} videos in {params.data.raw_dir} ({index['source']})")
+
+
+def cmd_shards(params, args):
+    from vgan.data.shards import build_shards
+
+    manifest = build_shards(params)
+    counts = ", ".join(f"{split}={n}" for split, n in manifest["counts"].items())
+    print(f"shards: {counts} clips of {manifest['clip_shape']} in {params.shards.out_dir}; "
+          f"{len(manifest['quarantine'])} inputs quarantined")
+
+
+def cmd_train(params, args):
+    from vgan.train.run import train
+
+    summary = train(params, progress=not args.no_progress)
+    print(f"train: {summary['steps']} steps, {summary['videos_per_s']} videos/s, generator -> {summary['generator']}")
+
+
+def cmd_sample(params, args):
+    from vgan.sample import write_samples
+
+    summary = write_samples(params, args.generator)
+    print(f"sample: {summary['num_samples']} clips -> {params.sample.out_dir}/ ({summary['contact_sheet']})")
+
+
+def cmd_evaluator(params, args):
+    from vgan.evaluate import build_evaluator
+
+    metrics = build_evaluator(params, progress=not args.no_progress)
+    print(f"evaluator: real val accuracy {metrics['val_accuracy']:.3f} -> {params.evaluate.evaluator_dir}")
+
+
+def cmd_evaluate(params, args):
+    from vgan.evaluate import evaluate
+
+    metrics = evaluate(params, args.generator)
+    print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
+
+
+def cmd_register(params, args):
+    from vgan import tracking
+
+    result = tracking.register_and_promote(
+        params, Path(args.generator), json.loads(Path("metrics/evaluate.json").read_text()),
+        [Path(p) for p in ("samples", "reports/evaluation.md", args.params) if Path(p).exists()])
+    write_json("metrics/register.json", result)
+    print(f"register: {result['name']} v{result['version']} -> challenger; champion v{result['champion_version']} "
+          f"({result['reason']})")
+
+
+def cmd_promote(params, args):
+    from vgan import tracking
+
+    result = tracking.promote(params, version=args.version)
+    print(f"promote: {result['name']} champion v{result['champion_version']} ({result['reason']})")
+
+
+def cmd_models(params, args):
+    from vgan.models import summary
+
+    if args.check:
+        results = summary.check_models()
+        for name, ok, message in results:
+            print(f"{name:12s} {'pass' if ok else 'FAIL'}  {message}")
+        if not all(ok for _, ok, _ in results):
+            raise VganError(f"{sum(not ok for _, ok, _ in results)} architecture(s) failed the check")
+        return
+    print(summary.format_table(summary.model_table(params.model)))
+
+
+STAGES = {
+    "fetch": (cmd_fetch, "download or synthesise raw videos into data.raw_dir"),
+    "shards": (cmd_shards, "decode, resize and clip raw videos into WebDataset shards"),
+    "train": (cmd_train, "train the GAN (resumes from the last checkpoint)"),
+    "sample": (cmd_sample, "write GIF/MP4 samples and a PNG contact sheet"),
+    "evaluator": (cmd_evaluator, "train the evaluator classifier on real train clips"),
+    "evaluate": (cmd_evaluate, "compute metrics of generated vs real val clips"),
+    "register": (cmd_register, "log the generator to MLflow, register it, promote if better"),
+    "promote": (cmd_promote, "re-run the champion/challenger decision for a registered version"),
+    "models": (cmd_models, "list the model zoo (--check: forward/backward of every architecture)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vgan", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vgan {__import__('vgan').__version__}")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
+    for name, (_, help_text) in STAGES.items():
+        stage = sub.add_parser(name, help=help_text, description=help_text)
+        stage.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        stage.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                           help="override one parameter, e.g. --set train.steps=100 (repeatable)")
+        if name in ("train", "evaluator"):
+            stage.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name in ("sample", "evaluate", "register"):
+            stage.add_argument("--generator", default="models/generator.pt", help="generator file")
+        if name == "promote":
+            stage.add_argument("--version", type=int, default=None, help="model version (default: latest)")
+        if name == "models":
+            stage.add_argument("--check", action="store_true", help="forward+backward every architecture on CPU")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    args = build_parser().parse_args(argv)
+    handler, _ = STAGES[args.stage]
+    try:
+        from vgan.params import load_params
+
+        params = load_params(args.params, args.overrides)
+        handler(params, args)
+    except VganError as exc:
+        print(f"vgan {args.stage}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"vgan {args.stage}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Read clip shards (local paths, http:// URLs or pipe: commands) as deterministic training batches.
+
+Shards are read with WebDataset's tar reader, so any URL it opens works, for example S3 through the
+AWS CLI: `pipe:aws s3 cp s3://bucket/shards/train-000000.tar -`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from vgan.errors import DataError
+
+
+def shard_paths(out_dir: str | Path, split: str) -> list[str]:
+    """The shard files of one split, as listed by the manifest the shards stage wrote last."""
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / "manifest.json"
+    if not manifest_path.exists():
+        raise DataError(f"{manifest_path} not found: run `vgan shards` first (or it was interrupted)")
+    shards = json.loads(manifest_path.read_text()).get("shards", {})
+    if split not in shards:
+        raise DataError(f"{manifest_path} has no split {split!r}; it has {sorted(shards)}")
+    return [str(out_dir / name) for name in shards[split]]
+
+
+def to_model_range(clips_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, T, H, W, C) -> float32 (B, C, T, H, W) in [-1, 1]."""
+    return clips_uint8.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _decode_sample(sample: dict) -> tuple[np.ndarray, int]:
+    if "frames.npy" not in sample or "cls" not in sample:
+        raise DataError(f"sample {sample.get('__key__')!r} in {sample.get('__url__')} lacks frames.npy or cls")
+    return np.load(io.BytesIO(sample["frames.npy"])), int(sample["cls"])
+
+
+class ClipStream(IterableDataset):
+    """Batches of uint8 clips for one (rank, worker) slot; every random choice is seeded by
+    (seed, epoch, slot), so a given seed and worker count always give the same batches."""
+
+    def __init__(self, urls: list[str], batch_size: int, *, shuffle_buffer: int, seed: int, resampled: bool,
+                 epoch_batches: int | None, drop_last: bool, num_workers: int):
+        super().__init__()
+        self.urls, self.batch_size, self.shuffle_buffer = list(urls), batch_size, shuffle_buffer
+        self.seed, self.resampled, self.epoch_batches = seed, resampled, epoch_batches
+        self.drop_last, self.num_workers = drop_last, max(1, num_workers)
+        self.epoch = 0
+
+    def _slot(self) -> tuple[int, int]:
+        rank, world = _distributed()
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        return rank * self.num_workers + worker, world * self.num_workers
+
+    def _samples(self, slot: int, slots: int, rng: random.Random):
+        from webdataset.tariterators import tarfile_samples
+
+        if self.resampled:
+            # with replacement, independently per slot: every rank and worker always has data (DDP-safe)
+            def urls():
+                while True:
+                    yield {"url": rng.choice(self.urls)}
+
+            yield from tarfile_samples(urls())
+            return
+        order = list(self.urls)
+        if self.shuffle_buffer > 0:
+            random.Random(f"{self.seed}:{self.epoch}").shuffle(order)  # same order in every slot
+        if len(order) >= slots:
+            yield from tarfile_samples({"url": url} for url in order[slot::slots])
+        else:
+            # fewer shards than slots: every slot reads them all and keeps every slots-th sample
+            for position, sample in enumerate(tarfile_samples({"url": url} for url in order)):
+                if position % slots == slot:
+                    yield sample
+
+    def _shuffled(self, samples, rng: random.Random):
+        if self.shuffle_buffer <= 0:
+            yield from samples
+            return
+        buffer = []
+        for sample in samples:
+            buffer.append(sample)
+            if len(buffer) >= self.shuffle_buffer:
+                position = rng.randrange(len(buffer))
+                buffer[position], buffer[-1] = buffer[-1], buffer[position]
+                yield buffer.pop()
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def _batch_quota(self, slot: int, slots: int) -> int | None:
+        if self.epoch_batches is None:
+            return None
+        return self.epoch_batches // slots + (1 if slot < self.epoch_batches % slots else 0)
+
+    def __iter__(self):
+        slot, slots = self._slot()
+        rng = random.Random(f"{self.seed}:{self.epoch}:{slot}")
+        quota = self._batch_quota(slot, slots)
+        clips, labels, produced = [], [], 0
+        for sample in self._shuffled(self._samples(slot, slots, rng), rng):
+            if quota is not None and produced >= quota:
+                return
+            frames, label = _decode_sample(sample)
+            clips.append(frames)
+            labels.append(label)
+            if len(clips) == self.batch_size:
+                yield torch.from_numpy(np.stack(clips)), torch.tensor(labels, dtype=torch.int64)
+                clips, labels, produced = [], [], produced + 1
+        if clips and not self.drop_last and (quota is None or produced < quota):
+            yield torch.from_numpy(np.stack(clips)), torch.tensor(labels, dtype=torch.int64)
+
+
+class ClipLoader:
+    """Iterable of (float32 (B, C, T, H, W) in [-1, 1], int64 (B,)); each pass is the next seeded epoch."""
+
+    def __init__(self, stream: ClipStream, num_workers: int, pin_memory: bool):
+        self.stream, self.num_workers, self.pin_memory = stream, num_workers, pin_memory
+        self.epoch = 0
+
+    def __iter__(self):
+        self.stream.epoch = self.epoch  # set before the workers receive a pickled copy
+        self.epoch += 1
+        loader = DataLoader(
+            self.stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            # fork is unsafe after Prefect or MLflow started threads in this process
+            multiprocessing_context="forkserver" if self.num_workers > 0 else None,
+            prefetch_factor=4 if self.num_workers > 0 else None,
+        )
+        for clips, labels in loader:
+            yield to_model_range(clips), labels
+
+
+def make_loader(urls, batch_size: int, *, shuffle_buffer: int = 256, num_workers: int = 2, seed: int = 0,
+                resampled: bool = False, epoch_batches: int | None = None, pin_memory: bool = False,
+                drop_last: bool = True) -> ClipLoader:
+    """Training batches from shards; the same seed and worker count always give the same batches.
+
+    resampled: draw shards with replacement forever (DDP: every rank gets data); epoch_batches caps one pass.
+    Without resampling, shards are split over (rank, worker) slots; one pass is one epoch.
+    """
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    if not urls:
+        raise DataError("no shard files to read: the split is empty (see manifest.json counts)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    stream = ClipStream(urls, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, resampled=resampled,
+                        epoch_batches=epoch_batches, drop_last=drop_last, num_workers=num_workers)
+    return ClipLoader(stream, num_workers, pin_memory)
+
+
+def iterate_clips(urls, batch_size: int):
+    """Every clip once, in shard order, for evaluation: (float32 (B, C, T, H, W) in [-1, 1], int64 (B,)).
+
+    Runs in this process (no workers) and keeps the last, smaller batch.
+    """
+    yield from make_loader(urls, batch_size, shuffle_buffer=0, num_workers=0, drop_last=False)

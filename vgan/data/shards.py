@@ -1,0 +1,302 @@
+"""The shards stage: decode every raw video into clips and write WebDataset shards plus a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import re
+import stat
+import tarfile
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vgan.errors import DataError
+from vgan.data.video import VideoError, decode, probe
+
+SPLITS = ("train", "val")
+MANIFEST = "manifest.json"
+SHARD_PATTERN = "{split}-{index:06d}.tar"
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How one video becomes clips: everything a worker needs, picklable."""
+
+    size: int
+    fps: float | None
+    resize_mode: str
+    clip_frames: int
+    frame_stride: int
+    clips_per_video: int
+    timeout_s: float
+    threads: int
+
+    @property
+    def span(self) -> int:
+        return (self.clip_frames - 1) * self.frame_stride + 1
+
+
+@dataclass
+class VideoResult:
+    task: dict
+    sha256: str | None = None
+    fps: float = 0.0
+    clips: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    reason: str | None = None
+    stderr_tail: str = ""
+
+
+def clip_starts(num_frames: int, span: int, clips_per_video: int) -> list[int]:
+    """Start frames: `clips_per_video` evenly spaced windows, or every non-overlapping one when 0."""
+    if num_frames < span:
+        return []
+    last = num_frames - span
+    if clips_per_video == 0:
+        return list(range(0, last + 1, span))
+    if clips_per_video == 1:
+        return [last // 2]
+    starts = np.linspace(0, last, clips_per_video).round().astype(int)
+    return sorted(set(int(s) for s in starts))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def process_video(task: dict, spec: ClipSpec) -> VideoResult:
+    """Probe, decode and cut one video; failures come back as a quarantine reason, not an exception."""
+    result = VideoResult(task=task)
+    path = Path(task["abs_path"])
+    try:
+        info = probe(path, timeout_s=spec.timeout_s)
+        frames = decode(path, size=spec.size, fps=spec.fps, resize_mode=spec.resize_mode,
+                        timeout_s=spec.timeout_s, threads=spec.threads, info=info)
+        # hash only what was read successfully: a FIFO or a stalled mount would block here
+        result.sha256 = file_sha256(path)
+    except VideoError as err:
+        result.reason, result.stderr_tail = str(err), err.stderr_tail
+        if path.exists() and stat.S_ISREG(path.stat().st_mode):
+            result.sha256 = file_sha256(path)
+        return result
+    except OSError as err:
+        result.reason = f"{path}: cannot read ({err.strerror or err})"
+        return result
+    result.fps = (spec.fps or info.fps) / spec.frame_stride
+    starts = clip_starts(len(frames), spec.span, spec.clips_per_video)
+    if not starts:
+        result.reason = (f"{path}: too short: {len(frames)} frames after decoding, a clip needs {spec.span} "
+                         f"(clip_frames {spec.clip_frames}, frame_stride {spec.frame_stride})")
+        return result
+    result.clips = [(s, np.ascontiguousarray(frames[s : s + spec.span : spec.frame_stride])) for s in starts]
+    return result
+
+
+def _process_task(args: tuple[dict, ClipSpec]) -> VideoResult:
+    return process_video(*args)
+
+
+def ordered_map(fn, items, workers: int):
+    """Map in a process pool, results in input order, at most 2 × workers in flight (bounded memory)."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    items = iter(items)
+    # forkserver: a parent that has started threads (Prefect, tqdm) cannot fork safely
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending = deque(pool.submit(fn, item) for item in islice(items, 2 * workers))
+        while pending:
+            result = pending.popleft().result()
+            for item in islice(items, 1):
+                pending.append(pool.submit(fn, item))
+            yield result
+
+
+class ShardWriter:
+    """Writes one split's samples into size-capped tar shards, each renamed into place when complete."""
+
+    def __init__(self, out_dir: Path, split: str, max_bytes: int):
+        self.out_dir, self.split, self.max_bytes = out_dir, split, max_bytes
+        self.names: list[str] = []
+        self.samples = 0
+        self._tar: tarfile.TarFile | None = None
+        self._bytes = 0
+
+    def _open(self) -> None:
+        name = SHARD_PATTERN.format(split=self.split, index=len(self.names))
+        self.names.append(name)
+        self._partial = self.out_dir / f".{name}.partial"
+        self._tar = tarfile.open(self._partial, "w", format=tarfile.GNU_FORMAT)
+        self._bytes = 0
+
+    def _finish(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            os.replace(self._partial, self.out_dir / self.names[-1])
+            self._tar = None
+
+    def write(self, key: str, members: dict[str, bytes]) -> None:
+        size = sum(512 + -(-len(data) // 512) * 512 for data in members.values())
+        if self._tar is not None and self._bytes + size > self.max_bytes:
+            self._finish()
+        if self._tar is None:
+            self._open()
+        for suffix, data in members.items():
+            # fixed metadata so that the same clips always give byte-identical shards
+            member = tarfile.TarInfo(f"{key}.{suffix}")
+            member.size, member.mtime, member.mode = len(data), 0, 0o644
+            self._tar.addfile(member, io.BytesIO(data))
+        self._bytes += size
+        self.samples += 1
+
+    def close(self) -> list[str]:
+        self._finish()
+        return self.names
+
+
+def video_ids(paths: list[str]) -> dict[str, str]:
+    """A key-safe id per video path (WebDataset splits keys at the first dot); collisions get a hash."""
+    ids: dict[str, str] = {}
+    seen: set[str] = set()
+    for path in sorted(paths):
+        base = re.sub(r"[^A-Za-z0-9_-]+", "_", str(Path(path).with_suffix(""))).strip("_") or "video"
+        vid = base if base not in seen else f"{base}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+        seen.add(vid)
+        ids[path] = vid
+    return ids
+
+
+def _rank(seed: int, text: str) -> str:
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
+
+
+def assign_splits(videos: list[dict], val_fraction: float, seed: int) -> dict[str, str]:
+    """Split by video: explicit splits are kept; the rest go to val by a seeded hash ranking."""
+    splits: dict[str, str] = {}
+    free = []
+    for video in videos:
+        split = video.get("split")
+        if split is None:
+            free.append(video["path"])
+        elif split in SPLITS:
+            splits[video["path"]] = split
+        else:
+            raise DataError(f"index.json: video {video['path']!r} has split {split!r}; expected train, val or null")
+    num_val = round(len(free) * val_fraction)
+    if val_fraction > 0 and len(free) >= 2:
+        num_val = max(1, num_val)
+    ranked = sorted(free, key=lambda path: _rank(seed, path))
+    for position, path in enumerate(ranked):
+        splits[path] = "val" if position < num_val else "train"
+    return splits
+
+
+def read_index(raw_dir: Path) -> dict:
+    """Load and check `<raw_dir>/index.json`, the fetch stage's output."""
+    index_path = raw_dir / "index.json"
+    if not index_path.exists():
+        raise DataError(f"{index_path} not found: run `vgan fetch` first")
+    try:
+        index = json.loads(index_path.read_text())
+        label_names = list(index["label_names"])
+        videos = list(index["videos"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{index_path}: not a valid index ({err.__class__.__name__}: {err}); rerun `vgan fetch`")
+    for video in videos:
+        if not isinstance(video.get("label"), int) or not 0 <= video["label"] < len(label_names):
+            raise DataError(f"{index_path}: video {video.get('path')!r} has label {video.get('label')!r}, "
+                            f"expected 0..{len(label_names) - 1}")
+    if not videos:
+        raise DataError(f"{index_path} lists no videos: check the data source in params.yaml")
+    return {"source": index.get("source", "unknown"), "label_names": label_names, "videos": videos}
+
+
+def _clean(out_dir: Path) -> None:
+    # the manifest goes first: a directory without one is visibly incomplete
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for stale in out_dir.glob(".*.partial"):
+        stale.unlink()
+
+
+def _sample_members(key: str, start: int, clip: np.ndarray, result: VideoResult, source: str,
+                    label_names: list[str]) -> dict[str, bytes]:
+    task = result.task
+    buffer = io.BytesIO()
+    np.save(buffer, clip)
+    meta = {"source": source, "video": task["path"], "start_frame": start, "fps": round(result.fps, 6),
+            "label": task["label"], "label_name": label_names[task["label"]]}
+    return {"frames.npy": buffer.getvalue(), "json": json.dumps(meta, sort_keys=True).encode(),
+            "cls": str(task["label"]).encode()}
+
+
+def build_shards(params) -> dict:
+    """Decode, clip and shard every video listed in the raw index; returns the manifest it wrote."""
+    data, cfg = params.data, params.shards
+    raw_dir, out_dir = Path(data.raw_dir), Path(cfg.out_dir)
+    index = read_index(raw_dir)
+    splits = assign_splits(index["videos"], cfg.val_fraction, cfg.seed)
+    ids = video_ids([video["path"] for video in index["videos"]])
+    workers = cfg.workers or os.cpu_count() or 1
+    spec = ClipSpec(size=cfg.size, fps=cfg.fps, resize_mode=cfg.resize_mode, clip_frames=cfg.clip_frames,
+                    frame_stride=cfg.frame_stride, clips_per_video=cfg.clips_per_video,
+                    timeout_s=cfg.decode_timeout_s, threads=1 if workers > 1 else 0)
+    tasks = [{"path": v["path"], "abs_path": str(raw_dir / v["path"]), "label": v["label"],
+              "split": splits[v["path"]], "id": ids[v["path"]]} for v in index["videos"]]
+    # a seeded order mixes classes inside every shard; the pool keeps it whatever the worker count
+    tasks.sort(key=lambda task: _rank(cfg.seed, "order:" + task["path"]))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clean(out_dir)
+    writers = {split: ShardWriter(out_dir, split, int(cfg.shard_mb * 1e6)) for split in SPLITS}
+    inputs, quarantine, videos_per_split = [], [], {split: 0 for split in SPLITS}
+    results = ordered_map(_process_task, ((task, spec) for task in tasks), workers)
+    for result in tqdm(results, total=len(tasks), desc="shards", unit="video", disable=None):
+        task = result.task
+        inputs.append({"path": task["path"], "sha256": result.sha256, "split": task["split"],
+                       "label": task["label"], "clips": len(result.clips)})
+        if result.reason:
+            quarantine.append({"path": task["path"], "reason": result.reason, "stderr_tail": result.stderr_tail})
+            continue
+        videos_per_split[task["split"]] += 1
+        for clip_index, (start, clip) in enumerate(result.clips):
+            members = _sample_members(f"{task['id']}_{clip_index}", start, clip, result, index["source"],
+                                      index["label_names"])
+            writers[task["split"]].write(f"{task['id']}_{clip_index}", members)
+    shard_names = {split: writer.close() for split, writer in writers.items()}
+    counts = {split: writer.samples for split, writer in writers.items()}
+
+    if sum(counts.values()) == 0:
+        examples = "; ".join(item["reason"] for item in quarantine[:3])
+        raise DataError(f"no usable clip in {len(tasks)} videos, all quarantined (e.g. {examples})")
+    keep = {name for names in shard_names.values() for name in names}
+    for old in out_dir.glob("*-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+        if old.name not in keep:
+            old.unlink()
+    manifest = {
+        "source": index["source"],
+        "label_names": index["label_names"],
+        "clip_shape": [cfg.clip_frames, cfg.size, cfg.size, 3],
+        "counts": counts,
+        "videos": videos_per_split,
+        "shards": shard_names,
+        "quarantine": sorted(quarantine, key=lambda item: item["path"]),
+        "inputs": sorted(inputs, key=lambda item: item["path"]),
+        "params": cfg.model_dump(mode="json", exclude={"workers", "out_dir"}),
+    }
+    tmp = out_dir / f".{MANIFEST}.partial"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out_dir / MANIFEST)
+    return manifest

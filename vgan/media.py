@@ -1,0 +1,72 @@
+"""Writing videos people can look at: grids, GIFs, MP4s and PNG contact sheets.
+
+Videos here are uint8 (N, T, H, W, C) arrays; PIL and ffmpeg are imported where used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """Float (B, C, T, H, W) in [-1, 1] -> uint8 (B, T, H, W, C) with 3 channels."""
+    video = video.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    array = video.permute(0, 2, 3, 4, 1).cpu().numpy()
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return array
+
+
+def video_grid(videos: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
+    """Tile N videos (N, T, H, W, C) into one video (T, rows*H', cols*W', C)."""
+    count, frames, height, width, channels = videos.shape
+    columns = columns or int(np.ceil(np.sqrt(count)))
+    rows = int(np.ceil(count / columns))
+    grid = np.full((frames, rows * (height + pad) + pad, columns * (width + pad) + pad, channels), 255, np.uint8)
+    for index in range(count):
+        top = pad + (index // columns) * (height + pad)
+        left = pad + (index % columns) * (width + pad)
+        grid[:, top:top + height, left:left + width] = videos[index]
+    return grid
+
+
+def contact_sheet(videos: np.ndarray, pad: int = 2) -> np.ndarray:
+    """One image: a row per video, a column per frame."""
+    count, frames = videos.shape[:2]
+    as_tiles = videos.reshape(count * frames, 1, *videos.shape[2:])
+    return video_grid(as_tiles, columns=frames, pad=pad)[0]
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def write_png(image: np.ndarray, path: str | Path) -> None:
+    from PIL import Image
+
+    path = Path(path)
+    tmp = _atomic_target(path)
+    Image.fromarray(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def write_gif(video: np.ndarray, path: str | Path, fps: float) -> None:
+    """Write a (T, H, W, C) uint8 video as a looping GIF."""
+    from PIL import Image
+
+    path = Path(path)
+    tmp = _atomic_target(path)
+    frames = [Image.fromarray(frame) for frame in video]
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=max(1, round(1000 / fps)), loop=0)
+    os.replace(tmp, path)
+
+
+def upscale(video: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling so small clips are visible (and even-sized for H.264)."""
+    return video.repeat(factor, axis=-3).repeat(factor, axis=-2) if factor > 1 else video

@@ -1,0 +1,70 @@
+"""MoCoGAN (Tulyakov et al. 2018): content fixed per clip, motion from a GRU; image and video discriminators.
+
+The latent is [content (z_dim) | initial motion state (motion_dim) | one motion noise per frame
+(motion_dim each)]; ``G.sample_z(b, num_frames=n)`` draws it for ``n`` frames, so the GRU rolls past the
+training length: ``G(G.sample_z(b, num_frames=64), y)`` is a 64-frame clip. The image discriminator
+judges ``model.mocogan.image_frames`` random frames per clip; the video discriminator the whole clip.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vgan.models.base import VideoGenerator
+from vgan.models.layers import ConditionalInput, frames_to_video
+from vgan.models.nets import Conv3dDiscriminator, ImageDiscriminator, ImageGenerator
+
+RECOMMENDED_OVERRIDES = ()  # the paper trains with the non-saturating (BCE) objective, the default
+
+
+class MocoganGenerator(VideoGenerator):
+    """Content latent + GRU motion trajectory -> image generator, one frame per motion step."""
+
+    variable_length = True
+
+    def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, motion_dim=10):
+        super().__init__(z_dim, num_classes, channels, frames, resolution)
+        self.motion_dim = motion_dim
+        self.cond = ConditionalInput(z_dim, num_classes)
+        self.motion = nn.GRUCell(motion_dim, motion_dim)
+        self.image = ImageGenerator(self.cond.out_dim + motion_dim, channels, resolution, width)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.z_dim + self.motion_dim * (1 + self.frames)
+
+    def sample_z(self, batch_size, device=None, generator=None, num_frames=None):
+        steps = num_frames or self.frames
+        return torch.randn(batch_size, self.z_dim + self.motion_dim * (1 + steps), device=device, generator=generator)
+
+    def forward(self, z, y=None, context=None, num_frames=None):
+        encoded = (z.shape[1] - self.z_dim) // self.motion_dim - 1
+        if z.shape[1] != self.z_dim + self.motion_dim * (1 + encoded) or encoded < 1:
+            raise ValueError(f"mocogan latents have width z_dim + motion_dim * (1 + frames); got {z.shape[1]}: "
+                             f"draw them with G.sample_z(batch, num_frames=...)")
+        steps = num_frames or encoded
+        if steps > encoded:
+            raise ValueError(f"the latent holds motion noise for {encoded} frames, not {steps}: "
+                             f"draw it with G.sample_z(batch, num_frames={steps})")
+        content = self.cond(z[:, : self.z_dim], y)
+        state = z[:, self.z_dim: self.z_dim + self.motion_dim]
+        noise = z[:, self.z_dim + self.motion_dim:].reshape(z.shape[0], encoded, self.motion_dim)
+        motions = []
+        for t in range(steps):
+            state = self.motion(noise[:, t], state)
+            motions.append(state)
+        motion = torch.stack(motions, dim=1)  # (B, T, motion_dim)
+        latents = torch.cat([content[:, None].expand(-1, steps, -1), motion], dim=-1)
+        return frames_to_video(self.image(latents.flatten(0, 1)), z.shape[0])
+
+
+def build(params):
+    options = params.mocogan
+    G = MocoganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
+                         params.width, options.motion_dim)
+    image_d = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.width,
+                                 params.spectral_norm, options.image_frames)
+    video_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+                                  params.spectral_norm)
+    return G, {"image": image_d, "video": video_d}

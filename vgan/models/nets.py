@@ -1,0 +1,141 @@
+"""Networks several architectures share: image and 3D generators, image and 3D discriminators."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vgan.models.base import VideoDiscriminator, VideoGenerator
+from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, channel_widths, num_doublings, sample_frames,
+                                spectral, temporal_schedule)
+
+
+class ImageGenerator(nn.Module):
+    """Latent vector -> image in [-1, 1]: a fully connected layer, then 2D transposed convolutions."""
+
+    def __init__(self, in_dim: int, channels: int, resolution: int, width: int, max_channels: int = 512):
+        super().__init__()
+        layers = num_doublings(4, resolution)
+        widths = channel_widths(width, layers, max_channels)
+        self.start_channels = widths[0]
+        self.fc = nn.Linear(in_dim, widths[0] * 16)
+        body = [nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        for i in range(layers - 1):
+            body += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), nn.BatchNorm2d(widths[i + 1]), nn.ReLU(True)]
+        body += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*body)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.body(self.fc(h).view(-1, self.start_channels, 4, 4))
+
+
+class Deconv3dTrunk(nn.Module):
+    """Latent vector -> half-resolution clip features: a fully connected layer, then 3D transposed convolutions.
+
+    ``head(out_channels)`` makes the last layer, which doubles space (and time where the schedule says).
+    """
+
+    def __init__(self, in_dim: int, frames: int, resolution: int, width: int, pixel_norm: bool = False,
+                 max_channels: int = 512):
+        super().__init__()
+        layers = num_doublings(4, resolution)
+        start_frames, t_strides = temporal_schedule(frames, layers)
+        widths = channel_widths(width, layers, max_channels)
+        self.start_shape = (widths[0], start_frames, 4, 4)
+        self.fc = nn.Linear(in_dim, widths[0] * start_frames * 16)
+
+        def activation(ch):
+            return [nn.BatchNorm3d(ch), nn.ReLU(True)] + ([PixelNorm()] if pixel_norm else [])
+
+        body = activation(widths[0])
+        for i in range(layers - 1):
+            ts = t_strides[i]
+            body += [nn.ConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1)] + activation(widths[i + 1])
+        self.body = nn.Sequential(*body)
+        self.out_channels = widths[-1]
+        self.last_t_stride = t_strides[-1]
+
+    def head(self, out_channels: int) -> nn.ConvTranspose3d:
+        ts = self.last_t_stride
+        return nn.ConvTranspose3d(self.out_channels, out_channels, (ts + 2, 4, 4), (ts, 2, 2), 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.body(self.fc(h).view(-1, *self.start_shape))
+
+
+class Deconv3dGenerator(VideoGenerator):
+    """Latent (+ label) -> clip by a fully connected layer and 3D transposed convolutions."""
+
+    def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, pixel_norm=False,
+                 max_channels=512):
+        super().__init__(z_dim, num_classes, channels, frames, resolution)
+        self.cond = ConditionalInput(z_dim, num_classes)
+        self.trunk = Deconv3dTrunk(self.cond.out_dim, frames, resolution, width, pixel_norm, max_channels)
+        self.to_video = self.trunk.head(channels)
+
+    def forward(self, z, y=None, context=None, num_frames=None):
+        self.check_num_frames(num_frames)
+        return torch.tanh(self.to_video(self.trunk(self.cond(z, y))))
+
+
+class Conv3dDiscriminator(VideoDiscriminator):
+    """Strided 3D convolutions over the clip, summed features, projection head: logits (B,).
+
+    Options cover the zoo: spectral norm, instance norm, a minibatch-std feature before the head,
+    and spatial average pooling of the input (DVD-GAN's temporal discriminator).
+    """
+
+    def __init__(self, num_classes=0, channels=3, frames=16, resolution=64, width=32, use_spectral_norm=False,
+                 instance_norm=False, minibatch_std_group=0, max_channels=512, downsample=1, view="video"):
+        super().__init__()
+        self.view = view
+        self.downsample = downsample
+        layers = num_doublings(4, resolution // downsample)
+        _, t_strides = temporal_schedule(frames, layers)
+        body, in_ch = [], channels
+        for i, ts in enumerate(reversed(t_strides)):
+            out_ch = min(width * 2 ** i, max_channels)
+            body.append(spectral(nn.Conv3d(in_ch, out_ch, (ts + 2, 4, 4), (ts, 2, 2), 1), use_spectral_norm))
+            if instance_norm and i > 0:  # not on the first layer: it would erase the input's colour statistics
+                body.append(nn.InstanceNorm3d(out_ch, affine=True))
+            body.append(nn.LeakyReLU(0.2, True))
+            in_ch = out_ch
+        self.body = nn.Sequential(*body)
+        self.minibatch_std = None
+        if minibatch_std_group:
+            self.minibatch_std = nn.Sequential(
+                MinibatchStd(minibatch_std_group),
+                spectral(nn.Conv3d(in_ch + 1, in_ch, 3, 1, 1), use_spectral_norm), nn.LeakyReLU(0.2, True))
+        self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
+
+    def forward(self, x, y=None):
+        if self.downsample > 1:
+            x = F.avg_pool3d(x, (1, self.downsample, self.downsample))
+        h = self.body(x)
+        if self.minibatch_std is not None:
+            h = self.minibatch_std(h)
+        return self.head(h.sum(dim=(2, 3, 4)), y)
+
+
+class ImageDiscriminator(VideoDiscriminator):
+    """Judges ``frames_per_clip`` random frames of each clip with 2D convolutions: logits (B, K)."""
+
+    def __init__(self, num_classes=0, channels=3, resolution=64, width=32, use_spectral_norm=False,
+                 frames_per_clip=1, max_channels=512):
+        super().__init__()
+        self.frames_per_clip = frames_per_clip
+        body, in_ch = [], channels
+        for i in range(num_doublings(4, resolution)):
+            out_ch = min(width * 2 ** i, max_channels)
+            body += [spectral(nn.Conv2d(in_ch, out_ch, 4, 2, 1), use_spectral_norm), nn.LeakyReLU(0.2, True)]
+            in_ch = out_ch
+        self.body = nn.Sequential(*body)
+        self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
+
+    def forward(self, x, y=None):
+        batch = x.shape[0]
+        frames = sample_frames(x, self.frames_per_clip)
+        per_clip = frames.shape[0] // batch
+        labels = None if y is None else y.repeat_interleave(per_clip)
+        return self.head(self.body(frames).sum(dim=(2, 3)), labels).view(batch, per_clip)

@@ -1,0 +1,116 @@
+"""Progressive (hierarchical) generation: a low-resolution video generator plus a spatial refiner.
+
+The base (a VGAN two-stream generator at resolution / refine_factor) makes the clip; the refiner
+upsamples it 2x or 4x and adds detail with 3D convolutions. Each level has its own discriminator:
+``low`` judges the base clip against downsampled real clips, ``video`` judges the refined clip.
+``model.progressive.stage``: ``joint`` trains both at once; ``base`` trains the base alone (its clip is
+upsampled by nearest neighbour as the output); ``refiner`` loads the base from ``base_weights`` (the
+checkpoint or models/generator.pt of a ``base`` run), freezes it and trains the refiner.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vgan.errors import ParamsError
+from vgan.models.base import VideoGenerator
+from vgan.models.nets import Conv3dDiscriminator
+from vgan.models.vgan import VganGenerator
+
+RECOMMENDED_OVERRIDES = ()  # trains with the default objective; for stages, see model.progressive.stage
+
+
+class Refiner(nn.Module):
+    """Upsamples a clip spatially and adds detail with a residual stack of 3D convolutions."""
+
+    def __init__(self, channels: int, width: int, factor: int, blocks: int = 2):
+        super().__init__()
+        self.factor = factor
+        self.stem = nn.Sequential(nn.Conv3d(channels, width, 3, 1, 1), nn.ReLU(True))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv3d(width, width, 3, 1, 1), nn.BatchNorm3d(width), nn.ReLU(True),
+                          nn.Conv3d(width, width, 3, 1, 1), nn.BatchNorm3d(width))
+            for _ in range(blocks))
+        self.to_video = nn.Conv3d(width, channels, 3, 1, 1)
+
+    def forward(self, low: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(low, scale_factor=(1, self.factor, self.factor), mode="trilinear", align_corners=False)
+        h = self.stem(up)
+        for block in self.blocks:
+            h = F.relu(h + block(h))
+        return torch.tanh(self.to_video(h))
+
+
+class ProgressiveGenerator(VideoGenerator):
+    """Base clip at low resolution, refined to full resolution; ``views`` exposes both."""
+
+    def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, factor=2,
+                 stage="joint"):
+        super().__init__(z_dim, num_classes, channels, frames, resolution)
+        self.factor = factor
+        self.stage = stage
+        self.base = VganGenerator(z_dim, num_classes, channels, frames, resolution // factor, width)
+        self.refiner = Refiner(channels, width, factor) if stage != "base" else None
+        if stage == "refiner":
+            self.base.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.stage == "refiner":
+            self.base.eval()  # frozen: keep its batch-norm statistics as trained
+        return self
+
+    def low_res(self, z, y=None):
+        if self.stage == "refiner":
+            with torch.no_grad():
+                return self.base(z, y)
+        return self.base(z, y)
+
+    def refine(self, low):
+        if self.refiner is None:
+            return F.interpolate(low, scale_factor=(1, self.factor, self.factor), mode="nearest")
+        return self.refiner(low)
+
+    def forward(self, z, y=None, context=None, num_frames=None):
+        self.check_num_frames(num_frames)
+        return self.refine(self.low_res(z, y))
+
+    def views(self, z, y=None, context=None):
+        low = self.low_res(z, y)
+        return {"video": self.refine(low), "low": low}
+
+    def real_views(self, real):
+        return {"video": real, "low": F.avg_pool3d(real, (1, self.factor, self.factor))}
+
+
+def load_base_weights(generator: ProgressiveGenerator, path: str) -> None:
+    """Copies the ``base.*`` weights of a saved progressive generator (EMA weights when present)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ParamsError(f"parameter model.progressive.base_weights = {path!r}: no such file") from None
+    state = next((saved[key] for key in ("G_ema", "G") if isinstance(saved, dict) and key in saved), saved)
+    base = {key[len("base."):]: value for key, value in state.items() if key.startswith("base.")}
+    if not base:
+        raise ParamsError(f"parameter model.progressive.base_weights = {path!r}: holds no progressive base generator")
+    try:
+        generator.base.load_state_dict(base)
+    except RuntimeError as exc:
+        raise ParamsError(f"parameter model.progressive.base_weights = {path!r}: does not fit this model "
+                          f"({str(exc).splitlines()[0]}); use the same model params as the base run") from None
+
+
+def build(params):
+    options = params.progressive
+    G = ProgressiveGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
+                             params.width, options.refine_factor, options.stage)
+    if options.stage == "refiner":
+        load_base_weights(G, options.base_weights)
+    low_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution // options.refine_factor,
+                                params.width, params.spectral_norm, view="low")
+    full_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+                                 params.spectral_norm)
+    discriminators = {"base": {"low": low_d}, "refiner": {"video": full_d}}.get(options.stage, {"low": low_d, "video": full_d})
+    return G, discriminators

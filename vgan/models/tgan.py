@@ -1,0 +1,62 @@
+"""TGAN (Saito et al. 2017): a temporal generator feeds an image generator; a 3D-conv video discriminator.
+
+The temporal generator turns the clip latent into one latent per frame with 1D transposed convolutions
+over time; the image generator turns (clip latent, frame latent) into each frame. The original trains a
+WGAN whose critic is kept Lipschitz by singular value clipping; WGAN-GP works as well.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vgan.models.base import VideoGenerator
+from vgan.models.layers import ConditionalInput, frames_to_video, temporal_schedule
+from vgan.models.nets import Conv3dDiscriminator, ImageGenerator
+
+# SVC replaces weight clipping as the critic's constraint; lr and betas as in the paper
+RECOMMENDED_OVERRIDES = ("train.loss=wgan", "train.svc_every=5", "train.lr_g=2e-4", "train.lr_d=2e-4")
+
+
+class TemporalGenerator(nn.Module):
+    """Clip latent (B, D) -> one latent per frame (B, out_dim, T) by 1D transposed convolutions."""
+
+    def __init__(self, in_dim: int, out_dim: int, frames: int, width: int, layers: int = 4):
+        super().__init__()
+        start, strides = temporal_schedule(frames, layers)
+        widths = [width * 2 ** i for i in reversed(range(layers))]
+        body = [nn.ConvTranspose1d(in_dim, widths[0], start), nn.BatchNorm1d(widths[0]), nn.ReLU(True)]
+        for i, stride in enumerate(strides):
+            out_ch = widths[i + 1] if i + 1 < layers else widths[-1]
+            conv = nn.ConvTranspose1d(widths[i], out_ch, 4, 2, 1) if stride == 2 else nn.Conv1d(widths[i], out_ch, 3, 1, 1)
+            body += [conv, nn.BatchNorm1d(out_ch), nn.ReLU(True)]
+        body += [nn.Conv1d(widths[-1], out_dim, 1), nn.Tanh()]
+        self.body = nn.Sequential(*body)
+
+    def forward(self, h):
+        return self.body(h[:, :, None])
+
+
+class TganGenerator(VideoGenerator):
+    """Temporal generator -> per-frame latents -> image generator, frame by frame."""
+
+    def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32):
+        super().__init__(z_dim, num_classes, channels, frames, resolution)
+        self.cond = ConditionalInput(z_dim, num_classes)
+        self.temporal = TemporalGenerator(self.cond.out_dim, z_dim, frames, width * 2)
+        self.image = ImageGenerator(self.cond.out_dim + z_dim, channels, resolution, width)
+
+    def forward(self, z, y=None, context=None, num_frames=None):
+        self.check_num_frames(num_frames)
+        clip_latent = self.cond(z, y)
+        frame_latents = self.temporal(clip_latent).transpose(1, 2)  # (B, T, z_dim)
+        per_frame = clip_latent[:, None].expand(-1, frame_latents.shape[1], -1)
+        images = self.image(torch.cat([per_frame, frame_latents], dim=-1).flatten(0, 1))
+        return frames_to_video(images, z.shape[0])
+
+
+def build(params):
+    G = TganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width)
+    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+                            params.spectral_norm)
+    return G, {"video": D}

@@ -1,0 +1,110 @@
+"""Checkpoints: one atomic file per save, full training state, loaded with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgan.errors import TrainingError
+
+CHECKPOINT_FORMAT = "vgan-checkpoint-1"
+GENERATOR_FORMAT = "vgan-generator-1"
+_NAME = re.compile(r"^step-(\d{8})\.pt$")
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to a temp name in the same folder, fsync, then rename: never a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(folder: str | Path, step: int) -> Path:
+    return Path(folder) / f"step-{step:08d}.pt"
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Checkpoints in ``folder``, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+
+
+def prune_checkpoints(folder: str | Path, keep: int) -> None:
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def load_latest_checkpoint(folder: str | Path, map_location="cpu") -> tuple[dict, Path] | None:
+    """The newest checkpoint that loads; a corrupt one is reported and skipped."""
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+            if state.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError(f"format {state.get('format')!r}")
+            return state, path
+        except Exception as exc:  # noqa: BLE001 - any unreadable file means: fall back
+            warnings.warn(f"checkpoint {path} is unreadable ({exc.__class__.__name__}); falling back to the previous one")
+    return None
+
+
+def load_generator(path: str | Path, use_ema: bool = True, map_location="cpu"):
+    """Rebuild the generator saved in ``path`` (a generator export or a training checkpoint).
+
+    Returns ``(G, params)`` with G in eval mode.
+    """
+    from vgan.models import build_model
+    from vgan.params import Params
+
+    path = Path(path)
+    if not path.exists():
+        raise TrainingError(f"generator file {path} does not exist; run `vgan train` first")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise TrainingError(f"cannot read generator file {path}: {exc.__class__.__name__}: {exc}") from None
+    if state.get("format") not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT):
+        raise TrainingError(f"{path} is not a vgan generator or checkpoint (format {state.get('format')!r})")
+    params = Params.model_validate(state["params"])
+    generator, _ = build_model(params.model)
+    generator.load_state_dict(state["G_ema" if use_ema else "G"])
+    generator.eval()
+    generator.trained_steps = int(state["step"])
+    return generator.to(map_location), params

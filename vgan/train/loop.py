@@ -1,0 +1,402 @@
+"""The one training loop: every architecture, several discriminators, exact resume.
+
+Imports only torch/numpy at module level; MLflow logging arrives through ``logger``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from vgan.errors import TrainingError
+from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty,
+                         r1_penalty, reconstruction_loss)
+from vgan.models import build_model
+from vgan.train import checkpoint as ckpt
+from vgan.train import distributed
+from vgan.train.ema import update_ema
+
+PLOT_FILE = "plots/train_losses.csv"
+GENERATOR_FILE = "models/generator.pt"
+TRAIN_METRICS_FILE = "metrics/train.json"
+
+
+class NullLogger:
+    """Stands in for MLflow when none is wanted (benchmarks, GPU machines without the stack)."""
+
+    def log_params(self, params: dict) -> None: ...
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None: ...
+    def log_artifact(self, path, artifact_path: str | None = None) -> None: ...
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    consecutive_bad_steps: int = 0
+    skipped_steps: int = 0
+    history: list = field(default_factory=list)
+
+
+def select_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device = 'cuda' but no CUDA device is available; use train.device=auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def learning_rate_factor(schedule: str, step: int, total: int) -> float:
+    progress = min(step / max(total, 1), 1.0)
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
+
+
+class Trainer:
+    """Owns models, optimisers and state; ``run()`` trains until steps or the time budget is reached."""
+
+    def __init__(self, params, batches: Callable[[int, int], Iterable], logger=None, out_root: str | Path = ".",
+                 rank: int = 0, world_size: int = 1):
+        """``batches(epoch, seed)`` returns a deterministic iterable of (video, labels) for that epoch."""
+        self.params = params
+        self.rank, self.world_size = rank, world_size
+        self.cfg = params.train
+        self.make_batches = batches
+        self.logger = logger or NullLogger()
+        self.root = Path(out_root)
+        self.checkpoint_dir = self.root / self.cfg.checkpoint_dir / params.run_identity()
+        self.device = select_device(self.cfg.device)
+        self.use_bf16 = self.device.type == "cuda" and self.cfg.precision in ("auto", "bf16")
+        if self.cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = not self.cfg.deterministic
+        seed_everything(self.cfg.seed)
+        self.G, discriminators = build_model(params.model)
+        self.Ds = nn.ModuleDict(discriminators)
+        if world_size > 1:  # same initial weights everywhere, different noise per rank
+            seed_everything(self.cfg.seed + 1_000_003 * rank)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        for module in (self.G, self.Ds, self.G_ema):
+            module.to(self.device)
+            if self.device.type == "cuda" and self.cfg.channels_last:
+                module.to(memory_format=torch.channels_last_3d)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=self.cfg.betas)
+        self.opt_d = torch.optim.Adam(self.Ds.parameters(), lr=self.cfg.lr_d, betas=self.cfg.betas)
+        if self.cfg.compile:
+            self.G.compile()  # compiles G's forward in place, so every view uses it
+        self.model_hash = params.group_hash("model")
+        self.state = TrainState()
+        self._preview_context = None
+        self.fixed_z = self.G.sample_z(16, generator=torch.Generator().manual_seed(self.cfg.seed + 1)).to(self.device)
+        self.fixed_y = self.G.sample_labels(16, generator=torch.Generator().manual_seed(self.cfg.seed + 2))
+        self.fixed_y = None if self.fixed_y is None else self.fixed_y.to(self.device)
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        s = self.state
+        return {
+            "format": ckpt.CHECKPOINT_FORMAT, "params": self.params.model_dump(mode="json"),
+            "model_hash": self.model_hash, "step": s.step,
+            "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.Ds.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "data": {"epoch": s.epoch, "batches_in_epoch": s.batches_in_epoch},
+            "guard": {"consecutive_bad_steps": s.consecutive_bad_steps, "skipped_steps": s.skipped_steps},
+            "history": s.history, "rng": ckpt.rng_state(),
+        }
+
+    def resume(self) -> bool:
+        found = ckpt.load_latest_checkpoint(self.checkpoint_dir, map_location=self.device)
+        if found is None:
+            return False
+        state, path = found
+        if state["model_hash"] != self.model_hash:
+            raise TrainingError(
+                f"checkpoint {path} was trained with different model params (hash {state['model_hash']} != "
+                f"{self.model_hash}); restore the model params or move {self.checkpoint_dir} away to start afresh")
+        self.G.load_state_dict(state["G"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.Ds.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.state = TrainState(step=state["step"], epoch=state["data"]["epoch"],
+                                batches_in_epoch=state["data"]["batches_in_epoch"],
+                                consecutive_bad_steps=state["guard"]["consecutive_bad_steps"],
+                                skipped_steps=state["guard"]["skipped_steps"], history=list(state["history"]))
+        ckpt.restore_rng_state(state["rng"])
+        print(f"resumed from {path} at step {self.state.step}")
+        return True
+
+    def save_checkpoint(self) -> Path | None:
+        if self.rank != 0:
+            return None
+        path = ckpt.checkpoint_path(self.checkpoint_dir, self.state.step)
+        ckpt.atomic_save(self.state_dict(), path)
+        ckpt.prune_checkpoints(self.checkpoint_dir, self.cfg.keep_checkpoints)
+        self.write_plots()
+        return path
+
+    # -- data --------------------------------------------------------------------------------------
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless batches; the (epoch, position) pair is the data position saved in checkpoints."""
+        while True:
+            skip = self.state.batches_in_epoch
+            produced = 0
+            for index, batch in enumerate(self.make_batches(self.state.epoch, self.cfg.seed * 100_003 + self.state.epoch)):
+                if index < skip:
+                    continue
+                produced += 1
+                self.state.batches_in_epoch = index + 1
+                yield batch
+            if produced == 0 and skip == 0:
+                raise TrainingError("the training shards yield no batch: lower train.batch_size or add data")
+            self.state.epoch += 1
+            self.state.batches_in_epoch = 0
+
+    # -- one step ----------------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else contextlib.nullcontext()
+
+    def _to_device(self, real, labels):
+        real = real.to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and self.cfg.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last_3d)
+        labels = labels.to(self.device, non_blocking=True) if self.G.num_classes else None
+        return real, labels
+
+    def _context(self, real):
+        return real[:, :, : self.G.context_frames] if self.G.context_frames else None
+
+    def discriminator_step(self, real, labels) -> dict:
+        cfg = self.cfg
+        z = self.G.sample_z(real.shape[0], device=self.device)
+        with torch.no_grad(), self._autocast():
+            fake_views = self.G.views(z, labels, self._context(real))
+        real_views = self.G.real_views(real)
+        losses, total = {}, 0.0
+        for name, D in self.Ds.items():
+            with self._autocast():
+                real_logits = D(real_views[D.view], labels)
+                fake_logits = D(fake_views[D.view].detach(), labels)
+            loss = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float())
+            losses[f"loss_d_{name}"] = loss.detach()
+            if cfg.loss == "wgan-gp" and cfg.gp_weight:
+                penalty = gradient_penalty(D, real_views[D.view].float(), fake_views[D.view].float(), labels)
+                losses[f"gp_{name}"] = penalty.detach()
+                loss = loss + cfg.gp_weight * penalty
+            if cfg.r1_weight:
+                penalty = r1_penalty(D, real_views[D.view].float(), labels)
+                losses[f"r1_{name}"] = penalty.detach()
+                loss = loss + cfg.r1_weight * penalty
+            losses[f"margin_{name}"] = (real_logits.float().mean() - fake_logits.float().mean()).detach()
+            total = total + loss
+        losses["loss_d"] = total.detach()
+        if not torch.isfinite(total):
+            return {**losses, "finite": False}
+        self.opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        distributed.average_gradients(self.Ds.parameters(), self.world_size)
+        losses["grad_norm_d"] = self._clip(self.Ds.parameters())
+        self.opt_d.step()
+        for D in self.Ds.values():
+            if cfg.loss == "wgan":
+                clip_weights(D, cfg.weight_clip)
+            if cfg.svc_every and (self.state.step + 1) % cfg.svc_every == 0:
+                clip_singular_values(D)
+        return {**losses, "finite": True}
+
+    def generator_step(self, real, labels) -> dict:
+        cfg = self.cfg
+        z = self.G.sample_z(real.shape[0], device=self.device)
+        self.Ds.requires_grad_(False)
+        try:
+            with self._autocast():
+                views = self.G.views(z, labels, self._context(real))
+                adversarial = sum(generator_loss(cfg.loss, D(views[D.view], labels).float()) for D in self.Ds.values())
+            loss = cfg.adv_weight * adversarial
+            losses = {"loss_g_adv": adversarial.detach()}
+            if cfg.recon_weight:
+                fake, target = self.G.reconstruction(views, real)
+                recon = reconstruction_loss(cfg.recon_loss, fake.float(), target.float())
+                losses["loss_g_recon"] = recon.detach()
+                loss = loss + cfg.recon_weight * recon
+        finally:
+            self.Ds.requires_grad_(True)
+        losses["loss_g"] = loss.detach()
+        if not torch.isfinite(loss):
+            return {**losses, "finite": False}
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(self.G.parameters(), self.world_size)
+        losses["grad_norm_g"] = self._clip(self.G.parameters())
+        self.opt_g.step()
+        update_ema(self.G_ema, self.G, cfg.ema_decay)
+        return {**losses, "finite": True}
+
+    def _clip(self, parameters) -> torch.Tensor:
+        limit = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        return torch.nn.utils.clip_grad_norm_(list(parameters), limit).detach()
+
+    # -- outputs -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def fixed_samples(self) -> torch.Tensor:
+        """Fixed-noise samples of the EMA generator (prediction models continue fixed real context)."""
+        context = self._preview_context if self.G.context_frames else None
+        count = 8 if context is None else len(context)
+        labels = None if self.fixed_y is None else self.fixed_y[:count]
+        return self.G_ema.views(self.fixed_z[:count], labels, context)["video"]
+
+    def log_sample_grid(self) -> None:
+        if self.rank != 0:
+            return
+        from vgan.media import to_uint8, upscale, video_grid, write_gif
+
+        videos = to_uint8(self.fixed_samples())
+        path = self.root / "plots" / "training_samples" / f"step-{self.state.step:08d}.gif"
+        write_gif(upscale(video_grid(videos), 2), path, fps=8)
+        self.logger.log_artifact(path, "training_samples")
+
+    def write_plots(self) -> None:
+        if self.rank != 0:
+            return
+        path = self.root / PLOT_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.state.history:
+            return
+        columns = sorted({key for row in self.state.history for key in row}, key=lambda k: (k != "step", k))
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.state.history)
+        os.replace(tmp, path)
+
+    def export_generator(self) -> Path:
+        path = self.root / GENERATOR_FILE
+        ckpt.atomic_save({"format": ckpt.GENERATOR_FORMAT, "params": self.params.model_dump(mode="json"),
+                          "model_hash": self.model_hash, "step": self.state.step,
+                          "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict()}, path)
+        return path
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self, progress: bool = True) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        self.resume()
+        batches = self._batches()
+        started = time.monotonic()
+        deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
+        data_wait = compute = 0.0
+        videos_seen = 0
+        stopped_by_budget = False
+        bar = tqdm(total=cfg.steps, initial=self.state.step, desc="train", unit="step", disable=not progress,
+                   dynamic_ncols=True)
+        running: dict[str, float] = {}
+        while self.state.step < cfg.steps:
+            if deadline and time.monotonic() > deadline:
+                stopped_by_budget = True
+                break
+            factor = learning_rate_factor(cfg.lr_schedule, self.state.step, cfg.steps)
+            for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = base * factor
+            finite = True
+            step_losses: dict = {}
+            for _ in range(cfg.n_critic):
+                tick = time.monotonic()
+                real, labels = next(batches)
+                real, labels = self._to_device(real, labels)
+                tock = time.monotonic()
+                data_wait += tock - tick
+                d_losses = self.discriminator_step(real, labels)
+                finite &= d_losses.pop("finite")
+                step_losses.update(d_losses)
+                compute += time.monotonic() - tock
+            if self.G.context_frames and self._preview_context is None:
+                self._preview_context = real[:8, :, : self.G.context_frames].detach().clone()
+            tock = time.monotonic()
+            if finite:
+                g_losses = self.generator_step(real, labels)
+                finite &= g_losses.pop("finite")
+                step_losses.update(g_losses)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            compute += time.monotonic() - tock
+            videos_seen += real.shape[0] * (cfg.n_critic + 1)
+            self.state.step += 1
+            if finite:
+                self.state.consecutive_bad_steps = 0
+            else:
+                self.state.consecutive_bad_steps += 1
+                self.state.skipped_steps += 1
+                if self.state.consecutive_bad_steps >= cfg.max_bad_steps:
+                    bar.close()
+                    kept = ckpt.list_checkpoints(self.checkpoint_dir)
+                    raise TrainingError(
+                        f"{self.state.consecutive_bad_steps} consecutive non-finite losses at step {self.state.step}; "
+                        f"stopped (last good checkpoint: {kept[-1] if kept else 'none'}). Lower the learning rates "
+                        f"or enable train.grad_clip")
+            for key, value in step_losses.items():
+                running[key] = float(value)
+            bar.update(1)
+            if self.state.step % cfg.log_every == 0 or self.state.step == cfg.steps:
+                elapsed = data_wait + compute
+                row = {"step": self.state.step, **{k: round(v, 6) for k, v in running.items()},
+                       "videos_per_s": round(videos_seen / max(elapsed, 1e-9), 2),
+                       "data_wait_fraction": round(data_wait / max(elapsed, 1e-9), 4),
+                       "skipped_steps": self.state.skipped_steps}
+                self.state.history.append(row)
+                self.logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
+                bar.set_postfix(d=f"{running.get('loss_d', 0):.3f}", g=f"{running.get('loss_g', 0):.3f}")
+            if self.state.step % cfg.sample_every == 0:
+                self.log_sample_grid()
+            if self.state.step % cfg.checkpoint_every == 0 or self.state.step == cfg.steps:
+                self.save_checkpoint()
+        bar.close()
+        if stopped_by_budget and (not ckpt.list_checkpoints(self.checkpoint_dir)
+                                  or ckpt.list_checkpoints(self.checkpoint_dir)[-1] != ckpt.checkpoint_path(self.checkpoint_dir, self.state.step)):
+            self.save_checkpoint()
+        self.write_plots()
+        generator_path = self.export_generator() if self.rank == 0 else None
+        distributed.barrier(self.world_size)
+        elapsed = data_wait + compute
+        summary = {
+            "steps": self.state.step, "stopped_by_time_budget": stopped_by_budget,
+            "skipped_steps": self.state.skipped_steps,
+            "videos_per_s": round(videos_seen / elapsed, 2) if elapsed else 0.0,
+            "data_wait_fraction": round(data_wait / elapsed, 4) if elapsed else 0.0,
+            **{k: v for k, v in (self.state.history[-1] if self.state.history else {}).items()
+               if k.startswith("loss")},
+        }
+        if self.rank == 0:
+            metrics_path = self.root / TRAIN_METRICS_FILE
+            metrics_path.parent.mkdir(parents=True, exist_ok=True)
+            metrics_path.write_text(json.dumps(summary, indent=2) + "\n")
+        summary["generator"] = str(generator_path)
+        return summary

@@ -1,0 +1,80 @@
+"""The train stage: shards -> Trainer, with MLflow logging on rank 0."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from vgan.errors import DataError
+
+
+def check_clip_shape(params) -> dict:
+    """The shards' clip shape must be what the model generates."""
+    manifest_path = Path(params.shards.out_dir) / "manifest.json"
+    if not manifest_path.exists():
+        raise DataError(f"no {manifest_path}; run `vgan shards` first")
+    manifest = json.loads(manifest_path.read_text())
+    frames, height, width, _ = manifest["clip_shape"]
+    model = params.model
+    if (frames, height, width) != (model.frames, model.resolution, model.resolution):
+        raise DataError(
+            f"shards hold clips of {frames}x{height}x{width} (frames x H x W) but the model makes "
+            f"{model.frames}x{model.resolution}x{model.resolution}; set model.frames/model.resolution "
+            f"or shards.clip_frames/shards.size to agree")
+    if model.num_classes and model.num_classes < len(manifest["label_names"]):
+        raise DataError(f"model.num_classes = {model.num_classes} but the data has "
+                        f"{len(manifest['label_names'])} labels")
+    return manifest
+
+
+def shard_batches(params, rank: int = 0, world_size: int = 1):
+    """``batches(epoch, seed)`` for the Trainer: a deterministic loader over this rank's train shards."""
+    from vgan.data.loader import make_loader, shard_paths
+
+    urls = shard_paths(params.shards.out_dir, "train")
+    if not urls:
+        raise DataError(f"no train shards in {params.shards.out_dir}; run `vgan shards` first")
+    if world_size > 1 and len(urls) >= world_size:
+        urls = urls[rank::world_size]
+    cfg = params.train
+    per_rank_batch = max(1, cfg.batch_size // world_size)
+
+    def batches(epoch: int, seed: int):
+        return make_loader(urls, per_rank_batch, shuffle_buffer=cfg.shuffle_buffer, num_workers=cfg.num_workers,
+                           seed=seed + 7919 * rank, pin_memory=cfg.device != "cpu")
+
+    return batches
+
+
+def train(params, progress: bool = True, logger=None) -> dict:
+    from vgan.train import distributed
+    from vgan.train.loop import Trainer, select_device
+
+    check_clip_shape(params)
+    rank, world_size = distributed.setup(select_device(params.train.device).type)
+    try:
+        with contextlib.ExitStack() as stack:
+            if logger is None and rank == 0:
+                from vgan import tracking
+
+                logger = stack.enter_context(tracking.stage_run(params, "train"))
+                logger.log_params(_flat_params(params))
+            trainer = Trainer(params, shard_batches(params, rank, world_size), logger=logger,
+                              rank=rank, world_size=world_size)
+            summary = trainer.run(progress=progress and rank == 0)
+            if rank == 0:
+                logger.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+                for path in ("plots/train_losses.csv", "metrics/train.json"):
+                    logger.log_artifact(path)
+            return summary
+    finally:
+        distributed.teardown(world_size)
+
+
+def _flat_params(params) -> dict:
+    flat = {}
+    for group in ("data", "shards", "model", "train"):
+        for key, value in getattr(params, group).model_dump(mode="json").items():
+            flat[f"{group}.{key}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    return flat
