@@ -53,7 +53,17 @@ def r1_penalty(discriminator, real: torch.Tensor, y=None) -> torch.Tensor:
 def reconstruction_loss(kind: str, fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if kind == "l1":
         return F.l1_loss(fake, target)
-    return F.mse_loss(fake, target)
+    if kind == "l2":
+        return F.mse_loss(fake, target)
+    raise ValueError(f"unknown reconstruction loss {kind!r}; expected l1 or l2")
+
+
+def composite_generator_loss(kind: str, fake_logits: list[torch.Tensor], fake: torch.Tensor, target: torch.Tensor,
+                             adv_weight: float = 0.5, recon_weight: float = 0.5,
+                             recon_kind: str = "l2") -> torch.Tensor:
+    """alpha * adversarial (summed over discriminators) + beta * reconstruction; the seed paper uses 0.5/0.5 MSE."""
+    adversarial = sum(generator_loss(kind, logits) for logits in fake_logits)
+    return adv_weight * adversarial + recon_weight * reconstruction_loss(recon_kind, fake, target)
 
 
 @torch.no_grad()

@@ -553,3 +553,24 @@ def load_champion(params):
     """The champion as a pyfunc model: ``predict(pd.DataFrame({"seed": [...]}))`` -> uint8 (N, T, H, W, C)."""
     mlflow = _mlflow()
     return _retrying("loading the champion", lambda: mlflow.pyfunc.load_model(champion_uri(params)))
+
+
+def _version_record(version, metric: str) -> dict:
+    tags = version.tags
+    return {"version": int(version.version), "value": _metric_of(version, metric),
+            "decision": tags.get("vgan.decision", ""), "reason": tags.get("vgan.reason", ""),
+            "git_commit": tags.get("vgan.git_commit", ""), "data_hash": tags.get("vgan.data_hash", ""),
+            "run_id": tags.get("vgan.run_id", "")}
+
+
+def registry_summary(params) -> dict:
+    """Champion and challenger of the registry model (version, primary metric, decision, reason)."""
+    _, client = _client()
+    name, metric = params.registry_model_name(), params.registry.metric
+
+    def read() -> dict:
+        found = {alias: _alias_version(client, name, alias) for alias in (CHAMPION, CHALLENGER)}
+        return {"name": name, "metric": metric, "direction": params.registry.direction,
+                **{alias: _version_record(v, metric) if v else None for alias, v in found.items()}}
+
+    return _retrying(f"reading the registry entry {name}", read)

@@ -88,7 +88,7 @@ def render_video(digits: list[np.ndarray], frames: int, frame_size: int, rng: np
 
 def synthesize(data_params) -> dict:
     """Write ``num_videos`` moving-digit mp4s and ``index.json`` into ``data.raw_dir``; return the index."""
-    from tqdm.auto import tqdm
+    from vgan.progress import progress_bar
 
     from vgan.data.video import encode_mp4
 
@@ -110,7 +110,7 @@ def synthesize(data_params) -> dict:
         jobs.append((video, raw_dir / relative))
         videos.append({"path": relative, "label": classes[0], "split": None, "digits": classes})
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(tqdm(pool.map(lambda job: encode_mp4(job[0], job[1], fps=cfg.fps), jobs), total=len(jobs),
+        list(progress_bar(pool.map(lambda job: encode_mp4(job[0], job[1], fps=cfg.fps), jobs), total=len(jobs),
                   desc="fetch: moving digits", unit="video"))
     index = {"source": "moving_digits", "label_names": LABEL_NAMES, "videos": videos,
              "origin": f"mnist:{cfg.mnist_dir}" if cfg.mnist_dir else "sklearn.datasets.load_digits"}

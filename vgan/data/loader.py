@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import random
 from pathlib import Path
 
@@ -16,6 +17,9 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vgan.errors import DataError
+
+# forkserver workers would each import torch again (seconds apiece); the server imports it once
+multiprocessing.set_forkserver_preload(["torch", "numpy", "vgan.data.loader"])
 
 
 def shard_paths(out_dir: str | Path, split: str) -> list[str]:
@@ -49,7 +53,10 @@ def _decode_sample(sample: dict) -> tuple[np.ndarray, int]:
 
 class ClipStream(IterableDataset):
     """Batches of uint8 clips for one (rank, worker) slot; every random choice is seeded by
-    (seed, epoch, slot), so a given seed and worker count always give the same batches."""
+    (seed, epoch, slot), so a given seed and worker count always give the same batches.
+
+    Each pass over the stream is the next epoch; in persistent workers each copy counts its own passes.
+    """
 
     def __init__(self, urls: list[str], batch_size: int, *, shuffle_buffer: int, seed: int, resampled: bool,
                  epoch_batches: int | None, drop_last: bool, num_workers: int):
@@ -57,7 +64,7 @@ class ClipStream(IterableDataset):
         self.urls, self.batch_size, self.shuffle_buffer = list(urls), batch_size, shuffle_buffer
         self.seed, self.resampled, self.epoch_batches = seed, resampled, epoch_batches
         self.drop_last, self.num_workers = drop_last, max(1, num_workers)
-        self.epoch = 0
+        self.passes = 0
 
     def _slot(self) -> tuple[int, int]:
         rank, world = _distributed()
@@ -107,6 +114,7 @@ class ClipStream(IterableDataset):
         return self.epoch_batches // slots + (1 if slot < self.epoch_batches % slots else 0)
 
     def __iter__(self):
+        self.epoch, self.passes = self.passes, self.passes + 1
         slot, slots = self._slot()
         rng = random.Random(f"{self.seed}:{self.epoch}:{slot}")
         quota = self._batch_quota(slot, slots)
@@ -128,22 +136,20 @@ class ClipLoader:
     """Iterable of (float32 (B, C, T, H, W) in [-1, 1], int64 (B,)); each pass is the next seeded epoch."""
 
     def __init__(self, stream: ClipStream, num_workers: int, pin_memory: bool):
-        self.stream, self.num_workers, self.pin_memory = stream, num_workers, pin_memory
-        self.epoch = 0
+        self.loader = DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            # fork is unsafe after Prefect or MLflow started threads in this process
+            multiprocessing_context="forkserver" if num_workers > 0 else None,
+            # workers live across epochs: starting them costs more than an epoch of a small dataset
+            persistent_workers=num_workers > 0,
+            prefetch_factor=4 if num_workers > 0 else None,
+        )
 
     def __iter__(self):
-        self.stream.epoch = self.epoch  # set before the workers receive a pickled copy
-        self.epoch += 1
-        loader = DataLoader(
-            self.stream,
-            batch_size=None,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            # fork is unsafe after Prefect or MLflow started threads in this process
-            multiprocessing_context="forkserver" if self.num_workers > 0 else None,
-            prefetch_factor=4 if self.num_workers > 0 else None,
-        )
-        for clips, labels in loader:
+        for clips, labels in self.loader:
             yield to_model_range(clips), labels
 
 

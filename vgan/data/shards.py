@@ -87,17 +87,19 @@ def process_video(task: dict, spec: ClipSpec) -> VideoResult:
         # hash only what was read successfully: a FIFO or a stalled mount would block here
         result.sha256 = file_sha256(path)
     except VideoError as err:
-        result.reason, result.stderr_tail = str(err), err.stderr_tail
+        # relative paths: the manifest must not depend on where raw_dir happens to live
+        result.reason = str(err).replace(str(path), task["path"])
+        result.stderr_tail = err.stderr_tail.replace(str(path), task["path"])
         if path.exists() and stat.S_ISREG(path.stat().st_mode):
             result.sha256 = file_sha256(path)
         return result
     except OSError as err:
-        result.reason = f"{path}: cannot read ({err.strerror or err})"
+        result.reason = f"{task['path']}: cannot read ({err.strerror or err})"
         return result
     result.fps = (spec.fps or info.fps) / spec.frame_stride
     starts = clip_starts(len(frames), spec.span, spec.clips_per_video)
     if not starts:
-        result.reason = (f"{path}: too short: {len(frames)} frames after decoding, a clip needs {spec.span} "
+        result.reason = (f"{task['path']}: too short: {len(frames)} frames after decoding, a clip needs {spec.span} "
                          f"(clip_frames {spec.clip_frames}, frame_stride {spec.frame_stride})")
         return result
     result.clips = [(s, np.ascontiguousarray(frames[s : s + spec.span : spec.frame_stride])) for s in starts]

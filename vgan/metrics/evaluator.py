@@ -37,14 +37,14 @@ class EvaluatorNet(nn.Module):
 def train_evaluator(batches, num_classes: int, steps: int, lr: float, width: int, seed: int,
                     progress: bool = True) -> EvaluatorNet:
     """Train on an endless iterator of (video, labels) with light augmentation (flips in time, shifts)."""
-    from tqdm.auto import tqdm
+    from vgan.progress import progress_bar
 
     torch.manual_seed(seed)
     net = EvaluatorNet(num_classes, width=width)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     net.train()
-    for _ in tqdm(range(steps), desc="evaluator", unit="step", disable=not progress):
+    for _ in progress_bar(range(steps), desc="evaluator", unit="step", disable=not progress):
         video, labels = next(batches)
         if torch.rand(()) < 0.5:  # the label does not depend on the direction of time
             video = video.flip(2)

@@ -150,7 +150,7 @@ class I3DFeatures(nn.Module):
             clips = quantise_to_uint8(videos).to(device)
             if clips.shape[1] == 1:
                 clips = clips.expand(-1, 3, -1, -1, -1)
-            return self.network(clips.float(), rescale=True, resize=True, return_features=True).float()
+            return self.network(clips, rescale=True, resize=True, return_features=True).float()
         return self.network(i3d_preprocess(videos, self.size).to(device)).float()
 
 

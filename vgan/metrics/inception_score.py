@@ -10,6 +10,7 @@ from vgan.errors import VganError
 
 def inception_score(probs, num_splits: int = 10) -> tuple[float, float]:
     """(mean, std) of the inception score over `num_splits` consecutive splits of (N, classes) posteriors."""
+    # Split boundaries i*N//splits, as the reference implementations cut them.
     if isinstance(probs, torch.Tensor):
         probs = probs.detach().cpu().numpy()
     probs = np.asarray(probs, dtype=np.float64)
@@ -20,7 +21,8 @@ def inception_score(probs, num_splits: int = 10) -> tuple[float, float]:
     if len(probs) < num_splits:
         raise VganError(f"inception score with {num_splits} splits needs at least {num_splits} clips, got {len(probs)}")
     scores = []
-    for split in np.array_split(probs, num_splits):
+    bounds = [index * len(probs) // num_splits for index in range(num_splits + 1)]
+    for split in (probs[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])):
         marginal = split.mean(axis=0, keepdims=True)
         # 0·log 0 = 0: classes a clip gives no mass contribute nothing to its KL divergence.
         log_ratio = np.log(np.where(split > 0, split, 1.0)) - np.log(np.where(split > 0, marginal, 1.0))

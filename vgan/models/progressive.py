@@ -52,7 +52,8 @@ class ProgressiveGenerator(VideoGenerator):
         self.factor = factor
         self.stage = stage
         self.base = VganGenerator(z_dim, num_classes, channels, frames, resolution // factor, width)
-        self.refiner = Refiner(channels, width, factor) if stage != "base" else None
+        # half width: the refiner runs at full resolution, where channels cost the most
+        self.refiner = Refiner(channels, max(width // 2, 4), factor) if stage != "base" else None
         if stage == "refiner":
             self.base.requires_grad_(False)
 

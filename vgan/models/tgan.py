@@ -14,8 +14,8 @@ from vgan.models.base import VideoGenerator
 from vgan.models.layers import ConditionalInput, frames_to_video, temporal_schedule
 from vgan.models.nets import Conv3dDiscriminator, ImageGenerator
 
-# SVC replaces weight clipping as the critic's constraint; lr and betas as in the paper
-RECOMMENDED_OVERRIDES = ("train.loss=wgan", "train.svc_every=5", "train.lr_g=2e-4", "train.lr_d=2e-4")
+# the paper: WGAN whose critic is kept Lipschitz by SVC (instead of weight clipping); its Adam settings are the defaults
+RECOMMENDED_OVERRIDES = ("train.loss=wgan", "train.svc_every=5")
 
 
 class TemporalGenerator(nn.Module):

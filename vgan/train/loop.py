@@ -305,7 +305,7 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, progress: bool = True) -> dict:
-        from tqdm.auto import tqdm
+        from vgan.progress import progress_bar
 
         cfg = self.cfg
         self.resume()
@@ -315,8 +315,7 @@ class Trainer:
         data_wait = compute = 0.0
         videos_seen = 0
         stopped_by_budget = False
-        bar = tqdm(total=cfg.steps, initial=self.state.step, desc="train", unit="step", disable=not progress,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=cfg.steps, initial=self.state.step, desc="train", unit="step", disable=not progress)
         running: dict[str, float] = {}
         while self.state.step < cfg.steps:
             if deadline and time.monotonic() > deadline:

@@ -6,6 +6,8 @@ import contextlib
 import json
 from pathlib import Path
 
+import torch
+
 from vgan.errors import DataError
 
 
@@ -42,7 +44,7 @@ def shard_batches(params, rank: int = 0, world_size: int = 1):
 
     def batches(epoch: int, seed: int):
         return make_loader(urls, per_rank_batch, shuffle_buffer=cfg.shuffle_buffer, num_workers=cfg.num_workers,
-                           seed=seed + 7919 * rank, pin_memory=cfg.device != "cpu")
+                           seed=seed + 7919 * rank, pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
 
     return batches
 

@@ -1,0 +1,254 @@
+"""The whole chain as a Prefect flow: one task per DVC stage, each running ``dvc repro <stage>``.
+
+DVC stays the only cache (a finished stage is skipped, so re-running a failed flow resumes) and
+``dvc.lock`` stays true. Publishes markdown artifacts: the stage table, the metric table from
+``metrics/evaluate.json`` and champion vs challenger from the registry. Run it with
+``python -m flows.pipeline`` (no server needed: Prefect starts a temporary one) or against a server
+with ``PREFECT_API_URL`` set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+QUIET_ENV = {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+             "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+# Stages that read from the network or a shared store get retries; the rest fail fast.
+IO_STAGES = {"fetch": 3, "register": 2}
+RETRY_DELAYS_S = [10, 30, 60]
+# Per-stage wall-clock limits (seconds); train's follows train.max_minutes when that is set.
+STAGE_TIMEOUTS_S = {"fetch": 3600, "shards": 3600, "train": 24 * 3600, "sample": 1800, "evaluator": 3600,
+                    "evaluate": 3600, "register": 1800}
+DEFAULT_TIMEOUT_S = 6 * 3600
+STDERR_TAIL_LINES = 40
+
+
+class StageFailed(RuntimeError):
+    """A DVC stage exited non-zero or ran past its time limit."""
+
+
+def stage_names(repo: Path) -> list[str]:
+    """Stages of ``dvc.yaml`` in file order (which lists them upstream first)."""
+    spec = yaml.safe_load((repo / "dvc.yaml").read_text()) or {}
+    return list((spec.get("stages") or {}).keys())
+
+
+def stage_timeout(stage: str, repo: Path) -> float:
+    if stage == "train":
+        minutes = _param(repo, "train", "max_minutes")
+        if minutes:
+            return float(minutes) * 60 * 1.5 + 600  # the budget plus room for data loading and export
+    return STAGE_TIMEOUTS_S.get(stage, DEFAULT_TIMEOUT_S)
+
+
+def _param(repo: Path, group: str, key: str):
+    path = repo / "params.yaml"
+    if not path.exists():
+        return None
+    tree = yaml.safe_load(path.read_text()) or {}
+    return (tree.get(group) or {}).get(key)
+
+
+def _artifact_key(text: str) -> str:
+    """Prefect artifact keys: lowercase letters, digits and dashes."""
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    # progress bars redraw with carriage returns: keep each line's last state
+    cleaned = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
+    return "\n".join([line for line in cleaned if line.strip()][-lines:])
+
+
+def command_env(extra: dict | None = None) -> dict:
+    """Quiet, and with this interpreter's bin folder first so `dvc` and `vgan` are the venv's."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, **QUIET_ENV, "PATH": path, **(extra or {})}
+
+
+def dvc(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def run_command(argv: list[str], repo: Path, log_name: str, timeout_s: float, env: dict | None = None) -> dict:
+    """Run one command in ``repo`` with stdout/stderr to files; stop it (SIGINT, then SIGKILL) at the limit."""
+    logs = repo / ".dvc" / "tmp" / "flow-logs" if (repo / ".dvc").is_dir() else repo / ".flow-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = logs / f"{log_name}.out", logs / f"{log_name}.err"
+    started = time.monotonic()
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        process = subprocess.Popen(argv, cwd=repo, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                   env=command_env(env), start_new_session=True)
+        timed_out = False
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(process.pid, signal.SIGINT)  # DVC and vgan stop cleanly on Ctrl-C
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    return {"returncode": process.returncode, "timed_out": timed_out, "seconds": round(time.monotonic() - started, 1),
+            "stdout": out_path.read_text(errors="replace"), "stderr_tail": _tail(err_path),
+            "stdout_tail": _tail(out_path)}
+
+
+def _failure_artifact(stage: str, command: str, result: dict) -> None:
+    why = f"ran past its {result['limit_s']:.0f} s limit" if result["timed_out"] else f"exited {result['returncode']}"
+    create_markdown_artifact(
+        key=f"failed-{_artifact_key(stage)}",
+        markdown=f"# Stage `{stage}` failed\n\n`{command}` {why} after {result['seconds']} s.\n\n"
+                 f"## stderr (last {STDERR_TAIL_LINES} lines)\n\n```\n{result['stderr_tail'] or '(empty)'}\n```\n\n"
+                 f"## stdout (last lines)\n\n```\n{result['stdout_tail'] or '(empty)'}\n```\n",
+        description=f"why stage {stage} failed")
+
+
+@task(name="dvc-stage", task_run_name="{stage}")
+def run_stage(stage: str, repo: str, timeout_s: float, pipeline_id: str) -> dict:
+    """``dvc repro <stage>``: runs it when its deps/params changed, skips it otherwise."""
+    logger = get_run_logger()
+    argv = dvc("repro", stage)
+    result = run_command(argv, Path(repo), f"stage-{stage}", timeout_s, env={"VGAN_PIPELINE_ID": pipeline_id})
+    result["limit_s"] = timeout_s
+    if result["returncode"] != 0:
+        _failure_artifact(stage, f"dvc repro {stage}", result)
+        last = (result["stderr_tail"] or result["stdout_tail"] or "no output").splitlines()[-1]
+        reason = "timed out" if result["timed_out"] else f"exit code {result['returncode']}"
+        raise StageFailed(f"stage {stage} failed ({reason}): {last}")
+    skipped = f"Stage '{stage}' didn't change, skipping" in result["stdout"]
+    logger.info("stage %s %s in %.1f s", stage, "skipped (up to date)" if skipped else "ran", result["seconds"])
+    return {"stage": stage, "status": "skipped" if skipped else "ran", "seconds": result["seconds"]}
+
+
+def stage_task(stage: str):
+    """The task for one stage: I/O stages retry with backoff; every stage has a time limit."""
+    retries = IO_STAGES.get(stage, 0)
+    return run_stage.with_options(name=f"stage-{stage}", retries=retries,
+                                  retry_delay_seconds=RETRY_DELAYS_S[:retries] or 0)
+
+
+# --- report -----------------------------------------------------------------------------------
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def metrics_markdown(repo: Path) -> str:
+    path = repo / "metrics" / "evaluate.json"
+    if not path.exists():
+        return "_no metrics/evaluate.json yet_"
+    rows = _flatten(json.loads(path.read_text()))
+    return "| metric | value |\n|---|---|\n" + "\n".join(f"| {key} | {_fmt(value)} |" for key, value in rows.items())
+
+
+def registry_markdown(summary: dict) -> str:
+    head = f"Model `{summary['name']}`, primary metric `{summary['metric']}` ({summary['direction']}).\n\n"
+    table = "| alias | version | " + summary["metric"] + " | decision | reason | git commit |\n|---|---|---|---|---|---|\n"
+    for alias in ("champion", "challenger"):
+        record = summary.get(alias)
+        if record is None:
+            table += f"| {alias} | none | | | | |\n"
+        else:
+            table += (f"| {alias} | {record['version']} | {_fmt(record['value'])} | {record['decision']} | "
+                      f"{record['reason'].replace('|', '/')} | {record['git_commit'][:12]} |\n")
+    return head + table
+
+
+@task(name="report")
+def publish_report(repo: str, stage_results: list[dict], with_registry: bool) -> dict:
+    """Markdown artifacts: stages, metrics, and champion vs challenger (read through vgan.tracking)."""
+    repo_path = Path(repo)
+    stages_md = "| stage | status | seconds |\n|---|---|---|\n" + "\n".join(
+        f"| {r['stage']} | {r['status']} | {r['seconds']} |" for r in stage_results)
+    metrics_md = metrics_markdown(repo_path)
+    markdown = f"# vgan pipeline\n\n## Stages\n\n{stages_md}\n\n## Metrics (metrics/evaluate.json)\n\n{metrics_md}\n"
+    summary = None
+    if with_registry:
+        summary = registry_summary(repo_path)
+        markdown += f"\n## Registry: champion vs challenger\n\n{registry_markdown(summary)}\n"
+    create_markdown_artifact(key="vgan-pipeline-report", markdown=markdown, description="metrics and registry")
+    return {"markdown": markdown, "registry": summary}
+
+
+def registry_summary(repo: Path) -> dict:
+    """Read the registry for the repo's params (mlflow stays inside vgan.tracking)."""
+    previous = Path.cwd()
+    os.chdir(repo)  # the default store and params.yaml are relative to the repo
+    try:
+        from vgan import tracking
+        from vgan.params import load_params
+
+        return tracking.registry_summary(load_params(repo / "params.yaml"))
+    finally:
+        os.chdir(previous)
+
+
+# --- the flow ---------------------------------------------------------------------------------
+
+@flow(name="vgan-pipeline", log_prints=True)
+def pipeline(repo: str = ".", stages: list[str] | None = None, pipeline_id: str | None = None) -> dict:
+    """Reproduce the DVC stages in order (all of dvc.yaml by default), then publish the report."""
+    from prefect.runtime import flow_run
+
+    repo_path = Path(repo).resolve()
+    chosen = stages or stage_names(repo_path)
+    pipeline_id = pipeline_id or os.environ.get("VGAN_PIPELINE_ID") or str(flow_run.id or f"local-{os.getpid()}")
+    results = []
+    for stage in chosen:
+        results.append(stage_task(stage)(stage, str(repo_path), stage_timeout(stage, repo_path), pipeline_id))
+    report = publish_report(str(repo_path), results, with_registry="register" in chosen)
+    return {"stages": results, "pipeline_id": pipeline_id, "registry": report["registry"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=pipeline.description)
+    parser.add_argument("--repo", default=".", help="the git+DVC repository (default: .)")
+    parser.add_argument("--stage", dest="stages", action="append", help="run only these stages (repeatable)")
+    args = parser.parse_args(argv)
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    state = pipeline(repo=args.repo, stages=args.stages, return_state=True)
+    if not state.is_completed():
+        print(f"pipeline {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    result = state.result()
+    for row in result["stages"]:
+        print(f"{row['stage']:10s} {row['status']:8s} {row['seconds']:8.1f} s")
+    if result["registry"] and result["registry"].get("champion"):
+        champion = result["registry"]["champion"]
+        print(f"champion: {result['registry']['name']} v{champion['version']} ({champion['reason']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Scheduled retraining: pull data, run the pipeline (an experiment when parameters change), promote, push.
+
+    python -m flows.retrain run [--repo .] [--set train.steps=2000] [--max-minutes 60]
+    python -m flows.retrain serve --cron "0 3 * * *" [--repo .] [--name nightly] [--set ...]
+
+``serve`` registers the deployment with its cron schedule on the Prefect server named by
+``PREFECT_API_URL`` and runs its flow runs until stopped (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows.pipeline import (QUIET_ENV, RETRY_DELAYS_S, StageFailed, _failure_artifact, dvc, pipeline,
+                            registry_markdown, registry_summary, run_command, stage_names)
+
+TRANSFER_TIMEOUT_S = 6 * 3600
+EXPERIMENT_TIMEOUT_S = 24 * 3600
+PROMOTE_TIMEOUT_S = 900
+
+
+def has_remote(repo: Path) -> bool:
+    """Whether a DVC remote is configured (``dvc remote list`` prints one per line)."""
+    result = run_command(dvc("remote", "list"), repo, "dvc-remote-list", 120)
+    return result["returncode"] == 0 and bool(result["stdout"].strip())
+
+
+def _checked(step: str, command: str, result: dict) -> dict:
+    if result["returncode"] != 0:
+        result.setdefault("limit_s", 0)
+        _failure_artifact(step, command, result)
+        last = (result["stderr_tail"] or result["stdout_tail"] or "no output").splitlines()[-1]
+        raise StageFailed(f"{step} failed (exit code {result['returncode']}): {last}")
+    return result
+
+
+@task(name="dvc-pull", retries=3, retry_delay_seconds=RETRY_DELAYS_S)
+def pull_data(repo: str) -> str:
+    """``dvc pull --allow-missing``: fetch data and outputs cached on the remote."""
+    result = run_command(dvc("pull", "--allow-missing"), Path(repo), "dvc-pull", TRANSFER_TIMEOUT_S)
+    result["limit_s"] = TRANSFER_TIMEOUT_S
+    return _checked("dvc-pull", "dvc pull --allow-missing", result)["stdout_tail"]
+
+
+@task(name="dvc-exp-run")
+def run_experiment(repo: str, assignments: list[str], pipeline_id: str, timeout_s: float) -> dict:
+    """``dvc exp run -S key=value ...``: the whole pipeline as a DVC experiment (see `dvc exp show`)."""
+    argv = dvc("exp", "run", *[item for assignment in assignments for item in ("-S", assignment)])
+    result = run_command(argv, Path(repo), "dvc-exp-run", timeout_s, env={"VGAN_PIPELINE_ID": pipeline_id})
+    result["limit_s"] = timeout_s
+    _checked("dvc-exp-run", " ".join(["dvc exp run", *[f"-S {a}" for a in assignments]]), result)
+    return {"command": "dvc exp run", "overrides": assignments, "seconds": result["seconds"],
+            "output": result["stdout_tail"]}
+
+
+@task(name="promote", retries=2, retry_delay_seconds=RETRY_DELAYS_S[:2])
+def promote_challenger(repo: str) -> str:
+    """``vgan promote``: re-check the challenger against the champion (idempotent)."""
+    result = run_command(["vgan", "promote"], Path(repo), "vgan-promote", PROMOTE_TIMEOUT_S)
+    result["limit_s"] = PROMOTE_TIMEOUT_S
+    return _checked("promote", "vgan promote", result)["stdout_tail"]
+
+
+@task(name="dvc-push", retries=3, retry_delay_seconds=RETRY_DELAYS_S)
+def push_outputs(repo: str) -> str:
+    result = run_command(dvc("push"), Path(repo), "dvc-push", TRANSFER_TIMEOUT_S)
+    result["limit_s"] = TRANSFER_TIMEOUT_S
+    return _checked("dvc-push", "dvc push", result)["stdout_tail"]
+
+
+def _experiment_timeout(max_minutes: float | None) -> float:
+    return max_minutes * 60 * 1.5 + 3600 if max_minutes else EXPERIMENT_TIMEOUT_S
+
+
+@flow(name="vgan-retrain", log_prints=True)
+def retrain(repo: str = ".", overrides: list[str] | None = None, max_minutes: float | None = None,
+            pull: bool = True, push: bool = True) -> dict:
+    """Pull, reproduce (``dvc exp run`` with overrides or a time budget, else stage by stage), promote, push.
+
+    ``max_minutes`` is the training time budget (``train.max_minutes``): training stops there and the
+    generator trained so far goes on through sample, evaluate and register.
+    """
+    from prefect.runtime import flow_run
+
+    logger = get_run_logger()
+    repo_path = Path(repo).resolve()
+    pipeline_id = str(flow_run.id or f"local-{os.getpid()}")
+    remote = has_remote(repo_path)
+    steps: dict = {"remote": remote}
+    if pull and remote:
+        steps["pull"] = pull_data(str(repo_path))
+    elif pull:
+        logger.info("no DVC remote configured: nothing to pull")
+    assignments = list(overrides or [])
+    if max_minutes is not None:
+        assignments.append(f"train.max_minutes={max_minutes}")
+    if assignments:
+        steps["run"] = run_experiment(str(repo_path), assignments, pipeline_id, _experiment_timeout(max_minutes))
+    else:
+        steps["run"] = pipeline(repo=str(repo_path), pipeline_id=pipeline_id)
+    with_registry = "register" in stage_names(repo_path)
+    if with_registry:
+        steps["promote"] = promote_challenger(str(repo_path))
+    if push and remote:
+        steps["push"] = push_outputs(str(repo_path))
+    markdown = (f"# vgan retrain\n\n- repository: `{repo_path}`\n- DVC remote: {'yes' if remote else 'none'}\n"
+                f"- run: {'`dvc exp run ' + ' '.join('-S ' + a for a in assignments) + '`' if assignments else 'dvc repro, stage by stage'}\n")
+    if with_registry:
+        summary = registry_summary(repo_path)
+        steps["registry"] = summary
+        markdown += f"\n## Champion vs challenger\n\n{registry_markdown(summary)}\n"
+    create_markdown_artifact(key="vgan-retrain-report", markdown=markdown, description="retraining outcome")
+    return steps
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m flows.retrain", description="vgan scheduled retraining")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "serve"):
+        command = sub.add_parser(name, help="run once now" if name == "run" else "serve the cron deployment")
+        command.add_argument("--repo", default=".", help="the git+DVC repository (default: .)")
+        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                             help="parameter override for `dvc exp run -S` (repeatable)")
+        command.add_argument("--max-minutes", type=float, default=None, help="training time budget")
+        command.add_argument("--no-pull", action="store_true", help="skip `dvc pull`")
+        command.add_argument("--no-push", action="store_true", help="skip `dvc push`")
+        if name == "serve":
+            command.add_argument("--cron", default="0 3 * * *", help='schedule (default: "0 3 * * *")')
+            command.add_argument("--name", default="nightly", help="deployment name (default: nightly)")
+            command.add_argument("--timezone", default="UTC", help="timezone of the cron schedule")
+    return parser.parse_args(argv)
+
+
+def flow_parameters(args: argparse.Namespace) -> dict:
+    return {"repo": str(Path(args.repo).resolve()), "overrides": args.overrides, "max_minutes": args.max_minutes,
+            "pull": not args.no_pull, "push": not args.no_push}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if not (Path(args.repo) / "dvc.yaml").exists():
+        print(f"{Path(args.repo).resolve()} has no dvc.yaml; pass --repo", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        from flows.deployments import retrain_deployment, serve
+
+        if not os.environ.get("PREFECT_API_URL"):
+            print("serving a schedule needs a running Prefect server: start one with "
+                  "`prefect server start --host 127.0.0.1` and export PREFECT_API_URL=http://127.0.0.1:4200/api",
+                  file=sys.stderr)
+            return 2
+        serve(retrain_deployment(args.name, args.cron, flow_parameters(args), args.timezone))
+        return 0
+    state = retrain(**flow_parameters(args), return_state=True)
+    if not state.is_completed():
+        print(f"retrain {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    print(yaml.safe_dump({k: v for k, v in state.result().items() if k != "run"}, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

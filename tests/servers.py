@@ -1,0 +1,243 @@
+"""Real servers for the marked tests: Prefect, MLflow (sqlite or PostgreSQL backend) and PostgreSQL.
+
+Each server is a subprocess on 127.0.0.1 at a free port, started at most once per pytest process
+(the fixtures below share one instance even when several test modules import them) and stopped by
+its PID at the end of the session. Use from a test module with
+``from servers import mlflow_server, prefect_server, postgres_server  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+QUIET_ENV = {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+}
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen
+    home: Path
+    log: Path
+    extra: dict = field(default_factory=dict)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group (it was started in its own), then SIGKILL."""
+        if self.process.poll() is not None:
+            return
+        with_group = _signal_group(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.process.pid, signal.SIGKILL) if with_group else self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _signal_group(pid: int, sig: int) -> bool:
+    try:
+        os.killpg(pid, sig)  # the group id is the server's own PID (start_new_session=True)
+        return True
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        return False
+
+
+_RUNNING: dict[str, Server] = {}
+
+
+def _stop_all() -> None:
+    for key in list(_RUNNING):
+        _RUNNING.pop(key).stop()
+
+
+atexit.register(_stop_all)
+
+
+def _wait_http(server: Server, path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.url.rstrip("/") + path, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"{server.name} did not answer {path} within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def _spawn(name: str, argv: list[str], env: dict, home: Path, **popen) -> tuple[subprocess.Popen, Path]:
+    log = home / f"{name}.log"
+    handle = open(log, "wb")
+    process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               env=env, cwd=home, start_new_session=True, **popen)
+    handle.close()
+    return process, log
+
+
+def start_prefect(home: Path | None = None, timeout: float = 120) -> Server:
+    """``prefect server start`` with its own PREFECT_HOME (own sqlite database), UI off."""
+    home = Path(home or tempfile.mkdtemp(prefix="vgan-prefect-"))
+    port = free_port()
+    env = {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false",
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
+           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env.pop("PREFECT_API_URL", None)
+    process, log = _spawn("prefect", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                                      "--port", str(port)], env, home)
+    server = Server("prefect server", f"http://127.0.0.1:{port}/api", process, home, log)
+    _wait_http(server, "/health", timeout)
+    return server
+
+
+def start_mlflow(backend_uri: str | None = None, home: Path | None = None, timeout: float = 120) -> Server:
+    """``mlflow server`` on a sqlite (default) or given backend, artifacts proxied into a local folder."""
+    home = Path(home or tempfile.mkdtemp(prefix="vgan-mlflow-"))
+    port = free_port()
+    backend_uri = backend_uri or f"sqlite:///{home / 'mlflow.db'}"
+    env = {**os.environ, **QUIET_ENV}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    argv = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", backend_uri, "--artifacts-destination", str(home / "artifacts")]
+    process, log = _spawn("mlflow", argv, env, home)
+    server = Server("mlflow server", f"http://127.0.0.1:{port}", process, home, log, {"backend": backend_uri})
+    _wait_http(server, "/health", timeout)
+    return server
+
+
+def postgres_bin(tool: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"))
+    return found[-1] if found else shutil.which(tool)
+
+
+def ensure_postgres_installed() -> None:
+    """Install Debian's postgresql (and the venv's driver) with the project script when missing."""
+    if postgres_bin("initdb") and _has_driver():
+        return
+    script = REPO / "scripts" / "install_postgres.sh"
+    result = subprocess.run(["bash", str(script), sys.executable], capture_output=True, text=True)
+    if result.returncode != 0 or not postgres_bin("initdb") or not _has_driver():
+        pytest.skip(f"PostgreSQL is not available and {script.name} could not install it: "
+                    f"{(result.stderr or result.stdout).strip()[-300:]}")
+
+
+def _has_driver() -> bool:
+    probe = subprocess.run([sys.executable, "-c", "import psycopg2"], capture_output=True)
+    return probe.returncode == 0
+
+
+def start_postgres(home: Path | None = None, timeout: float = 60) -> Server:
+    """A throwaway cluster (trust auth, loopback only) owned by user ``postgres`` when we are root."""
+    ensure_postgres_installed()
+    home = Path(home or tempfile.mkdtemp(prefix="vgan-postgres-"))
+    data = home / "data"
+    port = free_port()
+    as_user = {}
+    if os.geteuid() == 0:
+        import pwd
+
+        account = pwd.getpwnam("postgres")
+        os.chown(home, account.pw_uid, account.pw_gid)
+        as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    subprocess.run([postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True, env=env, cwd=home, **as_user)
+    argv = [postgres_bin("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(home),
+            "-c", "fsync=off", "-c", "max_connections=50"]
+    process, log = _spawn("postgres", argv, env, home, **as_user)
+    server = Server("postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", process, home, log,
+                    {"port": port})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"postgres exited with {process.returncode}:\n{server.log_tail()}")
+        ready = subprocess.run([postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True)
+        if ready.returncode == 0:
+            return server
+        time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"postgres did not accept connections within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def create_database(server: Server, name: str) -> str:
+    subprocess.run([postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(server.extra["port"]), "-U", "postgres",
+                    name], check=True, capture_output=True)
+    return f"postgresql://postgres@127.0.0.1:{server.extra['port']}/{name}"
+
+
+def _shared(key: str, start) -> Server:
+    server = _RUNNING.get(key)
+    if server is None or server.process.poll() is not None:
+        server = _RUNNING[key] = start()
+    return server
+
+
+def _stop(key: str) -> None:
+    server = _RUNNING.pop(key, None)
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    yield _shared("prefect", start_prefect)
+    _stop("prefect")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server():
+    yield _shared("mlflow", start_mlflow)
+    _stop("mlflow")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    yield _shared("postgres", start_postgres)
+    _stop("mlflow-postgres")
+    _stop("postgres")
+
+
+@pytest.fixture(scope="session")
+def mlflow_on_postgres(postgres_server):
+    yield _shared("mlflow-postgres", lambda: start_mlflow(backend_uri=create_database(postgres_server, "mlflow")))
+    _stop("mlflow-postgres")

@@ -1,0 +1,318 @@
+"""The model zoo: every architecture honours the contract the trainer is written against."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from vgan import losses
+from vgan.errors import ParamsError
+from vgan.models import ARCHITECTURES, build_model
+from vgan.models.layers import MinibatchStd, sample_frames, to_channels_last_3d
+from vgan.models.options import ModelParams
+from vgan.models import summary
+from vgan.models.summary import check_models, format_check, format_table, model_table
+
+NAMES = list(ARCHITECTURES)
+TINY = dict(resolution=16, frames=8, width=4, z_dim=8)
+BATCH = 2
+
+
+def tiny(name: str, **overrides) -> ModelParams:
+    return ModelParams(name=name, **{**TINY, **overrides})
+
+
+def moving_squares(batch: int, frames: int = 8, size: int = 16) -> torch.Tensor:
+    """A bright 4x4 square sliding right on a dark background, from a different row per clip."""
+    video = -torch.ones(batch, 3, frames, size, size)
+    for b in range(batch):
+        row = (3 * b) % (size - 4)
+        for t in range(frames):
+            col = t % (size - 4)
+            video[b, :, t, row:row + 4, col:col + 4] = 1.0
+    return video
+
+
+def context_of(G, real):
+    return real[:, :, : G.context_frames] if G.context_frames else None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generator_output_shape_and_range(name):
+    torch.manual_seed(0)
+    G, discriminators = build_model(tiny(name))
+    real = moving_squares(BATCH)
+    context = context_of(G, real)
+    video = G(G.sample_z(BATCH), None, context)
+    assert video.shape == (BATCH, 3, 8 - G.context_frames, 16, 16)
+    assert torch.isfinite(video).all() and video.abs().max() <= 1.0
+    views, real_views = G.views(G.sample_z(BATCH), None, context), G.real_views(real)
+    assert views["video"].shape == real.shape
+    for D in discriminators.values():
+        assert views[D.view].shape == real_views[D.view].shape
+        logits = D(views[D.view])
+        assert logits.shape[0] == BATCH and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_labels_change_the_clip_for_the_same_noise(name):
+    torch.manual_seed(0)
+    G, discriminators = build_model(tiny(name, num_classes=3))
+    G.eval()
+    z = G.sample_z(1).expand(2, -1)
+    context = context_of(G, moving_squares(1).expand(2, -1, -1, -1, -1))
+    video = G(z, torch.tensor([0, 1]), context)
+    assert (video[0] - video[1]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="labels"):
+        G(z, None, context)
+    clip = moving_squares(1)
+    for D in discriminators.values():
+        view = G.real_views(clip)[D.view]
+        torch.manual_seed(1)  # image discriminators sample frames: the same frames for both labels
+        first = D(view, torch.tensor([0]))
+        torch.manual_seed(1)
+        second = D(view, torch.tensor([1]))
+        assert not torch.allclose(first, second)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_reach_every_parameter(name):
+    torch.manual_seed(0)
+    G, discriminators = build_model(tiny(name, num_classes=3))
+    real = moving_squares(BATCH)
+    labels = torch.tensor([0, 2])
+    views = G.views(G.sample_z(BATCH), labels, context_of(G, real))
+    real_views = G.real_views(real)
+    loss = losses.reconstruction_loss("l2", *G.reconstruction(views, real))
+    for D in discriminators.values():
+        fake_logits = D(views[D.view], labels)
+        loss = loss + losses.discriminator_loss("bce", D(real_views[D.view], labels), fake_logits)
+        loss = loss + losses.generator_loss("bce", fake_logits)
+    loss.backward()
+    for owner, module in {"G": G, **discriminators}.items():
+        for pname, param in module.named_parameters():
+            assert param.grad is not None, f"{owner}.{pname} gets no gradient"
+            assert param.grad.abs().sum() > 0, f"{owner}.{pname} gets a zero gradient"
+            assert torch.isfinite(param.grad).all()
+
+
+def _margin(G, discriminators, real, z, context) -> float:
+    """Mean over discriminators of mean D(real) - mean D(fake)."""
+    with torch.no_grad():
+        fake_views, real_views = G.views(z, None, context), G.real_views(real)
+        total = 0.0
+        for D in discriminators.values():
+            torch.manual_seed(7)  # the same frames for image discriminators at every measurement
+            real_score = D(real_views[D.view]).mean()
+            torch.manual_seed(7)
+            total += float(real_score - D(fake_views[D.view]).mean())
+    return total / len(discriminators)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_short_training_widens_the_real_fake_margin(name):
+    torch.manual_seed(0)
+    G, discriminators = build_model(tiny(name))
+    d_params = [p for D in discriminators.values() for p in D.parameters()]
+    opt_d = torch.optim.Adam(d_params, lr=1e-3, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam([p for p in G.parameters() if p.requires_grad], lr=2e-4, betas=(0.5, 0.999))
+    real = moving_squares(4)
+    context = context_of(G, real)
+    fixed_z = G.sample_z(4)
+    before = _margin(G, discriminators, real, fixed_z, context)
+    for _ in range(6):
+        fake_views = G.views(G.sample_z(4), None, context)
+        real_views = G.real_views(real)
+        loss_d = sum(losses.discriminator_loss("bce", D(real_views[D.view]), D(fake_views[D.view].detach()))
+                     for D in discriminators.values())
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        views = G.views(G.sample_z(4), None, context)
+        loss_g = sum(losses.generator_loss("bce", D(views[D.view])) for D in discriminators.values())
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+    after = _margin(G, discriminators, real, fixed_z, context)
+    assert after > before + 0.05, (before, after)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("resolution,frames", [(32, 16), (64, 32), (128, 16), (256, 32)])
+def test_every_configured_size_builds_with_the_right_shapes(name, resolution, frames):
+    with torch.device("meta"):  # shapes only: no memory, no arithmetic
+        G, discriminators = build_model(ModelParams(name=name, resolution=resolution, frames=frames, width=8,
+                                                    z_dim=16, num_classes=4))
+        labels = torch.zeros(2, dtype=torch.long)
+        real = torch.empty(2, 3, frames, resolution, resolution)
+        views = G.views(G.sample_z(2), labels, context_of(G, real))
+        assert views["video"].shape == real.shape
+        for D in discriminators.values():
+            assert D(views[D.view], labels).shape[0] == 2
+
+
+def test_mocogan_rolls_past_the_training_length():
+    torch.manual_seed(0)
+    G, _ = build_model(tiny("mocogan"))
+    G.eval()
+    assert G.variable_length and G.latent_dim == G.sample_z(1).shape[1]
+    z = G.sample_z(2, num_frames=20)
+    long_clip = G(z, num_frames=20)
+    assert long_clip.shape == (2, 3, 20, 16, 16)
+    # the GRU is causal: the first 8 frames do not depend on the later motion noise
+    torch.testing.assert_close(G(z, num_frames=8), long_clip[:, :, :8])
+    with pytest.raises(ValueError, match="sample_z"):
+        G(G.sample_z(2), num_frames=20)
+    with pytest.raises(ValueError, match="sample_z"):
+        G(torch.randn(2, G.z_dim))
+
+
+def test_dvdgan_recurrent_generator_makes_any_length_causally():
+    torch.manual_seed(0)
+    G, discriminators = build_model(tiny("dvdgan"))
+    G.eval()
+    z = G.sample_z(2, num_frames=12)
+    long_clip = G(z, num_frames=12)
+    assert long_clip.shape == (2, 3, 12, 16, 16)
+    torch.testing.assert_close(G(z), long_clip[:, :, :8])
+    spatial = discriminators["spatial"]
+    assert spatial(long_clip).shape == (2, 8)  # k_frames full-resolution frames per clip
+    assert discriminators["temporal"].downsample == 2
+
+
+def test_fixed_length_models_refuse_other_lengths():
+    G, _ = build_model(tiny("vgan"))
+    assert not G.variable_length
+    with pytest.raises(ValueError, match="exactly 8 frames"):
+        G(G.sample_z(1), num_frames=16)
+    G3d, _ = build_model(tiny("dvdgan", dvdgan={"generator": "3d"}))
+    assert G3d(G3d.sample_z(2)).shape == (2, 3, 8, 16, 16)
+
+
+def test_predictor_keeps_the_context_and_reconstructs_only_the_future():
+    torch.manual_seed(0)
+    G, _ = build_model(tiny("predictor", predictor={"context_frames": 3}))
+    real = moving_squares(2)
+    context = real[:, :, :3]
+    views = G.views(G.sample_z(2), None, context)
+    torch.testing.assert_close(views["video"][:, :, :3], context)
+    fake, target = G.reconstruction(views, real)
+    assert fake.shape == target.shape == (2, 3, 5, 16, 16)
+    torch.testing.assert_close(target, real[:, :, 3:])
+    assert G(G.sample_z(2), None, context, num_frames=12).shape == (2, 3, 12, 16, 16)
+    with pytest.raises(ValueError, match="context"):
+        G(G.sample_z(2))
+
+
+def test_progressive_views_and_stages(tmp_path):
+    torch.manual_seed(0)
+    G, discriminators = build_model(tiny("progressive", resolution=32, progressive={"refine_factor": 4}))
+    real = moving_squares(2, size=32)
+    views, real_views = G.views(G.sample_z(2)), G.real_views(real)
+    assert views["low"].shape == real_views["low"].shape == (2, 3, 8, 8, 8)
+    assert {D.view for D in discriminators.values()} == {"low", "video"}
+
+    base_G, base_ds = build_model(tiny("progressive", progressive={"stage": "base"}))
+    assert base_G.refiner is None and set(base_ds) == {"low"}
+    assert base_G(base_G.sample_z(2)).shape == (2, 3, 8, 16, 16)
+    weights = tmp_path / "generator.pt"
+    torch.save({"G": base_G.state_dict(), "G_ema": base_G.state_dict()}, weights)
+    refiner_G, refiner_ds = build_model(tiny("progressive", progressive={"stage": "refiner", "base_weights": str(weights)}))
+    assert set(refiner_ds) == {"video"}
+    for key, value in base_G.base.state_dict().items():
+        torch.testing.assert_close(refiner_G.base.state_dict()[key], value)
+    assert not any(p.requires_grad for p in refiner_G.base.parameters())
+    assert all(p.requires_grad for p in refiner_G.refiner.parameters())
+    refiner_G.train()
+    assert not refiner_G.base.training  # frozen base keeps its batch-norm statistics
+
+
+def test_progressive_refiner_with_missing_weights_is_a_params_error(tmp_path):
+    params = tiny("progressive", progressive={"stage": "refiner", "base_weights": str(tmp_path / "none.pt")})
+    with pytest.raises(ParamsError, match="base_weights"):
+        build_model(params)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"name": "nope"}, "unknown architecture"),
+    ({"name": "predictor", "frames": 8, "predictor": {"context_frames": 8}}, "context_frames"),
+    ({"name": "progressive", "resolution": 16, "progressive": {"refine_factor": 4}}, "8x8"),
+    ({"name": "progressive", "progressive": {"stage": "refiner"}}, "base_weights"),
+    ({"mocogan": {"motion_dimension": 3}}, "extra"),
+])
+def test_bad_model_params_are_rejected(overrides, message):
+    with pytest.raises(ValidationError, match=message):
+        ModelParams(**overrides)
+
+
+def test_options_of_other_architectures_are_not_cross_checked():
+    assert ModelParams(name="vgan", frames=4).predictor.context_frames == 4
+
+
+def test_mocogan_image_discriminator_judges_single_frames():
+    G, discriminators = build_model(tiny("mocogan", mocogan={"image_frames": 3}))
+    assert set(discriminators) == {"image", "video"}
+    assert discriminators["image"](moving_squares(2)).shape == (2, 3)
+
+
+def test_sample_frames_picks_distinct_frames_of_each_clip():
+    video = torch.arange(8.0).view(1, 1, 8, 1, 1).expand(2, 3, 8, 4, 4).contiguous()
+    frames = sample_frames(video, 5)
+    assert frames.shape == (10, 3, 4, 4)
+    picked = frames[:, 0, 0, 0].view(2, 5)
+    assert all(len(set(row.tolist())) == 5 for row in picked)
+
+
+def test_minibatch_std_appends_the_group_standard_deviation():
+    x = torch.tensor([0.0, 2.0, 4.0, 6.0]).view(4, 1, 1, 1, 1).expand(4, 2, 1, 2, 2)
+    out = MinibatchStd(group_size=2)(x)
+    assert out.shape == (4, 3, 1, 2, 2)
+    # groups are (x0, x2) and (x1, x3): both have population std 2
+    torch.testing.assert_close(out[:, 2], torch.full((4, 1, 2, 2), 2.0))
+
+
+def test_channels_last_helper_converts_only_3d_weights():
+    G, _ = build_model(tiny("mocogan"))
+    to_channels_last_3d(G)
+    G3, _ = build_model(tiny("vgan"))
+    to_channels_last_3d(G3)
+    conv = G3.fg_video.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_model_table_counts_parameters_and_flops():
+    rows = model_table(ModelParams(resolution=32, frames=8, width=8, z_dim=16))
+    assert [row["name"] for row in rows] == NAMES
+    assert all(row["error"] is None and row["g_params"] > 0 and row["gflops"] > 0 for row in rows)
+    by_name = {row["name"]: row for row in rows}
+    G, discriminators = build_model(ModelParams(name="mocogan", resolution=32, frames=8, width=8, z_dim=16))
+    assert by_name["mocogan"]["g_params"] == sum(p.numel() for p in G.parameters())
+    assert set(by_name["mocogan"]["d_params"]) == set(discriminators)
+    assert by_name["vgan"]["selected"]
+    longer = {row["name"]: row for row in model_table(ModelParams(resolution=32, frames=16, width=8, z_dim=16))}
+    # MoCoGAN paints frame by frame (GRU step + image generator): twice the frames, twice the work
+    assert longer["mocogan"]["gflops"] / by_name["mocogan"]["gflops"] == pytest.approx(2.0, rel=0.01)
+    text = format_table(rows)
+    assert all(name in text for name in NAMES) and "vgan *" in text and "train.loss=wgan-gp" in text
+
+
+def test_check_models_passes_for_every_architecture():
+    results = check_models()
+    assert [name for name, _, _ in results] == NAMES
+    assert all(ok for _, ok, _ in results), [r for r in results if not r[1]]
+
+
+def test_check_reports_a_broken_architecture_without_hiding_the_others(monkeypatch):
+    real_build = summary.build_model
+
+    def build(params):
+        if params.name == "tgan":
+            raise RuntimeError("boom")
+        return real_build(params)
+
+    monkeypatch.setattr(summary, "build_model", build)
+    results = dict((name, (ok, message)) for name, ok, message in check_models(["vgan", "tgan"]))
+    assert results["vgan"][0] and results["tgan"] == (False, "RuntimeError: boom")
+    text = format_check(check_models(["tgan"]))
+    assert "tgan  FAIL  RuntimeError: boom" in text and "0/1 architectures pass" in text
