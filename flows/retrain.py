@@ -18,8 +18,8 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.pipeline import (QUIET_ENV, RETRY_DELAYS_S, StageFailed, _failure_artifact, dvc, pipeline,
-                            registry_markdown, registry_summary, run_command, stage_names)
+from flows.pipeline import (QUIET_ENV, StageFailed, _failure_artifact, dvc, pipeline, registry_markdown,
+                            registry_summary, retry_delays, run_command, stage_names)
 
 TRANSFER_TIMEOUT_S = 6 * 3600
 EXPERIMENT_TIMEOUT_S = 24 * 3600
@@ -41,7 +41,7 @@ def _checked(step: str, command: str, result: dict) -> dict:
     return result
 
 
-@task(name="dvc-pull", retries=3, retry_delay_seconds=RETRY_DELAYS_S)
+@task(name="dvc-pull", retries=3)
 def pull_data(repo: str) -> str:
     """``dvc pull --allow-missing``: fetch data and outputs cached on the remote."""
     result = run_command(dvc("pull", "--allow-missing"), Path(repo), "dvc-pull", TRANSFER_TIMEOUT_S)
@@ -60,7 +60,7 @@ def run_experiment(repo: str, assignments: list[str], pipeline_id: str, timeout_
             "output": result["stdout_tail"]}
 
 
-@task(name="promote", retries=2, retry_delay_seconds=RETRY_DELAYS_S[:2])
+@task(name="promote", retries=2)
 def promote_challenger(repo: str) -> str:
     """``vgan promote``: re-check the challenger against the champion (idempotent)."""
     result = run_command(["vgan", "promote"], Path(repo), "vgan-promote", PROMOTE_TIMEOUT_S)
@@ -68,7 +68,7 @@ def promote_challenger(repo: str) -> str:
     return _checked("promote", "vgan promote", result)["stdout_tail"]
 
 
-@task(name="dvc-push", retries=3, retry_delay_seconds=RETRY_DELAYS_S)
+@task(name="dvc-push", retries=3)
 def push_outputs(repo: str) -> str:
     result = run_command(dvc("push"), Path(repo), "dvc-push", TRANSFER_TIMEOUT_S)
     result["limit_s"] = TRANSFER_TIMEOUT_S
@@ -95,7 +95,7 @@ def retrain(repo: str = ".", overrides: list[str] | None = None, max_minutes: fl
     remote = has_remote(repo_path)
     steps: dict = {"remote": remote}
     if pull and remote:
-        steps["pull"] = pull_data(str(repo_path))
+        steps["pull"] = pull_data.with_options(retry_delay_seconds=retry_delays(3))(str(repo_path))
     elif pull:
         logger.info("no DVC remote configured: nothing to pull")
     assignments = list(overrides or [])
@@ -107,9 +107,9 @@ def retrain(repo: str = ".", overrides: list[str] | None = None, max_minutes: fl
         steps["run"] = pipeline(repo=str(repo_path), pipeline_id=pipeline_id)
     with_registry = "register" in stage_names(repo_path)
     if with_registry:
-        steps["promote"] = promote_challenger(str(repo_path))
+        steps["promote"] = promote_challenger.with_options(retry_delay_seconds=retry_delays(2))(str(repo_path))
     if push and remote:
-        steps["push"] = push_outputs(str(repo_path))
+        steps["push"] = push_outputs.with_options(retry_delay_seconds=retry_delays(3))(str(repo_path))
     markdown = (f"# vgan retrain\n\n- repository: `{repo_path}`\n- DVC remote: {'yes' if remote else 'none'}\n"
                 f"- run: {'`dvc exp run ' + ' '.join('-S ' + a for a in assignments) + '`' if assignments else 'dvc repro, stage by stage'}\n")
     if with_registry:

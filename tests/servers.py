@@ -1,8 +1,9 @@
 """Real servers for the marked tests: Prefect, MLflow (sqlite or PostgreSQL backend) and PostgreSQL.
 
 Each server is a subprocess on 127.0.0.1 at a free port, started at most once per pytest process
-(the fixtures below share one instance even when several test modules import them) and stopped by
-its PID at the end of the session. Use from a test module with
+(the fixtures below share one instance even when several test modules import them; every server
+that a selected test needs starts in parallel on the first request) and stopped by its PID at the
+end of the session. Use from a test module with
 ``from servers import mlflow_server, prefect_server, postgres_server  # noqa: F401``.
 """
 
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +63,7 @@ class Server:
             return
         with_group = _signal_group(self.process.pid, signal.SIGTERM)
         try:
-            self.process.wait(timeout=20)
+            self.process.wait(timeout=8)
         except subprocess.TimeoutExpired:
             _signal_group(self.process.pid, signal.SIGKILL) if with_group else self.process.kill()
             self.process.wait(timeout=10)
@@ -80,14 +82,6 @@ def _signal_group(pid: int, sig: int) -> bool:
 
 
 _RUNNING: dict[str, Server] = {}
-
-
-def _stop_all() -> None:
-    for key in list(_RUNNING):
-        _RUNNING.pop(key).stop()
-
-
-atexit.register(_stop_all)
 
 
 def _wait_http(server: Server, path: str, timeout: float) -> None:
@@ -205,39 +199,78 @@ def create_database(server: Server, name: str) -> str:
     return f"postgresql://postgres@127.0.0.1:{server.extra['port']}/{name}"
 
 
-def _shared(key: str, start) -> Server:
-    server = _RUNNING.get(key)
-    if server is None or server.process.poll() is not None:
-        server = _RUNNING[key] = start()
+# --- session fixtures: every server the selected tests need starts at once, in parallel ----------
+
+_STARTERS = {
+    "prefect": (("prefect_server",), lambda: start_prefect()),
+    "mlflow": (("mlflow_server",), lambda: start_mlflow()),
+    "postgres": (("postgres_server", "mlflow_on_postgres"), lambda: start_postgres()),
+    "mlflow-postgres": (("mlflow_on_postgres",),
+                        lambda: start_mlflow(backend_uri=create_database(_get("postgres"), "mlflow"))),
+}
+_FUTURES: dict = {}
+_POOL = ThreadPoolExecutor(max_workers=len(_STARTERS), thread_name_prefix="vgan-server")
+
+
+def _warm_up(request) -> None:
+    """Start (without waiting for) each server some selected test uses, so start-ups overlap."""
+    wanted = set()
+    for item in request.session.items:
+        wanted.update(getattr(item, "fixturenames", ()))
+    for key, (fixtures, start) in _STARTERS.items():
+        if key not in _FUTURES and wanted.intersection(fixtures):
+            _FUTURES[key] = _POOL.submit(start)
+
+
+def _get(key: str) -> Server:
+    if key not in _FUTURES:
+        _FUTURES[key] = _POOL.submit(_STARTERS[key][1])
+    server = _FUTURES[key].result()
+    _RUNNING[key] = server
     return server
 
 
 def _stop(key: str) -> None:
-    server = _RUNNING.pop(key, None)
-    if server is not None:
+    future = _FUTURES.pop(key, None)
+    if future is not None and future.done() and future.exception() is None:
+        _RUNNING.pop(key, None)
+        future.result().stop()
+
+
+def _stop_all() -> None:
+    for key in ("mlflow-postgres", "mlflow", "prefect", "postgres"):
+        _stop(key)
+    for server in _RUNNING.values():
         server.stop()
 
 
+atexit.register(_stop_all)
+
+
 @pytest.fixture(scope="session")
-def prefect_server():
-    yield _shared("prefect", start_prefect)
+def prefect_server(request):
+    _warm_up(request)
+    yield _get("prefect")
     _stop("prefect")
 
 
 @pytest.fixture(scope="session")
-def mlflow_server():
-    yield _shared("mlflow", start_mlflow)
+def mlflow_server(request):
+    _warm_up(request)
+    yield _get("mlflow")
     _stop("mlflow")
 
 
 @pytest.fixture(scope="session")
-def postgres_server():
-    yield _shared("postgres", start_postgres)
+def postgres_server(request):
+    _warm_up(request)
+    yield _get("postgres")
     _stop("mlflow-postgres")
     _stop("postgres")
 
 
 @pytest.fixture(scope="session")
-def mlflow_on_postgres(postgres_server):
-    yield _shared("mlflow-postgres", lambda: start_mlflow(backend_uri=create_database(postgres_server, "mlflow")))
+def mlflow_on_postgres(request, postgres_server):
+    _warm_up(request)
+    yield _get("mlflow-postgres")
     _stop("mlflow-postgres")

@@ -218,7 +218,8 @@ def test_progressive_views_and_stages(tmp_path):
     assert base_G(base_G.sample_z(2)).shape == (2, 3, 8, 16, 16)
     weights = tmp_path / "generator.pt"
     torch.save({"G": base_G.state_dict(), "G_ema": base_G.state_dict()}, weights)
-    refiner_G, refiner_ds = build_model(tiny("progressive", progressive={"stage": "refiner", "base_weights": str(weights)}))
+    refiner = {"stage": "refiner", "base_weights": str(weights)}
+    refiner_G, refiner_ds = build_model(tiny("progressive", progressive=refiner))
     assert set(refiner_ds) == {"video"}
     for key, value in base_G.base.state_dict().items():
         torch.testing.assert_close(refiner_G.base.state_dict()[key], value)
@@ -232,13 +233,15 @@ def test_progressive_refiner_with_missing_weights_is_a_params_error(tmp_path):
     params = tiny("progressive", progressive={"stage": "refiner", "base_weights": str(tmp_path / "none.pt")})
     with pytest.raises(ParamsError, match="base_weights"):
         build_model(params)
-
+    G, _ = build_model(params, pretrained=False)  # rebuilding a saved refiner: its state dict holds the base
+    assert G.refiner is not None
 
 @pytest.mark.parametrize("overrides,message", [
     ({"name": "nope"}, "unknown architecture"),
     ({"name": "predictor", "frames": 8, "predictor": {"context_frames": 8}}, "context_frames"),
     ({"name": "progressive", "resolution": 16, "progressive": {"refine_factor": 4}}, "8x8"),
     ({"name": "progressive", "progressive": {"stage": "refiner"}}, "base_weights"),
+    ({"name": "dvdgan", "resolution": 16, "dvdgan": {"temporal_downsample": 4}}, "8x8"),
     ({"mocogan": {"motion_dimension": 3}}, "extra"),
 ])
 def test_bad_model_params_are_rejected(overrides, message):
@@ -316,3 +319,24 @@ def test_check_reports_a_broken_architecture_without_hiding_the_others(monkeypat
     assert results["vgan"][0] and results["tgan"] == (False, "RuntimeError: boom")
     text = format_check(check_models(["tgan"]))
     assert "tgan  FAIL  RuntimeError: boom" in text and "0/1 architectures pass" in text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recommended_overrides_are_valid_params(name, tmp_path):
+    from vgan.models.registry import recommended_overrides
+    from vgan.params import load_params
+
+    overrides = [f"model.name={name}", *recommended_overrides(name)]
+    params = load_params(tmp_path / "params.yaml", overrides)  # absent file: defaults plus the overrides
+    assert params.model.name == name
+    if name == "hrvgan":
+        assert (params.train.loss, params.train.adv_weight, params.train.recon_weight) == ("wgan-gp", 0.5, 0.5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_batch_of_one_trains(name):
+    """Batch norm must not see a single value per channel: DDP ranks can hold one clip each."""
+    G, discriminators = build_model(tiny(name))
+    real = moving_squares(1)
+    views = G.views(G.sample_z(1), None, context_of(G, real))
+    sum(D(views[D.view]).sum() for D in discriminators.values()).backward()

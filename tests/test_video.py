@@ -125,3 +125,12 @@ def test_a_hung_read_is_killed_by_the_timeout(tmp_path):
     known = VideoInfo(width=16, height=16, fps=10, num_frames=10, duration=1.0, codec="h264")
     with pytest.raises(VideoError, match="decode timed out"):
         decode(fifo, size=16, timeout_s=0.5, info=known)
+
+
+def test_audio_longer_than_the_video_is_not_mistaken_for_truncation(tmp_path):
+    path = tmp_path / "av.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=2",
+                    "-f", "lavfi", "-i", "sine=duration=3", "-pix_fmt", "yuv420p", "-c:v", "libx264", str(path)],
+                   check=True)
+    assert probe(path).num_frames == 20
+    assert decode(path, size=16).shape[0] == 20

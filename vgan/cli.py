@@ -61,7 +61,7 @@ def cmd_evaluator(params, args):
     from vgan.evaluate import build_evaluator
 
     metrics = build_evaluator(params, progress=not args.no_progress)
-    print(f"evaluator: real val accuracy {metrics['val_accuracy']:.3f} -> {params.evaluate.evaluator_dir}")
+    print(f"evaluator: real val accuracy {metrics['val_accuracy']:.3f} -> {params.evaluate.evaluator_path}")
 
 
 def cmd_evaluate(params, args):

@@ -82,6 +82,7 @@ class TrainParams(_Strict):
     grad_clip: float = Field(0.0, ge=0, description="0 = off")
     ema_decay: float = Field(0.999, ge=0, lt=1)
     checkpoint_dir: str = "checkpoints"
+    resume_from: str | None = Field(None, description="a checkpoint file to start from when this run has none")
     checkpoint_every: int = Field(100, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
     log_every: int = Field(10, ge=1)
@@ -154,7 +155,7 @@ class Params(_Strict):
         Checkpoints live in ``<train.checkpoint_dir>/<run_identity>/``: the same run resumes (also with
         more ``train.steps``), a run with other model/objective/data params starts afresh.
         """
-        bookkeeping = {"steps", "max_minutes", "checkpoint_dir", "checkpoint_every", "keep_checkpoints",
+        bookkeeping = {"steps", "max_minutes", "checkpoint_dir", "resume_from", "checkpoint_every", "keep_checkpoints",
                        "log_every", "sample_every", "num_workers", "device", "compile"}
         blob = json.dumps({"model": self.model.model_dump(mode="json"), "shards": self.shards.model_dump(mode="json"),
                            "data": self.data.model_dump(mode="json"),

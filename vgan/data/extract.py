@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 import threading
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from vgan.errors import DataError
@@ -185,7 +186,7 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: i
             os.replace(entry, target)
             added.append(target)
         return added
-    except (zipfile.BadZipFile, tarfile.TarError, UnicodeDecodeError) as err:
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, UnicodeDecodeError) as err:
         raise DataError(f"{archive.name}: corrupt archive ({err})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -48,11 +48,33 @@ def _distributed() -> tuple[int, int]:
 def _decode_sample(sample: dict) -> tuple[np.ndarray, int]:
     if "frames.npy" not in sample or "cls" not in sample:
         raise DataError(f"sample {sample.get('__key__')!r} in {sample.get('__url__')} lacks frames.npy or cls")
-    return np.load(io.BytesIO(sample["frames.npy"])), int(sample["cls"])
+    data = sample["frames.npy"]
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    shape, fortran_order, dtype = np.lib.format._read_array_header(stream, version)
+    if fortran_order or dtype != np.uint8:
+        return np.load(io.BytesIO(data)), int(sample["cls"])
+    # a view on the tar member's bytes: no copy, no fresh allocation per clip
+    return np.frombuffer(data, np.uint8, offset=stream.tell()).reshape(shape), int(sample["cls"])
+
+
+def _new_batch(clips: list[np.ndarray]) -> torch.Tensor:
+    """float32 (B, C, T, H, W) in [-1, 1], built in shared memory when inside a DataLoader worker."""
+    frames, height, width, channels = clips[0].shape
+    shape = (len(clips), channels, frames, height, width)
+    if get_worker_info() is not None:
+        # allocate where the batch travels to: otherwise pickling copies it into shared memory again
+        storage = torch.empty(0)._typed_storage()._new_shared(int(np.prod(shape)))
+        batch = torch.empty(0).new(storage).view(shape)
+    else:
+        batch = torch.empty(shape)
+    for row, clip in zip(batch, clips):
+        row.copy_(torch.from_numpy(clip).permute(3, 0, 1, 2))
+    return batch.mul_(1 / 127.5).sub_(1.0)
 
 
 class ClipStream(IterableDataset):
-    """Batches of uint8 clips for one (rank, worker) slot; every random choice is seeded by
+    """Batches of float clips for one (rank, worker) slot; every random choice is seeded by
     (seed, epoch, slot), so a given seed and worker count always give the same batches.
 
     Each pass over the stream is the next epoch; in persistent workers each copy counts its own passes.
@@ -126,10 +148,10 @@ class ClipStream(IterableDataset):
             clips.append(frames)
             labels.append(label)
             if len(clips) == self.batch_size:
-                yield torch.from_numpy(np.stack(clips)), torch.tensor(labels, dtype=torch.int64)
+                yield _new_batch(clips), torch.tensor(labels, dtype=torch.int64)
                 clips, labels, produced = [], [], produced + 1
         if clips and not self.drop_last and (quota is None or produced < quota):
-            yield torch.from_numpy(np.stack(clips)), torch.tensor(labels, dtype=torch.int64)
+            yield _new_batch(clips), torch.tensor(labels, dtype=torch.int64)
 
 
 class ClipLoader:
@@ -149,8 +171,7 @@ class ClipLoader:
         )
 
     def __iter__(self):
-        for clips, labels in self.loader:
-            yield to_model_range(clips), labels
+        yield from self.loader
 
 
 def make_loader(urls, batch_size: int, *, shuffle_buffer: int = 256, num_workers: int = 2, seed: int = 0,

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vgan.errors import DataError
-from vgan.data.video import VideoError, decode, probe
+from vgan.data.video import VideoError, decode_video
 
 SPLITS = ("train", "val")
 MANIFEST = "manifest.json"
@@ -81,9 +81,9 @@ def process_video(task: dict, spec: ClipSpec) -> VideoResult:
     result = VideoResult(task=task)
     path = Path(task["abs_path"])
     try:
-        info = probe(path, timeout_s=spec.timeout_s)
-        frames = decode(path, size=spec.size, fps=spec.fps, resize_mode=spec.resize_mode,
-                        timeout_s=spec.timeout_s, threads=spec.threads, info=info)
+        # one ffmpeg process per healthy video; ffprobe runs only to explain a failure
+        frames, info = decode_video(path, size=spec.size, fps=spec.fps, resize_mode=spec.resize_mode,
+                                    timeout_s=spec.timeout_s, threads=spec.threads)
         # hash only what was read successfully: a FIFO or a stalled mount would block here
         result.sha256 = file_sha256(path)
     except VideoError as err:

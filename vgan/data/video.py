@@ -119,13 +119,53 @@ def _expected_frames(info: VideoInfo, fps: float | None) -> int:
     return 0
 
 
-def _drain(pipe, tail: deque) -> None:
-    # ffmpeg blocks once its stderr pipe fills; keep reading it and remember only the end
-    for line in iter(pipe.readline, b""):
-        tail.append(line.decode("utf-8", "replace").rstrip())
+LEVEL = re.compile(r"\[(info|warning|error|fatal|panic)\] ")
 
 
-def decode(
+class _StderrReader:
+    """Drains ffmpeg's stderr (it blocks once the pipe fills): header facts, plus the last problems."""
+
+    def __init__(self):
+        self.header: list[str] = []
+        self.tail: deque = deque(maxlen=STDERR_TAIL_LINES)
+        self._in_input = False
+
+    def feed(self, pipe) -> None:
+        for raw in iter(pipe.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            level = LEVEL.search(line)
+            if level and level.group(1) == "info":
+                if line.startswith("[info] Input #"):
+                    self._in_input = True
+                elif not line.startswith("[info]  "):
+                    self._in_input = False  # "Stream mapping", "Output #0": past the input's description
+                if self._in_input and len(self.header) < 200:
+                    self.header.append(line[len("[info] "):])
+            else:
+                self.tail.append(LEVEL.sub("", line, count=1))
+
+    def info(self) -> VideoInfo | None:
+        """What ffmpeg said about the input: container duration and the first video stream's rate."""
+        duration, stream = 0.0, None
+        for line in self.header:
+            found = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", line)
+            if found:
+                hours, minutes, seconds = found.groups()
+                duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            if stream is None and re.search(r"Stream #\d+:\d+.*: Video: ", line):
+                stream = line
+        if stream is None:
+            return None
+        rate = re.search(r"([\d.]+)(k?) (?:fps|tbr)", stream)
+        fps = float(rate.group(1)) * (1000 if rate.group(2) else 1) if rate else 0.0
+        size = re.search(r", (\d+)x(\d+)", stream)
+        codec = re.search(r"Video: (\w+)", stream)
+        return VideoInfo(width=int(size.group(1)) if size else 0, height=int(size.group(2)) if size else 0,
+                         fps=fps, num_frames=round(duration * fps), duration=duration,
+                         codec=codec.group(1) if codec else "")
+
+
+def decode_video(
     path: str | os.PathLike,
     *,
     size: int,
@@ -134,27 +174,25 @@ def decode(
     timeout_s: float = 120.0,
     threads: int = 0,
     info: VideoInfo | None = None,
-) -> np.ndarray:
-    """Decode a whole video to uint8 (T, size, size, 3) RGB, optionally resampled to `fps`.
-
-    `threads` is ffmpeg's decoder thread count (0 = ffmpeg decides); pass `info` to skip a probe.
-    """
+) -> tuple[np.ndarray, VideoInfo]:
+    """Like `decode`, also returning the input's VideoInfo; ffprobe runs only when something looks wrong."""
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
     path = Path(path)
-    info = info or probe(path, timeout_s=timeout_s)
+    if not path.exists():
+        raise VideoError(f"{path}: no such file")
     stream = ffmpeg.input(str(path), threads=threads).video
     if fps is not None:
         stream = stream.filter("fps", fps=fps)
     stream = _resize(stream, size, resize_mode)
     cmd = (
         stream.output("pipe:", format="rawvideo", pix_fmt="rgb24")
-        .global_args("-nostdin", "-v", "error")
+        .global_args("-nostdin", "-hide_banner", "-nostats", "-v", "level+info")
         .compile()
     )
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stderr_tail: deque = deque(maxlen=STDERR_TAIL_LINES)
-    drainer = threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True)
+    stderr = _StderrReader()
+    drainer = threading.Thread(target=stderr.feed, args=(proc.stderr,), daemon=True)
     drainer.start()
     timed_out = threading.Event()
 
@@ -175,15 +213,26 @@ def decode(
         drainer.join(timeout=5)
         proc.stdout.close()
         proc.stderr.close()
-    tail = _tail("\n".join(stderr_tail))
+    tail = _tail("\n".join(stderr.tail))
     if timed_out.is_set():
         raise VideoError(f"{path}: decode timed out after {timeout_s:g}s (ffmpeg killed)", tail)
     frame_bytes = size * size * 3
     num_frames = len(raw) // frame_bytes
+    authoritative = info is not None  # a caller's probe, or our own below
+    if (returncode != 0 or num_frames == 0) and not authoritative:
+        info, authoritative = probe(path, timeout_s=timeout_s), True  # names it: empty, no video, unreadable
+    if info is None:
+        info = stderr.info()
+    if info is None:
+        info, authoritative = probe(path, timeout_s=timeout_s), True
     expected = _expected_frames(info, fps)
     # some broken files decode with exit code 0: the frame count is the only honest check
-    tolerance = max(2, expected // 50)
-    short = num_frames == 0 or (expected and num_frames < expected - tolerance)
+    short = num_frames == 0 or (expected and num_frames < expected - max(2, expected // 50))
+    if short and not authoritative and returncode == 0:
+        # ffmpeg's header gives the container duration (audio can outlast video): ask ffprobe for the stream's
+        info = probe(path, timeout_s=timeout_s)
+        expected = _expected_frames(info, fps)
+        short = expected and num_frames < expected - max(2, expected // 50)
     damage = f"decoded {num_frames} of {expected or '?'} frames, truncated or corrupt" if short else ""
     if returncode != 0:
         detail = f"; {damage}" if damage else ""
@@ -192,7 +241,26 @@ def decode(
         raise VideoError(f"{path}: ffmpeg produced a partial frame ({len(raw) % frame_bytes} stray bytes)", tail)
     if short:
         raise VideoError(f"{path}: {damage} ({_first_line(tail)})", tail)
-    return np.frombuffer(raw, np.uint8).reshape(num_frames, size, size, 3)
+    return np.frombuffer(raw, np.uint8).reshape(num_frames, size, size, 3), info
+
+
+def decode(
+    path: str | os.PathLike,
+    *,
+    size: int,
+    fps: float | None = None,
+    resize_mode: str = "crop",
+    timeout_s: float = 120.0,
+    threads: int = 0,
+    info: VideoInfo | None = None,
+) -> np.ndarray:
+    """Decode a whole video to uint8 (T, size, size, 3) RGB, optionally resampled to `fps`.
+
+    Frame counts are checked against the container; `threads` is ffmpeg's decoder thread count
+    (0 = ffmpeg decides); `info` (from `probe`) replaces what ffmpeg reports about the input.
+    """
+    return decode_video(path, size=size, fps=fps, resize_mode=resize_mode, timeout_s=timeout_s,
+                        threads=threads, info=info)[0]
 
 
 def encode_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float, *, crf: int = 18) -> None:

@@ -1,7 +1,8 @@
 """The contract every architecture follows, so one trainer serves them all.
 
 - ``G(z, y=None, context=None) -> video``: float (B, C, T, H, W) in [-1, 1].
-  ``context`` is real context frames (B, C, Tc, H, W) for prediction models, else None.
+  ``context`` is real context frames (B, C, Tc, H, W) for prediction models (``G.context_frames`` > 0),
+  which return only the T - Tc frames that follow; else None.
 - ``G.views(z, y, context) -> dict[str, Tensor]``: what the discriminators judge; ``"video"`` is the
   full clip (for prediction models: context followed by the predicted future). Extra views (e.g. a
   low-resolution stage of a progressive model) are judged by discriminators whose ``view`` names them.
@@ -11,7 +12,8 @@
 - Longer clips than trained: where ``G.variable_length`` is true,
   ``G(G.sample_z(b, num_frames=n), y, context, num_frames=n)`` returns ``n`` frames (``n`` future frames
   for prediction models); elsewhere a ``num_frames`` other than ``G.frames`` is a ValueError.
-  Always draw latents with ``G.sample_z``: some latents are wider than ``z_dim`` (MoCoGAN's motion noise).
+  Always draw latents with ``G.sample_z``: some are wider than ``z_dim`` (MoCoGAN's motion noise);
+  ``G.latent_dim`` is their width at the training length.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ temporal discriminator judges the whole clip after spatial average pooling by
 ``model.dvdgan.temporal_downsample``. The recurrent generator unrolls ConvGRUs over time at the 4x4 and
 8x8 levels, then upsamples each frame with 2D convolutions, so it can generate any number of frames:
 ``G(z, y, num_frames=64)``. ``model.dvdgan.generator=3d`` swaps in 3D transposed convolutions instead.
+The paper's objective: hinge loss, spectral norm in both discriminators, Adam (0, 0.999), lr 5e-5 / 2e-4
+(``RECOMMENDED_OVERRIDES``).
 """
 
 from __future__ import annotations

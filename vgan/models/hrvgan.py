@@ -14,7 +14,8 @@ from __future__ import annotations
 from vgan.models.nets import Conv3dDiscriminator, Deconv3dGenerator
 
 RECOMMENDED_OVERRIDES = ("train.loss=wgan-gp", "train.gp_weight=10", "train.adv_weight=0.5", "train.recon_weight=0.5",
-                         "train.recon_loss=l2", "train.n_critic=5", "train.betas=[0.0,0.9]", "train.lr_g=1e-4", "train.lr_d=1e-4")
+                         "train.recon_loss=l2", "train.n_critic=5", "train.betas=[0.0,0.9]", "train.lr_g=1e-4",
+                         "train.lr_d=1e-4")
 
 
 def build(params):

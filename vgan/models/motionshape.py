@@ -3,7 +3,8 @@
 The motion generator (3D transposed convolutions) predicts, for every frame, a 2D displacement field
 (no colour) relative to the appearance; the shape generator (2D transposed convolutions) paints one
 appearance image; each frame is that appearance warped by its field (bilinear sampling), so the motion
-stream alone decides how content moves. The discriminator always uses spectral normalisation.
+stream alone decides how content moves. The discriminator always uses spectral normalisation;
+pair it with ``--set train.loss=hinge``.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vgan.models.base import VideoDiscriminator, VideoGenerator
-from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, channel_widths, num_doublings, sample_frames,
-                                spectral, temporal_schedule)
+from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, channel_widths,
+                                num_doublings, sample_frames, spectral, temporal_schedule)
 
 
 class ImageGenerator(nn.Module):
@@ -22,7 +22,8 @@ class ImageGenerator(nn.Module):
         self.fc = nn.Linear(in_dim, widths[0] * 16)
         body = [nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
         for i in range(layers - 1):
-            body += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), nn.BatchNorm2d(widths[i + 1]), nn.ReLU(True)]
+            body += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), nn.BatchNorm2d(widths[i + 1]),
+                     nn.ReLU(True)]
         body += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.body = nn.Sequential(*body)
 
@@ -51,7 +52,8 @@ class Deconv3dTrunk(nn.Module):
         body = activation(widths[0])
         for i in range(layers - 1):
             ts = t_strides[i]
-            body += [nn.ConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1)] + activation(widths[i + 1])
+            body.append(nn.ConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1))
+            body += activation(widths[i + 1])
         self.body = nn.Sequential(*body)
         self.out_channels = widths[-1]
         self.last_t_stride = t_strides[-1]

@@ -16,8 +16,8 @@ class MocoganOptions(_Strict):
 
 class DvdganOptions(_Strict):
     k_frames: int = Field(8, ge=1, description="full-resolution frames per clip the spatial discriminator judges")
-    temporal_downsample: Literal[1, 2, 4] = Field(2, description="spatial downsampling before the temporal discriminator")
-    generator: Literal["recurrent", "3d"] = Field("recurrent", description="ConvGRU (any length) or 3D transposed convs")
+    temporal_downsample: Literal[1, 2, 4] = Field(2, description="spatial pooling before the temporal discriminator")
+    generator: Literal["recurrent", "3d"] = Field("recurrent", description="ConvGRU (any length) or 3D deconvs")
 
 
 class HrvganOptions(_Strict):
@@ -64,6 +64,15 @@ class ModelParams(_Strict):
         if name not in ARCHITECTURES:
             raise ValueError(f"unknown architecture; expected one of {', '.join(sorted(ARCHITECTURES))}")
         return name
+
+    @field_validator("dvdgan")
+    @classmethod
+    def _temporal_input_big_enough(cls, options: DvdganOptions, info: ValidationInfo) -> DvdganOptions:
+        pooled = info.data.get("resolution", 64) // options.temporal_downsample
+        if info.data.get("name") == "dvdgan" and pooled < 8:
+            raise ValueError(f"temporal_downsample {options.temporal_downsample} leaves {pooled}x{pooled} frames; "
+                             f"the temporal discriminator needs at least 8x8")
+        return options
 
     @field_validator("progressive")
     @classmethod

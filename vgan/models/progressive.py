@@ -103,15 +103,20 @@ def load_base_weights(generator: ProgressiveGenerator, path: str) -> None:
                           f"({str(exc).splitlines()[0]}); use the same model params as the base run") from None
 
 
+def load_pretrained(G: ProgressiveGenerator, params) -> None:
+    """Stage ``refiner`` starts from the trained base of a stage ``base`` run."""
+    if params.progressive.stage == "refiner":
+        load_base_weights(G, params.progressive.base_weights)
+
+
 def build(params):
     options = params.progressive
     G = ProgressiveGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                              params.width, options.refine_factor, options.stage)
-    if options.stage == "refiner":
-        load_base_weights(G, options.base_weights)
-    low_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution // options.refine_factor,
-                                params.width, params.spectral_norm, view="low")
+    low_resolution = params.resolution // options.refine_factor
+    low_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, low_resolution, params.width,
+                                params.spectral_norm, view="low")
     full_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                                  params.spectral_norm)
-    discriminators = {"base": {"low": low_d}, "refiner": {"video": full_d}}.get(options.stage, {"low": low_d, "video": full_d})
-    return G, discriminators
+    by_stage = {"joint": {"low": low_d, "video": full_d}, "base": {"low": low_d}, "refiner": {"video": full_d}}
+    return G, by_stage[options.stage]

@@ -6,7 +6,8 @@ import importlib
 
 from vgan.errors import ParamsError
 
-# name -> module under vgan.models exposing build(params) -> (G, dict of Ds) and RECOMMENDED_OVERRIDES
+# name -> module under vgan.models exposing build(params) -> (G, dict of Ds), RECOMMENDED_OVERRIDES
+# and optionally load_pretrained(G, params)
 ARCHITECTURES = {
     "vgan": "vgan.models.vgan",
     "tgan": "vgan.models.tgan",
@@ -27,9 +28,17 @@ def architecture_module(name: str):
     return importlib.import_module(module_name)
 
 
-def build_model(model_params):
-    """Build the generator and its discriminators for ``model_params.name``."""
-    return architecture_module(model_params.name).build(model_params)
+def build_model(model_params, pretrained: bool = True):
+    """Build the generator and its discriminators for ``model_params.name``.
+
+    ``pretrained``: load weights the params point at (e.g. a progressive refiner's frozen base); pass
+    False when a saved state dict will overwrite every weight anyway, so the file need not exist.
+    """
+    module = architecture_module(model_params.name)
+    G, discriminators = module.build(model_params)
+    if pretrained and hasattr(module, "load_pretrained"):
+        module.load_pretrained(G, model_params)
+    return G, discriminators
 
 
 def recommended_overrides(name: str) -> tuple[str, ...]:

@@ -41,7 +41,7 @@ def model_row(name: str, model_params) -> dict:
            "error": None}
     try:
         with torch.device("meta"):  # shapes and FLOPs without allocating (256x256x32 models are large)
-            G, discriminators = build_model(params)
+            G, discriminators = build_model(params, pretrained=False)
         row["g_params"] = count_parameters(G)
         row["d_params"] = {key: count_parameters(D) for key, D in discriminators.items()}
         row["gflops"] = round(generator_gflops(G), 3)

@@ -2,7 +2,8 @@
 
 The temporal generator turns the clip latent into one latent per frame with 1D transposed convolutions
 over time; the image generator turns (clip latent, frame latent) into each frame. The original trains a
-WGAN whose critic is kept Lipschitz by singular value clipping; WGAN-GP works as well.
+WGAN whose critic is kept Lipschitz by singular value clipping: ``--set train.loss=wgan train.svc_every=5``;
+WGAN-GP (``train.loss=wgan-gp``) works as well.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ class TemporalGenerator(nn.Module):
         super().__init__()
         start, strides = temporal_schedule(frames, layers)
         widths = [width * 2 ** i for i in reversed(range(layers))]
-        body = [nn.ConvTranspose1d(in_dim, widths[0], start), nn.BatchNorm1d(widths[0]), nn.ReLU(True)]
+        # no batch norm on the stem: its output is often one step long, a single value per channel at batch 1
+        body = [nn.ConvTranspose1d(in_dim, widths[0], start), nn.ReLU(True)]
         for i, stride in enumerate(strides):
             out_ch = widths[i + 1] if i + 1 < layers else widths[-1]
-            conv = nn.ConvTranspose1d(widths[i], out_ch, 4, 2, 1) if stride == 2 else nn.Conv1d(widths[i], out_ch, 3, 1, 1)
+            if stride == 2:
+                conv = nn.ConvTranspose1d(widths[i], out_ch, 4, 2, 1)
+            else:
+                conv = nn.Conv1d(widths[i], out_ch, 3, 1, 1)
             body += [conv, nn.BatchNorm1d(out_ch), nn.ReLU(True)]
         body += [nn.Conv1d(widths[-1], out_dim, 1), nn.Tanh()]
         self.body = nn.Sequential(*body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -55,6 +56,16 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextlib.contextmanager
+def preserved_rng():
+    """Run a block without moving the python, numpy and torch random streams."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(state)
+
+
 def checkpoint_path(folder: str | Path, step: int) -> Path:
     return Path(folder) / f"step-{step:08d}.pt"
 
@@ -72,16 +83,27 @@ def prune_checkpoints(folder: str | Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """One training checkpoint; TrainingError when it is missing, unreadable or not a checkpoint."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise TrainingError(f"checkpoint {path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - truncated zip, bad pickle, ...
+        raise TrainingError(f"checkpoint {path} is unreadable ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not a vgan training checkpoint")
+    return state
+
+
 def load_latest_checkpoint(folder: str | Path, map_location="cpu") -> tuple[dict, Path] | None:
     """The newest checkpoint that loads; a corrupt one is reported and skipped."""
     for path in reversed(list_checkpoints(folder)):
         try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-            if state.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"format {state.get('format')!r}")
-            return state, path
-        except Exception as exc:  # noqa: BLE001 - any unreadable file means: fall back
-            warnings.warn(f"checkpoint {path} is unreadable ({exc.__class__.__name__}); falling back to the previous one")
+            return load_checkpoint(path, map_location), path
+        except TrainingError as exc:
+            warnings.warn(f"{exc}; falling back to the previous checkpoint")
     return None
 
 
@@ -103,7 +125,7 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location="cpu"):
     if state.get("format") not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT):
         raise TrainingError(f"{path} is not a vgan generator or checkpoint (format {state.get('format')!r})")
     params = Params.model_validate(state["params"])
-    generator, _ = build_model(params.model)
+    generator, _ = build_model(params.model, pretrained=False)
     generator.load_state_dict(state["G_ema" if use_ema else "G"])
     generator.eval()
     generator.trained_steps = int(state["step"])

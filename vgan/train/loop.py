@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import itertools
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from vgan.errors import TrainingError
 from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty,
                          r1_penalty, reconstruction_loss)
 from vgan.models import build_model
+from vgan.models.layers import to_channels_last_3d
 from vgan.train import checkpoint as ckpt
 from vgan.train import distributed
 from vgan.train.ema import update_ema
@@ -105,7 +107,7 @@ class Trainer:
         for module in (self.G, self.Ds, self.G_ema):
             module.to(self.device)
             if self.device.type == "cuda" and self.cfg.channels_last:
-                module.to(memory_format=torch.channels_last_3d)
+                to_channels_last_3d(module)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=self.cfg.betas)
         self.opt_d = torch.optim.Adam(self.Ds.parameters(), lr=self.cfg.lr_d, betas=self.cfg.betas)
         if self.cfg.compile:
@@ -131,7 +133,10 @@ class Trainer:
         }
 
     def resume(self) -> bool:
+        """Continue from this run's newest readable checkpoint, else from ``train.resume_from``."""
         found = ckpt.load_latest_checkpoint(self.checkpoint_dir, map_location=self.device)
+        if found is None and self.cfg.resume_from:
+            found = ckpt.load_checkpoint(self.cfg.resume_from, map_location=self.device), Path(self.cfg.resume_from)
         if found is None:
             return False
         state, path = found
@@ -167,7 +172,12 @@ class Trainer:
         while True:
             skip = self.state.batches_in_epoch
             produced = 0
-            for index, batch in enumerate(self.make_batches(self.state.epoch, self.cfg.seed * 100_003 + self.state.epoch)):
+            iterator = iter(self.make_batches(self.state.epoch, self.cfg.seed * 100_003 + self.state.epoch))
+            for index in itertools.count():
+                with ckpt.preserved_rng():  # loaders may draw from global RNGs; training's stream stays exact
+                    batch = next(iterator, None)
+                if batch is None:
+                    break
                 if index < skip:
                     continue
                 produced += 1
@@ -224,7 +234,7 @@ class Trainer:
         losses["grad_norm_d"] = self._clip(self.Ds.parameters())
         self.opt_d.step()
         for D in self.Ds.values():
-            if cfg.loss == "wgan":
+            if cfg.loss == "wgan" and not cfg.svc_every:  # TGAN: SVC replaces weight clipping
                 clip_weights(D, cfg.weight_clip)
             if cfg.svc_every and (self.state.step + 1) % cfg.svc_every == 0:
                 clip_singular_values(D)
@@ -375,7 +385,8 @@ class Trainer:
                 bar.set_postfix(d=f"{running.get('loss_d', 0):.3f}", g=f"{running.get('loss_g', 0):.3f}")
             if self.state.step % cfg.sample_every == 0:
                 self.log_sample_grid()
-            if self.state.step % cfg.checkpoint_every == 0 or self.state.step == cfg.steps:
+            at_checkpoint = self.state.step % cfg.checkpoint_every == 0 or self.state.step == cfg.steps
+            if at_checkpoint and self.state.consecutive_bad_steps == 0:  # never checkpoint inside a bad streak
                 self.save_checkpoint()
         bar.close()
         if stopped_by_budget and (not ckpt.list_checkpoints(self.checkpoint_dir)

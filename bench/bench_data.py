@@ -1,0 +1,180 @@
+"""Data-path benchmark: shards throughput vs plain ffmpeg decode, loader clips/s, shards peak memory.
+
+    .venv/bin/python bench/bench_data.py            # a few minutes on 2 cores; writes bench/results/data.json
+
+Timings are compared as ratios inside one run (the machine may be shared); each side keeps its best of
+`--repeats` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vgan.params import DataParams, Params, ShardsParams  # noqa: E402
+
+SOURCES = ("testsrc2", "mandelbrot", "life", "rgbtestsrc", "smptebars", "cellauto")
+
+
+def make_videos(folder: Path, count: int, size: str, seconds: float, rate: int) -> list[str]:
+    """Synthetic H.264 videos from ffmpeg's lavfi sources, written in parallel."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def one(number: int) -> str:
+        name = f"v{number:04d}.mp4"
+        source = SOURCES[number % len(SOURCES)]
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                        f"{source}=size={size}:rate={rate}", "-t", str(seconds), "-vf", f"hue=h={number * 7}",
+                        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(folder / name)],
+                       check=True)
+        return name
+
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def write_index(raw: Path, names: list[str]) -> None:
+    videos = [{"path": name, "label": number % 2, "split": None} for number, name in enumerate(names)]
+    (raw / "index.json").write_text(json.dumps({"source": "bench", "label_names": ["a", "b"], "videos": videos}))
+
+
+def plain_decode_seconds(paths: list[Path], workers: int) -> float:
+    """`ffmpeg -i X -f null -` over every file, `workers` at a time."""
+    def one(path: Path) -> None:
+        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"], check=True)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, paths))
+    return time.perf_counter() - start
+
+
+def shards_seconds(raw: Path, out: Path, workers: int) -> tuple[float, dict]:
+    from vgan.data.shards import build_shards
+
+    params = Params(data=DataParams(raw_dir=str(raw)), shards=ShardsParams(
+        out_dir=str(out), clip_frames=16, size=64, clips_per_video=0, workers=workers))
+    start = time.perf_counter()
+    manifest = build_shards(params)
+    return time.perf_counter() - start, manifest
+
+
+def loader_clips_per_s(out: Path, workers: int, batch_size: int, min_clips: int) -> tuple[float, int]:
+    from vgan.data.loader import make_loader, shard_paths
+
+    loader = make_loader(shard_paths(out, "train"), batch_size, shuffle_buffer=256, num_workers=workers, seed=0)
+    per_epoch = sum(len(labels) for _, labels in loader)  # warm-up pass: starts the workers, fills the page cache
+    start, clips = time.perf_counter(), 0
+    for _ in range(-(-min_clips // per_epoch)):
+        for video, labels in loader:
+            clips += len(labels)
+    return clips / (time.perf_counter() - start), clips
+
+
+PEAK_SCRIPT = """
+import json, resource, sys
+from vgan.data.shards import build_shards
+from vgan.params import DataParams, Params, ShardsParams
+if __name__ == "__main__":
+    manifest = build_shards(Params(data=DataParams(raw_dir=sys.argv[1]), shards=ShardsParams(
+        out_dir=sys.argv[2], clip_frames=8, size=64, clips_per_video=2, workers=2)))
+    print(json.dumps({"main_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "worker_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                      "clips": sum(manifest["counts"].values())}))
+"""
+
+
+def shards_peak_memory(template: list[Path], raw: Path, out: Path, count: int) -> dict:
+    """Peak RSS (MiB) of a separate `shards` process over `count` videos (hard links of a few templates)."""
+    raw.mkdir(parents=True, exist_ok=True)
+    names = []
+    for number in range(count):
+        name = f"copy{number:04d}.mp4"
+        os.link(template[number % len(template)], raw / name)
+        names.append(name)
+    write_index(raw, names)
+    done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(raw), str(out)], check=True,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"videos": count, "clips": report["clips"], "main_peak_mib": round(report["main_kb"] / 1024, 1),
+            "worker_peak_mib": round(report["worker_kb"] / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=24)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "data.json"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="vgan-bench-data-"))
+    try:
+        raw = work / "raw"
+        # UCF101-like inputs: 320x240, 25 fps, 6 s
+        names = make_videos(raw, args.videos, "320x240", 6.0, 25)
+        write_index(raw, names)
+        paths = [raw / name for name in names]
+        plain, ours, manifest = [], [], None
+        for repeat in range(args.repeats):
+            plain.append(plain_decode_seconds(paths, args.workers))
+            seconds, manifest = shards_seconds(raw, work / "shards", args.workers)
+            ours.append(seconds)
+        frames = sum(1 for _ in paths) * 150
+        throughput = {"videos": len(paths), "source_frames": frames, "workers": args.workers,
+                      "ffmpeg_null_s": round(min(plain), 3), "shards_s": round(min(ours), 3),
+                      "ratio": round(min(plain) / min(ours), 3), "clips": sum(manifest["counts"].values())}
+
+        loader_out = work / "loader_shards"
+        many = make_videos(work / "loader_raw", 8, "96x96", 16.0, 25)  # 400 frames: 25 clips each
+        write_index(work / "loader_raw", many)
+        shards_seconds(work / "loader_raw", loader_out, args.workers)
+        clips_per_s, clips = loader_clips_per_s(loader_out, 2, batch_size=64, min_clips=8000)
+        loader = {"clip_shape": [16, 64, 64, 3], "workers": 2, "batch_size": 64, "clips": clips,
+                  "clips_per_s": round(clips_per_s, 1)}
+
+        template = make_videos(work / "templates", 10, "128x96", 3.0, 10)
+        template_paths = [work / "templates" / name for name in template]
+        small = shards_peak_memory(template_paths, work / "mem50", work / "mem50_shards", 50)
+        large = shards_peak_memory(template_paths, work / "mem500", work / "mem500_shards", 500)
+        memory = {"50": small, "500": large,
+                  "main_ratio_500_vs_50": round(large["main_peak_mib"] / small["main_peak_mib"], 3)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                           "ffmpeg": subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True)
+                           .stdout.split("\n")[0]},
+               "throughput": throughput, "loader": loader, "memory": memory,
+               "targets": {"throughput_ratio": ">= 0.7", "loader_clips_per_s": ">= 1500",
+                           "memory_ratio": "<= 1.2"}}
+    rows = [
+        ("decode+resize+shard vs ffmpeg -f null", f"{throughput['shards_s']:.2f} s vs {throughput['ffmpeg_null_s']:.2f} s",
+         f"ratio {throughput['ratio']:.2f}", ">= 0.7"),
+        ("loader 16x64x64, 2 workers", f"{clips} clips", f"{loader['clips_per_s']:.0f} clips/s", ">= 1500"),
+        ("shards peak RSS, 50 videos", f"main {small['main_peak_mib']} MiB", f"worker {small['worker_peak_mib']} MiB", ""),
+        ("shards peak RSS, 500 videos", f"main {large['main_peak_mib']} MiB", f"worker {large['worker_peak_mib']} MiB",
+         ""),
+        ("peak RSS ratio 500 / 50", "", f"{memory['main_ratio_500_vs_50']:.2f}", "<= 1.2"),
+    ]
+    print(f"{'measure':<40} {'detail':<26} {'result':<20} target")
+    for row in rows:
+        print(f"{row[0]:<40} {row[1]:<26} {row[2]:<20} {row[3]}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""End to end: the whole DVC pipeline on the tiny config in a temp git + DVC repo, checked as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_shards_hold_as_many_samples_as_the_manifest_says(tiny_repo):
+    manifest = json.loads((tiny_repo / "data/shards/manifest.json").read_text())
+    assert manifest["clip_shape"] == [8, 16, 16, 3]
+    for split, expected in manifest["counts"].items():
+        keys = set()
+        for shard in sorted((tiny_repo / "data/shards").glob(f"{split}-*.tar")):
+            with tarfile.open(shard) as tar:
+                keys |= {member.name.split(".", 1)[0] for member in tar.getmembers()}
+        assert len(keys) == expected > 0
+    videos = {key.rsplit("_", 1)[0] for key in keys}
+    assert videos, "val clips come from whole videos"
+
+
+def test_training_leaves_checkpoint_generator_and_curves(tiny_repo):
+    checkpoints = list((tiny_repo / "checkpoints").glob("*/step-*.pt"))
+    assert [p.name for p in sorted(checkpoints)] == ["step-00000003.pt", "step-00000006.pt"]
+    assert (tiny_repo / "models/generator.pt").stat().st_size > 0
+    curves = (tiny_repo / "plots/train_losses.csv").read_text().splitlines()
+    assert curves[0].startswith("step,") and len(curves) == 1 + 3  # logged at steps 2, 4, 6
+    assert json.loads((tiny_repo / "metrics/train.json").read_text())["steps"] == 6
+
+
+def test_samples_are_gif_mp4_and_contact_sheet_with_the_configured_frames(tiny_repo):
+    index = json.loads((tiny_repo / "samples/index.json").read_text())
+    assert index["model"] == "vgan" and index["step"] == 6 and index["num_samples"] == 4
+    gifs = sorted((tiny_repo / "samples").glob("vgan_step6_seed0_0*.gif"))
+    mp4s = sorted((tiny_repo / "samples").glob("vgan_step6_seed0_0*.mp4"))
+    assert len(gifs) == len(mp4s) == 4
+    with Image.open(gifs[0]) as gif:
+        assert gif.n_frames == 8
+    from vgan.data.video import probe
+
+    assert probe(mp4s[0]).num_frames == 8
+    with Image.open(tiny_repo / "samples" / index["contact_sheet"]) as sheet:
+        width, height = sheet.size
+    assert width > height  # 8 frames across, 4 clips down
+
+
+def test_evaluate_reports_metrics_and_baselines(tiny_repo):
+    metrics = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
+    for key in ("evaluator_val_accuracy", "fd_evaluator", "kvd_evaluator", "is_evaluator", "fd_motion",
+                "label_consistency"):
+        assert np.isfinite(metrics[key]), key
+    assert set(metrics["baselines"]) == {"model", "real_vs_real", "static", "shuffled", "noise"}
+    assert metrics["baselines"]["real_vs_real"]["fd_motion"] < metrics["baselines"]["shuffled"]["fd_motion"]
+    report = (tiny_repo / "reports/evaluation.md").read_text()
+    assert "| real_vs_real |" in report and "contact_sheet" in report
+
+
+def test_registered_champion_loads_in_another_process(tiny_repo):
+    register = json.loads((tiny_repo / "metrics/register.json").read_text())
+    assert register["champion_version"] == register["version"]
+    script = (
+        "import mlflow, sys\n"
+        f"mlflow.set_tracking_uri('sqlite:///{tiny_repo}/mlflow.db')\n"
+        f"model = mlflow.pyfunc.load_model('models:/{register['name']}@champion')\n"
+        "videos = model.predict({'seed': [0, 1]})\n"
+        "print(videos.shape, videos.dtype)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tiny_repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "(2, 8, 16, 16, 3) uint8"
+
+
+def test_second_repro_is_a_noop(tiny_repo):
+    started = time.monotonic()
+    result = run_cli("dvc", "repro", cwd=tiny_repo, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tiny_repo}/mlflow.db"})
+    assert "Data and pipelines are up to date" in result.stdout, result.stdout
+    assert time.monotonic() - started < 60  # generous: the ≤ 3 s figure is measured, not asserted
+
+
+def test_dvc_push_then_pull_restores_the_data(tiny_repo):
+    run_cli("dvc", "push", cwd=tiny_repo)
+    manifest = tiny_repo / "data/shards/manifest.json"
+    original = manifest.read_text()
+    subprocess.run(["rm", "-rf", str(tiny_repo / "data/shards")], check=True)
+    run_cli("dvc", "pull", "data/shards", cwd=tiny_repo)
+    assert manifest.read_text() == original
+
+
+def test_experiment_with_more_steps_shows_in_exp_show(tiny_repo):
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tiny_repo}/mlflow.db"}
+    subprocess.run(["git", "add", "-A"], cwd=tiny_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "pipeline ran"], cwd=tiny_repo, check=True)
+    run_cli("dvc", "exp", "run", "--set-param", "train.steps=8", "-n", "longer", cwd=tiny_repo, env=env)
+    shown = run_cli("dvc", "exp", "show", "--json", cwd=tiny_repo).stdout
+    assert "longer" in shown and '"steps": 8' in shown.replace(": 8,", ": 8")

@@ -1,0 +1,312 @@
+"""vgan.tracking: stage runs, the registered generator, champion/challenger promotion, failures.
+
+Local tests use the embedded sqlite store in a temporary folder; the `servers` tests use a real
+`mlflow server` (sqlite backend, and PostgreSQL) and read the registry from other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from servers import QUIET_ENV, free_port, mlflow_on_postgres, mlflow_server, postgres_server  # noqa: F401
+from vgan import tracking
+from vgan.errors import TrackingError
+from vgan.params import load_params
+
+TINY_MODEL = ["model.resolution=16", "model.frames=4", "model.z_dim=8", "model.width=4"]
+
+
+def tiny_params(name: str, *extra: str):
+    return load_params("no-such-dir/params.yaml", [*TINY_MODEL, f"registry.model_name={name}", *extra])
+
+
+def write_generator(path: Path, params, seed: int = 0) -> Path:
+    import torch
+
+    from vgan.models import build_model
+    from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
+
+    torch.manual_seed(seed)
+    generator, _ = build_model(params.model)
+    atomic_save({"format": GENERATOR_FORMAT, "params": params.model_dump(mode="json"), "step": 3,
+                 "G": generator.state_dict(), "G_ema": generator.state_dict()}, path)
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A repository folder with the embedded store; no tracking server in the environment."""
+    for key, value in QUIET_ENV.items():
+        monkeypatch.setenv(key, value)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "VGAN_PIPELINE_ID"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "dvc.lock").write_text(textwrap.dedent("""\
+        schema: '2.0'
+        stages:
+          shards:
+            cmd: vgan shards
+            outs:
+            - path: data/shards
+              md5: 0123456789abcdef0123456789abcdef.dir
+        """))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_python(code: str, env: dict | None = None, cwd: Path | None = None) -> str:
+    """Run code in a separate interpreter (a different process than the one that logged)."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                            env={**os.environ, **QUIET_ENV, **(env or {})}, cwd=cwd, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+# --- pure decisions ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, champion, direction, margin, promoted", [
+    (4.0, None, "minimize", 0.0, True),        # no champion yet
+    (4.0, 5.0, "minimize", 0.0, True),
+    (5.0, 5.0, "minimize", 0.0, False),        # a tie does not beat
+    (4.5, 5.0, "minimize", 1.0, False),        # better, but not by min_improvement
+    (6.5, 5.0, "maximize", 1.0, True),
+    (None, 5.0, "minimize", 0.0, False),       # no finite metric: never promoted
+])
+def test_decide(value, champion, direction, margin, promoted):
+    champion_version = None if champion is None else "3"
+    decision, reason = tracking.decide(value, champion, champion_version, "fd", direction, margin)
+    assert decision is promoted
+    assert reason
+
+
+def test_importing_tracking_does_not_import_mlflow():
+    out = run_python("import sys, vgan.tracking, vgan.cli; print('mlflow' in sys.modules)")
+    assert out == "False"
+
+
+def test_tracking_uri_defaults_to_the_repo_store(workdir):
+    assert tracking.tracking_uri() == f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
+
+
+# --- the embedded store ----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_register_promote_and_load_the_champion_from_another_process(workdir):
+    params = tiny_params("vgan-local-test")
+    generator = write_generator(workdir / "generator.pt", params)
+    (workdir / "metrics").mkdir()
+    (workdir / "metrics" / "evaluate.json").write_text(json.dumps({"fd_evaluator": 10.0}))
+
+    first = tracking.register_and_promote(params, generator, {"fd_evaluator": 10.0, "is_evaluator": 1.2},
+                                          [workdir / "metrics" / "evaluate.json"])
+    assert (first["version"], first["champion_version"], first["promoted"]) == (1, 1, True)
+    assert first["reason"].startswith("no champion yet")
+    second = tracking.register_and_promote(params, generator, {"fd_evaluator": 12.0}, [])
+    assert (second["version"], second["champion_version"], second["promoted"]) == (2, 1, False)
+    assert "does not beat champion" in second["reason"]
+
+    summary = tracking.registry_summary(params)
+    assert summary["champion"]["version"] == 1 and summary["challenger"]["version"] == 2
+    assert summary["challenger"]["decision"] == "rejected"
+    assert summary["champion"]["data_hash"] == tracking.data_hash() != "none"
+
+    again = tracking.promote(params, version=2)
+    assert again["promoted"] is False and again["champion_version"] == 1
+    third = tracking.register_and_promote(params, generator, {"fd_evaluator": 9.5}, [])
+    assert (third["version"], third["champion_version"], third["promoted"]) == (3, 3, True)
+
+    # artifacts land in <repo>/mlartifacts (set explicitly), the generator as a torch.export program
+    assert list((workdir / "mlartifacts").rglob("model.pt2"))
+    assert list((workdir / "mlartifacts").rglob("evaluate.json"))
+
+    out = run_python("""
+        import json, mlflow, numpy as np, pandas as pd
+        model = mlflow.pyfunc.load_model("models:/vgan-local-test@champion")
+        videos = model.predict(pd.DataFrame({"seed": [3, 3, 4]}))
+        print(json.dumps({"shape": list(videos.shape), "dtype": str(videos.dtype),
+                          "same_seed_same_video": bool((videos[0] == videos[1]).all()),
+                          "other_seed_differs": bool((videos[0] != videos[2]).any())}))
+        """, env={"MLFLOW_TRACKING_URI": tracking.tracking_uri()}, cwd=workdir)
+    assert json.loads(out) == {"shape": [3, 4, 16, 16, 3], "dtype": "uint8", "same_seed_same_video": True,
+                               "other_seed_differs": True}
+
+
+@pytest.mark.slow
+def test_conditional_generator_falls_back_to_pickle_when_export_fails(workdir, monkeypatch):
+    import pandas as pd
+    import torch
+
+    params = tiny_params("vgan-pickle-test", "model.num_classes=3")
+    generator = write_generator(workdir / "generator.pt", params)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("torch.export cannot trace this model")
+
+    monkeypatch.setattr(torch.export, "export", refuse)
+    result = tracking.register_and_promote(params, generator, {"fd_evaluator": 1.0}, [])
+    assert result["promoted"] is True
+    assert list((workdir / "mlartifacts").rglob("model.pth")) and not list((workdir / "mlartifacts").rglob("model.pt2"))
+
+    model = tracking.load_champion(params)
+    videos = model.predict(pd.DataFrame({"seed": [1, 1, 2], "label": [0, 2, 1]}))
+    assert videos.shape == (3, 4, 16, 16, 3) and videos.dtype.name == "uint8"
+    assert (videos[0] != videos[1]).any()  # same latent, different label
+    with pytest.raises(Exception, match="outside 0..2"):
+        model.predict(pd.DataFrame({"seed": [1], "label": [7]}))
+
+
+@pytest.mark.slow
+def test_stage_run_is_tagged_and_linked_by_pipeline_id(workdir, monkeypatch):
+    import mlflow
+
+    params = tiny_params("vgan-stage-test")
+    monkeypatch.setenv("VGAN_PIPELINE_ID", "pipeline-42")
+    with tracking.stage_run(params, "train") as run:
+        run.log_params({"train": {"steps": 3, "lr_g": 0.001}})
+        run.log_metrics({"loss_d": 0.5, "loss_g": float("nan"), "nested": {"acc": 0.75}}, step=2)
+        (workdir / "report.md").write_text("# report\n")
+        run.log_artifact(workdir / "report.md")
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracking.stage_run(params, "evaluate"):
+            raise RuntimeError("boom")
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    runs = mlflow.search_runs(experiment_names=["vgan-moving-digits"], filter_string="tags.`vgan.pipeline_id` = 'pipeline-42'",
+                              output_format="list")
+    by_stage = {run.data.tags["vgan.stage"]: run for run in runs}
+    assert set(by_stage) == {"train", "evaluate"}
+    train = by_stage["train"]
+    assert train.info.status == "FINISHED" and by_stage["evaluate"].info.status == "FAILED"
+    assert train.data.params == {"train.steps": "3", "train.lr_g": "0.001"}
+    assert train.data.metrics == {"loss_d": 0.5, "nested.acc": 0.75}  # NaN is not logged
+    assert train.data.tags["vgan.params_hash"] == params.group_hash()
+    assert train.data.tags["vgan.data_hash"] == tracking.data_hash() != "none"
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(train.info.run_id)] == ["report.md"]
+
+
+def test_unreachable_server_gives_one_clear_error_after_retries(workdir, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("VGAN_TRACKING_RETRIES", "2")
+    monkeypatch.setenv("VGAN_TRACKING_BACKOFF_S", "0.05")
+    params = tiny_params("vgan-offline-test")
+    with pytest.raises(TrackingError, match=r"unreachable \(.* failed 2 times.*re-run the stage"):
+        tracking.promote(params)
+    with pytest.raises(TrackingError, match="unreachable"):
+        with tracking.stage_run(params, "train"):
+            pass
+
+
+def test_cli_register_reports_an_unreachable_server_in_one_line(workdir):
+    params = tiny_params("vgan-offline-cli")
+    write_generator(workdir / "generator.pt", params)
+    (workdir / "metrics").mkdir()
+    (workdir / "metrics" / "evaluate.json").write_text(json.dumps({"fd_evaluator": 1.0}))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "vgan"), "register", "--generator", "generator.pt", *sum((["--set", o] for o in
+         [*TINY_MODEL, "registry.model_name=vgan-offline-cli"]), [])],
+        capture_output=True, text=True, cwd=workdir, timeout=300,
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "VGAN_TRACKING_RETRIES": "2",
+             "VGAN_TRACKING_BACKOFF_S": "0.05"})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "unreachable" in result.stderr.strip().splitlines()[-1]
+    assert not (workdir / "metrics" / "register.json").exists()
+    assert (workdir / "generator.pt").exists()  # kept, so `vgan register` can run again
+
+
+# --- real servers ----------------------------------------------------------------------------------
+
+RACE = """
+import json, sys, time
+from pathlib import Path
+from vgan import tracking
+from vgan.params import load_params
+name, fd, generator, go = sys.argv[1], float(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+params = load_params("none/params.yaml", {overrides!r} + [f"registry.model_name={{name}}"])
+while not go.exists():  # start both promotions together
+    time.sleep(0.01)
+print(json.dumps(tracking.register_and_promote(params, generator, {{"fd_evaluator": fd}}, [])))
+"""
+
+
+@pytest.mark.servers
+@pytest.mark.slow
+def test_racing_promotions_end_with_one_champion_and_a_consistent_record(mlflow_server, tmp_path):  # noqa: F811
+    name = "vgan-race-test"
+    params = tiny_params(name)
+    generator = write_generator(tmp_path / "generator.pt", params)
+    env = {**os.environ, **QUIET_ENV, "MLFLOW_TRACKING_URI": mlflow_server.url}
+    go = tmp_path / "go"
+    script = RACE.format(overrides=TINY_MODEL)
+    racers = [subprocess.Popen([sys.executable, "-c", script, name, str(fd), str(generator), str(go)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+              for fd in (8.0, 6.0)]
+    go.touch()
+    results = []
+    for racer in racers:
+        out, err = racer.communicate(timeout=300)
+        assert racer.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+
+    by_fd = {8.0: results[0], 6.0: results[1]}
+    better, worse = by_fd[6.0], by_fd[8.0]
+    versions = {str(r["version"]) for r in results}
+    assert versions == {"1", "2"}
+    script = """
+        import json, sys, urllib.parse, urllib.request
+        base, name = sys.argv[1], sys.argv[2]
+        def get(path, **query):
+            with urllib.request.urlopen(f"{base}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}") as r:
+                return json.loads(r.read())
+        versions = get("model-versions/search", filter=f"name='{name}'")["model_versions"]
+        lock = get("registered-models/search", filter="name LIKE '%promotion-lock%'").get("registered_models", [])
+        champion = get("registered-models/alias", name=name, alias="champion")["model_version"]["version"]
+        aliases = get("registered-models/get", name=name)["registered_model"].get("aliases", [])
+        print(json.dumps({"champion": champion, "locks": len(lock), "aliases": sorted(a["alias"] for a in aliases),
+            "tags": {v["version"]: {t["key"]: t["value"] for t in v.get("tags", [])} for v in versions}}))
+        """
+    seen = json.loads(subprocess.run([sys.executable, "-c", textwrap.dedent(script), mlflow_server.url, name],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert seen["champion"] == str(better["version"])  # the better model wins whichever promoted first
+    assert seen["aliases"].count("champion") == 1 and seen["aliases"].count("challenger") == 1
+    assert seen["locks"] == 0
+    better_tags, worse_tags = seen["tags"][str(better["version"])], seen["tags"][str(worse["version"])]
+    assert better_tags["vgan.decision"] == "promoted"
+    if worse_tags["vgan.decision"] == "promoted":  # the worse one went first and was champion for a while
+        assert worse_tags["vgan.compared_to"] == "" and better_tags["vgan.compared_to"] == str(worse["version"])
+        assert worse_tags["vgan.superseded_by"] == str(better["version"])
+    else:  # the better one went first; the worse one was compared against it
+        assert worse_tags["vgan.compared_to"] == str(better["version"]) and better_tags["vgan.compared_to"] == ""
+    assert better["champion_version"] == int(seen["champion"])
+
+
+@pytest.mark.servers
+@pytest.mark.slow
+def test_mlflow_on_postgresql_registers_and_serves_the_champion(postgres_server, mlflow_on_postgres, tmp_path,  # noqa: F811
+                                                               monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_on_postgres.url)
+    assert mlflow_on_postgres.extra["backend"].startswith("postgresql://")
+    params = tiny_params("vgan-postgres-test", "model.num_classes=2")
+    generator = write_generator(tmp_path / "generator.pt", params)
+    result = tracking.register_and_promote(params, generator, {"fd_evaluator": 3.0}, [])
+    assert (result["version"], result["champion_version"], result["promoted"]) == (1, 1, True)
+
+    out = run_python("""
+        import json, mlflow, pandas as pd
+        videos = mlflow.pyfunc.load_model("models:/vgan-postgres-test@champion").predict(
+            pd.DataFrame({"seed": [0, 1], "label": [1, 0]}))
+        print(json.dumps([list(videos.shape), str(videos.dtype)]))
+        """, env={"MLFLOW_TRACKING_URI": mlflow_on_postgres.url}, cwd=tmp_path)
+    assert json.loads(out) == [[2, 4, 16, 16, 3], "uint8"]
+    rows = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", str(postgres_server.extra["port"]), "-U", "postgres", "-d", "mlflow", "-tAc",
+         "select count(*) from model_versions where name = 'vgan-postgres-test'"],
+        capture_output=True, text=True, check=True)
+    assert rows.stdout.strip() == "1"  # the registry lives in PostgreSQL
