@@ -63,7 +63,7 @@ class Server:
             return
         with_group = _signal_group(self.process.pid, signal.SIGTERM)
         try:
-            self.process.wait(timeout=8)
+            self.process.wait(timeout=4)
         except subprocess.TimeoutExpired:
             _signal_group(self.process.pid, signal.SIGKILL) if with_group else self.process.kill()
             self.process.wait(timeout=10)

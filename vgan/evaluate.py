@@ -34,7 +34,7 @@ def _endless(make_iterable):
             raise DataError("the train shards yield no batch: lower evaluate.evaluator_batch_size or add data")
 
 
-def _real_clips(params, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def real_clips(params, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     from vgan.data.loader import iterate_clips, shard_paths
 
     urls = shard_paths(params.shards.out_dir, split)
@@ -63,7 +63,7 @@ def build_evaluator(params, progress: bool = True) -> dict:
                                            seed=cfg.seed, shuffle_buffer=params.train.shuffle_buffer))
     net = train_evaluator(batches, len(manifest["label_names"]), cfg.evaluator_steps, cfg.evaluator_lr,
                           cfg.evaluator_width, cfg.seed, progress)
-    val_videos, val_labels = _real_clips(params, "val")
+    val_videos, val_labels = real_clips(params, "val")
     val_accuracy = accuracy(net, zip(val_videos.split(64), val_labels.split(64)))
     metrics = {"val_accuracy": round(val_accuracy, 4), "num_val_clips": len(val_labels),
                "num_classes": len(manifest["label_names"]), "steps": cfg.evaluator_steps}
@@ -105,25 +105,167 @@ def score(net, real: torch.Tensor, candidate: torch.Tensor, batch_size: int, see
     }
 
 
+# -- prediction models -----------------------------------------------------------------------------
+def prediction_scores(predicted_future, true_future, psnr_cap_db: float) -> dict:
+    """PSNR (capped at ``psnr_cap_db``: identical frames have infinite PSNR) and SSIM of future frames,
+    averaged over clips and frames, and per future step (index 0 = the first predicted frame)."""
+    from vgan.metrics.prediction import psnr_per_frame, ssim_per_frame
+
+    psnr = np.minimum(psnr_per_frame(predicted_future, true_future), psnr_cap_db)
+    scores = {"psnr": float(psnr.mean()), "psnr_per_step": psnr.mean(axis=0).tolist()}
+    try:
+        ssim = ssim_per_frame(predicted_future, true_future)
+        scores.update(ssim=float(ssim.mean()), ssim_per_step=ssim.mean(axis=0).tolist())
+    except VganError:  # frames smaller than the SSIM window: PSNR alone
+        scores.update(ssim=None, ssim_per_step=None)
+    return scores
+
+
+def _prediction_metrics(real: torch.Tensor, generated: torch.Tensor, context_frames: int, cap: float) -> dict:
+    truth = real[:, :, context_frames:]
+    model = prediction_scores(generated[:, :, context_frames:], truth, cap)
+    copy_last = prediction_scores(real[:, :, context_frames - 1:context_frames].expand_as(truth), truth, cap)
+    return {**model, "psnr_cap_db": cap, "prediction_context_frames": context_frames,
+            "prediction_future_frames": int(truth.shape[2]), "num_prediction_clips": len(real),
+            "prediction_baselines": {"model": {"psnr": model["psnr"], "ssim": model["ssim"]},
+                                     "copy_last_frame": {"psnr": copy_last["psnr"], "ssim": copy_last["ssim"]}}}
+
+
+# -- external protocols (user-supplied weights) ----------------------------------------------------
+def _protocol_network(name: str) -> str:
+    from vgan.metrics.c3d import ISV_PROTOCOL
+    from vgan.metrics.protocols import get_protocol
+
+    return "c3d" if name == ISV_PROTOCOL else get_protocol(name).network
+
+
+def _frames_needed(name: str) -> int:
+    from vgan.metrics.c3d import C3D_FRAMES, ISV_PROTOCOL
+    from vgan.metrics.protocols import get_protocol
+
+    return C3D_FRAMES if name == ISV_PROTOCOL else get_protocol(name).frames_needed
+
+
+def load_protocol_networks(cfg, device) -> dict:
+    """The feature networks ``evaluate.protocols`` needs, by network name; refuses (one line) without weights."""
+    from vgan.metrics.c3d import load_c3d
+    from vgan.metrics.i3d import load_i3d
+    from vgan.metrics.inception import load_inception
+
+    loaders = {"i3d": lambda: load_i3d(cfg.i3d_weights, cfg.i3d_sha256, device),
+               "inception": lambda: load_inception(cfg.inception_weights, cfg.inception_sha256, device),
+               "c3d": lambda: load_c3d(cfg.c3d_weights, cfg.c3d_sha256, device)}
+    networks = {}
+    for name in cfg.protocols:
+        network = _protocol_network(name)
+        if network not in networks:
+            networks[network] = loaders[network]()
+    return networks
+
+
+def _check_protocol_lengths(cfg, generator, manifest: dict) -> None:
+    """Refuse before any work when the real or generated clips are too short for a protocol."""
+    from vgan.metrics.c3d import ISV_PROTOCOL
+
+    real_frames = manifest["clip_shape"][0]
+    for name in cfg.protocols:
+        needed = _frames_needed(name)
+        if name != ISV_PROTOCOL and real_frames < needed:  # the video IS never looks at real clips
+            raise VganError(f"evaluate.protocols: {name} needs real clips of at least {needed} frames; the shards "
+                            f"have {real_frames}: set shards.clip_frames >= {needed}")
+        if needed > generator.frames and not generator.variable_length:
+            raise VganError(f"evaluate.protocols: {name} needs {needed}-frame clips; {type(generator).__name__} "
+                            f"generates exactly {generator.frames}: choose another protocol or a model that rolls out")
+
+
+def _generated_stream(generator, count: int, seed: int, batch_size: int, needed_frames: int, device,
+                      context: torch.Tensor | None = None, context_labels: torch.Tensor | None = None):
+    """Batches of ``count`` generated clips with at least ``needed_frames`` frames; prediction models
+    continue the real context clips in turn."""
+    from vgan.sample import render
+
+    rng = torch.Generator().manual_seed(seed)
+    length = needed_frames - generator.context_frames if needed_frames > generator.frames else None
+    done = 0
+    while done < count:
+        size = min(batch_size, count - done)
+        rows = torch.arange(done, done + size)
+        z = generator.sample_z(size, generator=rng, num_frames=length)
+        if context is not None:
+            picks = rows % len(context)
+            labels = context_labels[picks] if generator.num_classes else None
+            yield render(generator, z, labels, context[picks], length, batch_size, device)
+        else:
+            labels = rows % generator.num_classes if generator.num_classes else None
+            yield render(generator, z, labels, None, length, batch_size, device)
+        done += size
+
+
+def protocol_metrics(params, generator, networks: dict, device, context=None, context_labels=None) -> dict:
+    """Every ``evaluate.protocols`` metric: {fvd2048_16f, kvd2048_16f, fid_frames2048, kid_frames2048, isv2048_ucf_*}."""
+    import hashlib
+
+    from vgan.data.loader import iterate_clips, shard_paths
+    from vgan.metrics.c3d import ISV_CLIPS, ISV_PROTOCOL, video_inception_score
+    from vgan.metrics.protocols import get_protocol, protocol_distances, real_clip_indices, take_indices
+
+    cfg, split = params.evaluate, params.evaluate.protocol_real_split
+    manifest_text = (Path(params.shards.out_dir) / "manifest.json").read_text()
+    available = json.loads(manifest_text)["counts"].get(split, 0)
+    fingerprint = hashlib.sha256(f"{split}\n{manifest_text}".encode()).hexdigest()
+    generator = generator.to(device)
+    results = {}
+    for name in cfg.protocols:
+        stream = _generated_stream(generator, ISV_CLIPS if name == ISV_PROTOCOL else get_protocol(name).num_generated,
+                                   cfg.seed + 1, cfg.batch_size, _frames_needed(name), device, context, context_labels)
+        if name == ISV_PROTOCOL:
+            c3d = networks["c3d"]
+            results.update(video_inception_score(torch.cat([c3d(clips[:, :, :16]).cpu() for clips in stream])))
+            continue
+        protocol = get_protocol(name)
+
+        def real_batches(protocol=protocol):
+            indices = real_clip_indices(protocol, available, cfg.seed)
+            videos = (video for video, _ in iterate_clips(shard_paths(params.shards.out_dir, split), 64))
+            return take_indices(videos, indices)
+
+        results.update(protocol_distances(name, real_batches, stream, networks[protocol.network], cfg.cache_dir,
+                                          fingerprint, seed=cfg.seed))
+    generator.to("cpu")
+    return results
+
+
+# -- the stage -------------------------------------------------------------------------------------
 def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict:
     """Write metrics/evaluate.json and reports/evaluation.md; log both to MLflow."""
     from vgan import tracking
     from vgan.cli import write_json
     from vgan.metrics.baselines import baseline_clips, real_halves
     from vgan.metrics.evaluator import load_evaluator
-    from vgan.sample import generate
+    from vgan.sample import generate, real_context_clips
     from vgan.train.checkpoint import load_generator
 
     cfg = params.evaluate
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    networks = load_protocol_networks(cfg, device)  # refuse before any work when a weights file is missing
     net, info = load_evaluator(cfg.evaluator_path)
     generator, trained = load_generator(generator_path, use_ema=cfg.use_ema)
-    if generator.context_frames:
-        raise VganError("prediction models are scored with PSNR/SSIM on context clips (issue 6); not yet wired here")
-    real, _ = _real_clips(params, "val", limit=cfg.num_samples)
+    if cfg.protocols:
+        _check_protocol_lengths(cfg, generator, _manifest(params))
     torch.manual_seed(cfg.seed)
-    generated = generate(generator, cfg.num_samples, seed=cfg.seed + 1, batch_size=cfg.batch_size)
+    context = labels = None
+    if generator.context_frames:
+        real, labels = real_context_clips(params, generator, cfg.num_samples, splits=("val",))
+        context = real[:, :, : generator.context_frames]
+        generated = generate(generator, len(real), seed=cfg.seed + 1, batch_size=cfg.batch_size,
+                             labels=labels if generator.num_classes else None, context=context)
+    else:
+        real, _ = real_clips(params, "val", limit=cfg.num_samples)
+        generated = generate(generator, cfg.num_samples, seed=cfg.seed + 1, batch_size=cfg.batch_size)
     metrics = {"evaluator_val_accuracy": info["val_accuracy"], **score(net, real, generated, cfg.batch_size, cfg.seed),
                "num_real_clips": len(real), "num_generated_clips": len(generated)}
+    if generator.context_frames:
+        metrics.update(_prediction_metrics(real, generated, generator.context_frames, cfg.psnr_cap_db))
     # Baselines at one common size: everything is compared with real half A, candidates have |B| clips.
     half_a, half_b = real_halves(len(real), seed=cfg.seed)
     reference, real_b = real[half_a], real[half_b]
@@ -131,11 +273,18 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     metrics["baselines"] = {name: score(net, reference, clips, cfg.batch_size, cfg.seed)
                             for name, clips in candidates.items()}
     metrics["baselines_num_clips"] = len(half_b)
-    metrics = _rounded(metrics)
+    protocol_keys = ()
+    if cfg.protocols:
+        external = protocol_metrics(params, generator, networks, device, context, labels)
+        metrics.update(external)
+        protocol_keys = tuple(external)
+    metrics = json_safe(_rounded(metrics))
     write_json(METRICS_FILE, metrics)
-    write_report(params, trained, generator.trained_steps, metrics)
+    write_report(params, trained, generator.trained_steps, metrics, protocol_keys)
     with tracking.stage_run(params, "evaluate") as logger:
         logger.log_metrics(metrics)
+        for step, values in enumerate(zip(metrics.get("psnr_per_step") or [], metrics.get("ssim_per_step") or []), 1):
+            logger.log_metrics({"psnr_step": values[0], "ssim_step": values[1]}, step=step)
         logger.log_artifact(REPORT_FILE)
         logger.log_artifact(METRICS_FILE)
     return metrics
@@ -144,33 +293,96 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
 def _rounded(tree):
     if isinstance(tree, dict):
         return {key: _rounded(value) for key, value in tree.items()}
-    if isinstance(tree, float):
-        return float(f"{tree:.6g}")
+    if isinstance(tree, list):
+        return [_rounded(value) for value in tree]
+    if isinstance(tree, (float, np.floating)):
+        return float(f"{float(tree):.6g}")
     return tree
 
 
-def write_report(params, trained, step: int, metrics: dict) -> None:
-    """Markdown: the model's metrics, the baseline table, links to the sample images."""
+def json_safe(tree):
+    """Plain JSON values: numpy scalars as Python numbers, NaN and ±inf as null (JSON has neither)."""
+    if isinstance(tree, dict):
+        return {str(key): json_safe(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [json_safe(value) for value in tree]
+    if isinstance(tree, (np.integer, np.bool_)):
+        return tree.item()
+    if isinstance(tree, (float, np.floating)):
+        return float(tree) if np.isfinite(tree) else None
+    return tree
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _sample_lines(params) -> list[str]:
+    index_path = Path(params.sample.out_dir) / "index.json"
+    if not index_path.exists():
+        return []
+    index = json.loads(index_path.read_text())
+    relative = Path("..") / params.sample.out_dir
+    lines = ["## Samples", "", f"Model {index['model']}, step {index['step']}, seed {index['seed']}.", "",
+             f"![contact sheet]({relative / index['contact_sheet']})", "", f"![grid]({relative / index['grid']})", ""]
+    titles = {"interpolation": "Latent interpolation ({method}, rows from seed {seeds[0]} to seed {seeds[1]})",
+              "classes": "One row per class ({names})",
+              "long": "Longer than trained ({frames} frames; trained {trained_frames})",
+              "loop": "Seamless loop ({frames} frames around a closed latent path)",
+              "prediction_grid": "Prediction: context | prediction | ground truth (green: real, red: generated)"}
+    for record in index.get("outputs", []):
+        if record["kind"] in titles:
+            title = titles[record["kind"]].format(names=", ".join(record.get("classes", [])), **record)
+            lines += [f"### {title}", "", f"![{record['kind']}]({relative / record['file']})", ""]
+    for kind, reason in index.get("skipped", {}).items():
+        lines.append(f"- no {kind} samples: {reason}")
+    return lines
+
+
+def _prediction_lines(metrics: dict) -> list[str]:
+    if "psnr" not in metrics:
+        return []
+    lines = [f"## Prediction ({metrics['prediction_context_frames']} real context frames -> "
+             f"{metrics['prediction_future_frames']} predicted; {metrics['num_prediction_clips']} real val clips)", "",
+             "| predictor | psnr (dB) | ssim |", "| --- | --- | --- |"]
+    for name, row in metrics["prediction_baselines"].items():
+        lines.append(f"| {name} | {_fmt(row['psnr'])} | {_fmt(row['ssim'])} |")
+    steps = range(1, len(metrics["psnr_per_step"]) + 1)
+    lines += ["", "| future step | " + " | ".join(str(step) for step in steps) + " |",
+              "| --- |" + " --- |" * len(metrics["psnr_per_step"]),
+              "| psnr | " + " | ".join(_fmt(value) for value in metrics["psnr_per_step"]) + " |"]
+    if metrics.get("ssim_per_step"):
+        lines.append("| ssim | " + " | ".join(_fmt(value) for value in metrics["ssim_per_step"]) + " |")
+    lines += ["", f"Higher is better. Per-frame PSNR is capped at {metrics['psnr_cap_db']:g} dB (identical frames "
+              "would give infinity); copy_last_frame repeats the last context frame, the baseline to beat. "
+              "The evaluator-space metrics above score context + prediction, so they share real context frames.", ""]
+    return lines
+
+
+def write_report(params, trained, step: int, metrics: dict, protocol_keys=()) -> None:
+    """Markdown: the model's metrics, the baseline table, prediction and protocol tables, sample links."""
     lines = [f"# Evaluation: {trained.model.name}, step {step}", "",
              f"Evaluator (self-trained 3D-conv classifier) accuracy on real val clips: "
-             f"**{metrics['evaluator_val_accuracy']:.3f}**. Generated clips: {metrics['num_generated_clips']}, "
+             f"**{_fmt(metrics['evaluator_val_accuracy'])}**. Generated clips: {metrics['num_generated_clips']}, "
              f"real val clips: {metrics['num_real_clips']}.", "",
              "| metric | value |", "| --- | --- |"]
-    lines += [f"| {key} | {metrics[key]:.4g} |" for key in TABLE_METRICS + ("is_evaluator_std",)]
+    lines += [f"| {key} | {_fmt(metrics[key])} |" for key in TABLE_METRICS + ("is_evaluator_std",)]
     lines += ["", f"## Model vs baselines (each against the same real half; {metrics['baselines_num_clips']} clips each)",
               "", "| clips | " + " | ".join(TABLE_METRICS) + " |", "| --- |" + " --- |" * len(TABLE_METRICS)]
     for name, row in metrics["baselines"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[key]:.4g}" for key in TABLE_METRICS) + " |")
+        lines.append(f"| {name} | " + " | ".join(_fmt(row[key]) for key in TABLE_METRICS) + " |")
     lines += ["", "Lower is better for fd_* and kvd_*; higher for is_evaluator and label_consistency. "
               "fd_motion compares frame-difference statistics (temporal realism); label_consistency is the "
-              "share of frames whose per-frame evaluator label agrees with the clip's majority label.", ""]
-    samples_index = Path(params.sample.out_dir) / "index.json"
-    if samples_index.exists():
-        index = json.loads(samples_index.read_text())
-        relative = Path("..") / params.sample.out_dir
-        lines += ["## Samples", "", f"![contact sheet]({relative / index['contact_sheet']})", "",
-                  f"![grid]({relative / index['grid']})", ""]
+              "share of frames whose per-frame evaluator label agrees with the clip's majority label. "
+              "A value that is not finite is written as null (n/a here).", ""]
+    lines += _prediction_lines(metrics)
+    if protocol_keys:
+        lines += ["## External protocols (user-supplied weights)", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {key} | {_fmt(metrics[key])} |" for key in protocol_keys]
+        lines += ["", f"Real clips: the {params.evaluate.protocol_real_split} split; features of real clips are cached "
+                  f"in {params.evaluate.cache_dir}.", ""]
+    lines += _sample_lines(params)
     REPORT_FILE.parent.mkdir(parents=True, exist_ok=True)
     tmp = REPORT_FILE.with_name(REPORT_FILE.name + ".tmp")
-    tmp.write_text("\n".join(lines))
+    tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(REPORT_FILE)

@@ -70,3 +70,18 @@ def write_gif(video: np.ndarray, path: str | Path, fps: float) -> None:
 def upscale(video: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upscaling so small clips are visible (and even-sized for H.264)."""
     return video.repeat(factor, axis=-3).repeat(factor, axis=-2) if factor > 1 else video
+
+
+def side_by_side(videos: list[np.ndarray], pad: int = 2) -> np.ndarray:
+    """Panels (T, H, W, C) of equal shape next to each other, white gaps between: (T, H, n*W + gaps, C)."""
+    return video_grid(np.stack(videos), columns=len(videos), pad=pad)
+
+
+def framed(video: np.ndarray, colours: list[tuple[int, int, int]], width: int = 2) -> np.ndarray:
+    """A ``width``-pixel border around each frame in that frame's colour (e.g. real context vs generated)."""
+    frames, height, wide, channels = video.shape
+    out = np.empty((frames, height + 2 * width, wide + 2 * width, channels), np.uint8)
+    for index, colour in enumerate(colours):
+        out[index] = np.asarray(colour, np.uint8)[:channels]
+    out[:, width:width + height, width:width + wide] = video
+    return out

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vgan.errors import ParamsError
 from vgan.models.options import ModelParams
@@ -94,6 +94,8 @@ class TrainParams(_Strict):
     channels_last: bool = True
     compile: bool = False
     deterministic: bool = False
+    sync_batchnorm: bool = Field(True, description="DDP: batch-norm statistics over the global batch, as one "
+                                                   "process would compute them (off = per-rank statistics)")
     num_workers: int = Field(2, ge=0)
     shuffle_buffer: int = Field(256, ge=0)
 
@@ -106,6 +108,9 @@ class SampleParams(_Strict):
     use_ema: bool = True
     interpolation_steps: int = Field(8, ge=2)
     long_frames: int = Field(0, ge=0, description="0 = twice the training length where the model can roll out")
+    loop_frames: int = Field(16, ge=3, description="frames of a seamless loop around a closed latent path")
+    per_class: int = Field(4, ge=1, description="clips per class row (conditional models)")
+    mp4: bool = Field(True, description="an MP4 next to each clip's GIF (needs ffmpeg)")
 
 
 class EvaluateParams(_Strict):
@@ -128,6 +133,24 @@ class EvaluateParams(_Strict):
     c3d_weights: str | None = None
     c3d_sha256: str | None = None
     cache_dir: str = "data/metric_cache"
+    protocol_real_split: Literal["train", "val"] = Field("train", description="real clips of the external protocols")
+    psnr_cap_db: float = Field(100.0, gt=0, description="per-frame PSNR cap (identical frames give infinity)")
+
+    @field_validator("protocols")
+    @classmethod
+    def _known_protocols(cls, names: list[str]) -> list[str]:
+        if not names:
+            return names
+        from vgan.metrics.c3d import ISV_PROTOCOL
+        from vgan.metrics.protocols import PROTOCOLS
+
+        known = [*PROTOCOLS, ISV_PROTOCOL]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"unknown protocol {unknown[0]!r}; expected names from {', '.join(known)}")
+        if len(set(names)) != len(names):
+            raise ValueError("a protocol is listed twice")
+        return names
 
 
 class RegistryParams(_Strict):

@@ -1,61 +1,281 @@
-"""Sampling: clips from the trained generator as GIF, MP4 and a PNG contact sheet."""
+"""Sampling: clips from the trained generator as GIF, MP4 and PNG contact sheets, plus latent
+interpolations (lerp, slerp), one row per class, long roll-outs, seamless loops and, for prediction
+models, context | prediction | ground truth from real val clips. ``samples/index.json`` lists them all.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from vgan.media import contact_sheet, to_uint8, upscale, video_grid, write_gif, write_png
+from vgan.errors import DataError
+from vgan.media import contact_sheet, framed, side_by_side, to_uint8, upscale, video_grid, write_gif, write_png
 
 DISPLAY_SIDE = 128  # upscale small clips to at least this many pixels so people can see them
+EXTRA_ROWS = 4  # clips shown in the interpolation, long and loop grids
+REAL_COLOUR, FAKE_COLOUR = (40, 170, 60), (215, 50, 40)  # frame borders: real context / generated
+
+
+# -- latent paths ----------------------------------------------------------------------------------
+def lerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:
+    return (1 - t) * start + t * end
+
+
+def slerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation of each row's direction, with its norm interpolated linearly.
+
+    Gaussian latents live near a sphere; a straight line cuts through its inside (norms shrink mid-way),
+    where the generator saw no latents. Here every point's norm is ``(1-t)|start| + t|end|``.
+    """
+    start, end = start.double(), end.double()
+    norm_a, norm_b = start.norm(dim=1, keepdim=True), end.norm(dim=1, keepdim=True)
+    unit_a, unit_b = start / norm_a.clamp_min(1e-12), end / norm_b.clamp_min(1e-12)
+    omega = torch.arccos((unit_a * unit_b).sum(dim=1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    direction = (torch.sin((1 - t) * omega) * unit_a + torch.sin(t * omega) * unit_b) / torch.sin(omega)
+    direction = direction / direction.norm(dim=1, keepdim=True)
+    return (direction * ((1 - t) * norm_a + t * norm_b)).float()
+
+
+def interpolation_path(start: torch.Tensor, end: torch.Tensor, steps: int, method: str) -> torch.Tensor:
+    """(steps, N, D): ``steps`` points from ``start`` to ``end`` (both included) by "lerp" or "slerp"."""
+    blend = {"lerp": lerp, "slerp": slerp}[method]
+    return torch.stack([blend(start, end, index / (steps - 1)) for index in range(steps)])
+
+
+def loop_path(start: torch.Tensor, other: torch.Tensor, steps: int) -> torch.Tensor:
+    """(steps, N, D): a closed great-circle-like path ``start·cos θ + other·sin θ``, θ over one turn.
+
+    For independent Gaussian ``start`` and ``other`` every point is again standard Gaussian, and the
+    step after the last point is ``start``: the path has no seam.
+    """
+    angles = [2 * math.pi * index / steps for index in range(steps)]
+    return torch.stack([start * math.cos(angle) + other * math.sin(angle) for angle in angles])
+
+
+# -- generation ------------------------------------------------------------------------------------
+@torch.no_grad()
+def render(generator, z: torch.Tensor, labels: torch.Tensor | None = None, context: torch.Tensor | None = None,
+           num_frames: int | None = None, batch_size: int = 32, device="cpu") -> torch.Tensor:
+    """Float (N, C, T, H, W) clips for given latents; prediction models get ``context`` and return it
+    followed by the predicted frames (``num_frames`` of them, default the trained horizon)."""
+    if generator.context_frames and context is None:
+        raise ValueError("prediction models need context clips (N, C, context_frames, H, W)")
+    clips = []
+    for start in range(0, len(z), batch_size):
+        part = slice(start, start + batch_size)
+        batch_labels = None if labels is None else labels[part].to(device)
+        batch_context = None if context is None else context[part].to(device)
+        video = generator(z[part].to(device), batch_labels, batch_context, num_frames=num_frames).float()
+        if batch_context is not None:
+            video = torch.cat([batch_context.float(), video], dim=2)
+        clips.append(video.cpu())
+    return torch.cat(clips)
+
+
+def cycled_labels(generator, count: int) -> torch.Tensor | None:
+    return torch.arange(count) % generator.num_classes if generator.num_classes else None
 
 
 @torch.no_grad()
 def generate(generator, count: int, seed: int, labels: torch.Tensor | None = None, batch_size: int = 32,
-             device="cpu") -> torch.Tensor:
-    """``count`` clips for a seed: float (N, C, T, H, W) in [-1, 1]; labels cycle over classes when conditional."""
+             device="cpu", context: torch.Tensor | None = None, num_frames: int | None = None) -> torch.Tensor:
+    """``count`` clips for a seed: float (N, C, T, H, W) in [-1, 1]; labels cycle over classes when conditional.
+
+    Prediction models need ``context`` (count, C, context_frames, H, W) and return context + prediction.
+    """
     rng = torch.Generator().manual_seed(seed)
-    z = generator.sample_z(count, generator=rng)
-    if generator.num_classes and labels is None:
-        labels = torch.arange(count) % generator.num_classes
-    clips = []
-    for start in range(0, count, batch_size):
-        batch_labels = None if labels is None else labels[start:start + batch_size].to(device)
-        clips.append(generator(z[start:start + batch_size].to(device), batch_labels).float().cpu())
-    return torch.cat(clips)
+    z = generator.sample_z(count, generator=rng, num_frames=num_frames)
+    if labels is None:
+        labels = cycled_labels(generator, count)
+    return render(generator, z, labels, context, num_frames, batch_size, device)
+
+
+def interpolation_clips(generator, rows: int, seed: int, steps: int, method: str, context=None,
+                        labels=None) -> torch.Tensor:
+    """(rows * steps, C, T, H, W): row r walks from latent r of ``seed`` to latent r of ``seed + 1``."""
+    start = generator.sample_z(rows, generator=torch.Generator().manual_seed(seed))
+    end = generator.sample_z(rows, generator=torch.Generator().manual_seed(seed + 1))
+    path = interpolation_path(start, end, steps, method).transpose(0, 1).reshape(rows * steps, -1)
+    repeat = lambda tensor: None if tensor is None else tensor.repeat_interleave(steps, dim=0)  # noqa: E731
+    return render(generator, path, repeat(labels), repeat(context))
+
+
+def class_clips(generator, per_class: int, seed: int, context=None) -> torch.Tensor:
+    """(classes * per_class, C, T, H, W): the same ``per_class`` latents under every label, a row per class."""
+    z = generator.sample_z(per_class, generator=torch.Generator().manual_seed(seed))
+    classes = generator.num_classes
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    shared = None if context is None else context[:1].repeat(classes * per_class, 1, 1, 1, 1)
+    return render(generator, z.repeat(classes, 1), labels, shared)
+
+
+def loop_clips(generator, count: int, seed: int, frames: int, context=None, labels=None) -> torch.Tensor:
+    """(count, C, frames, H, W): frame k is the middle frame of the clip at point k of a closed latent path."""
+    start = generator.sample_z(count, generator=torch.Generator().manual_seed(seed))
+    other = generator.sample_z(count, generator=torch.Generator().manual_seed(seed + 1))
+    path = loop_path(start, other, frames).reshape(frames * count, -1)
+    repeat = lambda tensor: None if tensor is None else tensor.repeat(frames, *[1] * (tensor.dim() - 1))  # noqa: E731
+    clips = render(generator, path, repeat(labels), repeat(context))
+    middle = clips.shape[2] // 2 if not generator.context_frames else generator.context_frames
+    return clips[:, :, middle].reshape(frames, count, *clips.shape[1:2], *clips.shape[3:]).permute(1, 2, 0, 3, 4)
+
+
+def long_length(generator, cfg) -> int:
+    """Total frames of the long clips: ``sample.long_frames``, or twice the training length."""
+    return cfg.long_frames or 2 * generator.frames
+
+
+# -- real context for prediction models ------------------------------------------------------------
+def real_context_clips(params, generator, limit: int, splits=("val", "train")) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``limit`` real clips (first split that has any) cut to the generator's length, with labels."""
+    from vgan.evaluate import real_clips
+
+    for position, split in enumerate(splits):
+        try:
+            clips, labels = real_clips(params, split, limit=limit)
+            break
+        except DataError:
+            if position == len(splits) - 1:
+                raise
+    shape = tuple(clips.shape[1:])
+    if clips.shape[2] < generator.frames or shape[0] != generator.channels or shape[3] != generator.resolution:
+        raise DataError(f"real clips in {params.shards.out_dir} are (C, T, H, W) = {shape}; the predictor needs "
+                        f"({generator.channels}, >= {generator.frames}, {generator.resolution}, {generator.resolution}): "
+                        "set shards.clip_frames and shards.size to match the model")
+    return clips[:, :, : generator.frames], labels
+
+
+def prediction_triptychs(context_and_prediction: np.ndarray, truth: np.ndarray, context_frames: int,
+                         factor: int) -> np.ndarray:
+    """(N, T, H', W', C): context | prediction | ground truth, borders green where real, red where generated."""
+    rows = []
+    for predicted, real in zip(context_and_prediction, truth):
+        frames = len(real)
+        held = np.concatenate([real[:context_frames], np.repeat(real[context_frames - 1:context_frames],
+                                                                 frames - context_frames, axis=0)])
+        origin = [REAL_COLOUR] * context_frames + [FAKE_COLOUR] * (frames - context_frames)
+        rows.append(side_by_side([framed(upscale(held, factor), [REAL_COLOUR] * frames),
+                                  framed(upscale(predicted, factor), origin),
+                                  framed(upscale(real, factor), [REAL_COLOUR] * frames)]))
+    return np.stack(rows)
+
+
+# -- the stage -------------------------------------------------------------------------------------
+class _Outputs:
+    """Writes files into the sample folder and records them for index.json."""
+
+    def __init__(self, out_dir: Path, prefix: str, fps: int):
+        self.out_dir, self.prefix, self.fps, self.records = out_dir, prefix, fps, []
+
+    def gif(self, name: str, video: np.ndarray, kind: str, **info) -> str:
+        file = f"{self.prefix}_{name}.gif"
+        write_gif(video, self.out_dir / file, fps=self.fps)
+        self.records.append({"kind": kind, "file": file, "frames": int(len(video)), **info})
+        return file
+
+    def png(self, name: str, image: np.ndarray, kind: str, **info) -> str:
+        file = f"{self.prefix}_{name}.png"
+        write_png(image, self.out_dir / file)
+        self.records.append({"kind": kind, "file": file, **info})
+        return file
+
+
+def _label_names(params, count: int) -> list[str]:
+    path = Path(params.shards.out_dir) / "manifest.json"
+    names = json.loads(path.read_text()).get("label_names", []) if path.exists() else []
+    return names if len(names) == count else [str(label) for label in range(count)]
 
 
 def write_samples(params, generator_path: str | Path = "models/generator.pt") -> dict:
-    """Write GIF and MP4 per sample, a grid GIF and a contact sheet PNG into ``sample.out_dir``."""
+    """Write every sample kind into ``sample.out_dir`` and list them in its index.json."""
     from vgan.data.video import encode_mp4
     from vgan.train.checkpoint import load_generator
 
     cfg = params.sample
     generator, trained = load_generator(generator_path, use_ema=cfg.use_ema)
+    step, seed = generator.trained_steps, cfg.seed
+    rows = min(cfg.num_samples, EXTRA_ROWS)
+    context = labels = truth = None
     if generator.context_frames:
-        raise NotImplementedError("prediction models are sampled with context clips; see issue 6")
-    videos = to_uint8(generate(generator, cfg.num_samples, cfg.seed))
+        truth, labels = real_context_clips(params, generator, cfg.num_samples)
+        labels = labels if generator.num_classes else None
+        context = truth[:, :, : generator.context_frames]
+        num_samples = len(truth)
+        rows = min(rows, num_samples)
+    else:
+        num_samples = cfg.num_samples
+    pick = lambda tensor, count: None if tensor is None else tensor[:count]  # noqa: E731
+    row_labels = pick(labels, rows) if labels is not None else cycled_labels(generator, rows)
+
+    videos = to_uint8(generate(generator, num_samples, seed, labels=labels, context=context))
     factor = max(1, DISPLAY_SIDE // videos.shape[2])
-    prefix = f"{trained.model.name}_step{generator.trained_steps}_seed{cfg.seed}"
+    small = max(1, factor // 2)
+    prefix = f"{trained.model.name}_step{step}_seed{seed}"
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    out = _Outputs(out_dir, prefix, cfg.fps)
+    skipped = {}
+
     files = []
     for index, video in enumerate(videos):
         big = upscale(video, factor)
-        for suffix, writer in ((".gif", write_gif), (".mp4", encode_mp4)):
+        for suffix, writer in ((".gif", write_gif), (".mp4", encode_mp4))[: 2 if cfg.mp4 else 1]:
             path = out_dir / f"{prefix}_{index:03d}{suffix}"
             writer(big, path, fps=cfg.fps)
             files.append(path.name)
-    grid = out_dir / f"{prefix}_grid.gif"
-    write_gif(upscale(video_grid(videos), max(1, factor // 2)), grid, fps=cfg.fps)
-    sheet = out_dir / f"{prefix}_contact_sheet.png"
-    write_png(upscale(contact_sheet(videos), max(1, factor // 2)), sheet)
-    summary = {"model": trained.model.name, "step": generator.trained_steps, "seed": cfg.seed,
-               "num_samples": cfg.num_samples, "clip_shape": list(videos.shape[1:]),
-               "grid": grid.name, "contact_sheet": sheet.name, "files": files}
+            out.records.append({"kind": "clip", "file": path.name, "frames": int(len(video)), "index": index})
+    grid = out.gif("grid", upscale(video_grid(videos), small), "grid")
+    sheet = out.png("contact_sheet", upscale(contact_sheet(videos), small), "contact_sheet")
+
+    for method in ("lerp", "slerp"):
+        clips = to_uint8(interpolation_clips(generator, rows, seed, cfg.interpolation_steps, method,
+                                             pick(context, rows), row_labels))
+        tiled = video_grid(clips, columns=cfg.interpolation_steps)
+        info = {"method": method, "seeds": [seed, seed + 1], "rows": rows, "steps": cfg.interpolation_steps}
+        out.gif(f"interp_{method}", upscale(tiled, small), "interpolation", **info)
+        out.png(f"interp_{method}", upscale(tiled[0], small), "interpolation_sheet", **info)
+
+    if generator.num_classes:
+        clips = to_uint8(class_clips(generator, cfg.per_class, seed, pick(context, 1)))
+        tiled = video_grid(clips, columns=cfg.per_class)
+        info = {"classes": _label_names(params, generator.num_classes), "per_class": cfg.per_class}
+        out.gif("classes", upscale(tiled, small), "classes", **info)
+        out.png("classes", upscale(tiled[0], small), "classes_sheet", **info)
+    else:
+        skipped["classes"] = "unconditional model (model.num_classes = 0)"
+
+    if generator.variable_length:
+        total = long_length(generator, cfg)
+        if total <= generator.context_frames:
+            skipped["long"] = (f"sample.long_frames {total} leaves no frame after "
+                               f"{generator.context_frames} context frames")
+        else:
+            frames = total - generator.context_frames if generator.context_frames else total
+            clips = to_uint8(generate(generator, rows, seed, labels=row_labels, context=pick(context, rows),
+                                      num_frames=frames))
+            out.gif(f"long{total}f", upscale(video_grid(clips), small), "long", trained_frames=generator.frames)
+    else:
+        skipped["long"] = f"{trained.model.name} generates exactly {generator.frames} frames (not variable_length)"
+
+    loops = to_uint8(loop_clips(generator, rows, seed, cfg.loop_frames, pick(context, rows), row_labels))
+    out.gif(f"loop{cfg.loop_frames}f", upscale(video_grid(loops), small), "loop", seeds=[seed, seed + 1])
+
+    if generator.context_frames:
+        triptychs = prediction_triptychs(videos, to_uint8(truth), generator.context_frames, factor)
+        for index, triptych in enumerate(triptychs[:rows]):
+            out.gif(f"predict_{index:03d}", triptych, "prediction", index=index,
+                    context_frames=generator.context_frames)
+        out.gif("predict_grid", video_grid(triptychs, columns=1), "prediction_grid",
+                context_frames=generator.context_frames)
+
+    summary = {"model": trained.model.name, "step": step, "seed": seed,
+               "num_samples": num_samples, "clip_shape": list(videos.shape[1:]),
+               "grid": grid, "contact_sheet": sheet, "files": files, "outputs": out.records, "skipped": skipped}
     tmp = out_dir / f".index.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
     os.replace(tmp, out_dir / "index.json")

@@ -171,8 +171,16 @@ def _mlflow():
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
+    # mlflow's setters also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into os.environ; put the
+    # user's values back so a later change of store (or a child process) never sees a stale one
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri())
+    mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or tracking_uri())
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     return mlflow
 
 
@@ -449,14 +457,16 @@ def _promote_version(client, params, name: str, version: str) -> dict:
             client.set_registered_model_alias(name, CHALLENGER, version)
         champion = _alias_version(client, name, CHAMPION)
         if champion is not None and str(champion.version) == str(version):
-            promoted, reason = True, "already champion"
-            previous = None
-        else:
-            previous = str(champion.version) if champion else None
-            promoted, reason = decide(_metric_of(candidate, metric), _metric_of(champion, metric) if champion else None,
-                                      previous, metric, direction, params.registry.min_improvement)
-            if promoted:
-                client.set_registered_model_alias(name, CHAMPION, version)
+            # keep the record of why it became champion; nothing changes
+            reason = f"already champion ({candidate.tags.get('vgan.reason', 'no recorded reason')})"
+            return {"name": name, "version": int(version), "champion_version": int(version), "promoted": True,
+                    "reason": reason, "metric": metric, "value": _metric_of(candidate, metric),
+                    "tracking_uri": tracking_uri()}
+        previous = str(champion.version) if champion else None
+        promoted, reason = decide(_metric_of(candidate, metric), _metric_of(champion, metric) if champion else None,
+                                  previous, metric, direction, params.registry.min_improvement)
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION, version)
         decision_tags = {
             "vgan.decision": "promoted" if promoted else "rejected",
             "vgan.reason": reason,

@@ -6,6 +6,7 @@ AWS CLI: `pipe:aws s3 cp s3://bucket/shards/train-000000.tar -`.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import multiprocessing
@@ -45,17 +46,30 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+@functools.lru_cache(maxsize=64)
+def _npy_layout(header: bytes) -> tuple[tuple[int, ...], int] | None:
+    """(shape, data offset) of a uint8 C-order .npy header, else None; every clip shares one header."""
+    stream = io.BytesIO(header)
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0)):
+        return None
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(stream)
+    return None if fortran_order or dtype != np.uint8 else (shape, stream.tell())
+
+
 def _decode_sample(sample: dict) -> tuple[np.ndarray, int]:
     if "frames.npy" not in sample or "cls" not in sample:
         raise DataError(f"sample {sample.get('__key__')!r} in {sample.get('__url__')} lacks frames.npy or cls")
     data = sample["frames.npy"]
-    stream = io.BytesIO(data)
-    version = np.lib.format.read_magic(stream)
-    shape, fortran_order, dtype = np.lib.format._read_array_header(stream, version)
-    if fortran_order or dtype != np.uint8:
+    # header length: 2 bytes at offset 8 (version 1) or 4 bytes (version 2)
+    header_end = 10 + int.from_bytes(data[8:10], "little") if data[6:7] == b"\x01" else \
+        12 + int.from_bytes(data[8:12], "little")
+    layout = _npy_layout(bytes(data[:header_end]))
+    if layout is None:
         return np.load(io.BytesIO(data)), int(sample["cls"])
     # a view on the tar member's bytes: no copy, no fresh allocation per clip
-    return np.frombuffer(data, np.uint8, offset=stream.tell()).reshape(shape), int(sample["cls"])
+    return np.frombuffer(data, np.uint8, offset=layout[1]).reshape(layout[0]), int(sample["cls"])
 
 
 def _new_batch(clips: list[np.ndarray]) -> torch.Tensor:
@@ -68,8 +82,11 @@ def _new_batch(clips: list[np.ndarray]) -> torch.Tensor:
         batch = torch.empty(0).new(storage).view(shape)
     else:
         batch = torch.empty(shape)
-    for row, clip in zip(batch, clips):
-        row.copy_(torch.from_numpy(clip).permute(3, 0, 1, 2))
+    # transpose in uint8 (a quarter of the bytes), then one contiguous widening copy
+    channels_first = np.empty((len(clips), channels, frames, height, width), np.uint8)
+    for row, clip in zip(channels_first, clips):
+        row[...] = clip.transpose(3, 0, 1, 2)
+    batch.copy_(torch.from_numpy(channels_first))
     return batch.mul_(1 / 127.5).sub_(1.0)
 
 
@@ -167,7 +184,7 @@ class ClipLoader:
             multiprocessing_context="forkserver" if num_workers > 0 else None,
             # workers live across epochs: starting them costs more than an epoch of a small dataset
             persistent_workers=num_workers > 0,
-            prefetch_factor=4 if num_workers > 0 else None,
+            prefetch_factor=2 if num_workers > 0 else None,
         )
 
     def __iter__(self):

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -101,8 +102,16 @@ class Trainer:
         seed_everything(self.cfg.seed)
         self.G, discriminators = build_model(params.model)
         self.Ds = nn.ModuleDict(discriminators)
-        if world_size > 1:  # same initial weights everywhere, different noise per rank
+        if world_size > 1:
+            # same initial weights everywhere; draws inside models (MoCoGAN's frame pick, WGAN-GP's
+            # interpolation) are independent per rank, latents come from the shared stream below
             seed_everything(self.cfg.seed + 1_000_003 * rank)
+            if self.cfg.sync_batchnorm:
+                distributed.convert_batchnorm(self.G, self.device.type)
+                distributed.convert_batchnorm(self.Ds, self.device.type)
+        # one latent stream on every rank: each draws the global batch's latents and keeps its slice, so N
+        # ranks see the noise one process with the global batch would
+        self.latent_rng = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 3)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         for module in (self.G, self.Ds, self.G_ema):
             module.to(self.device)
@@ -114,6 +123,7 @@ class Trainer:
             self.G.compile()  # compiles G's forward in place, so every view uses it
         self.model_hash = params.group_hash("model")
         self.state = TrainState()
+        self._last_saved = -1
         self._preview_context = None
         self.fixed_z = self.G.sample_z(16, generator=torch.Generator().manual_seed(self.cfg.seed + 1)).to(self.device)
         self.fixed_y = self.G.sample_labels(16, generator=torch.Generator().manual_seed(self.cfg.seed + 2))
@@ -129,8 +139,12 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "data": {"epoch": s.epoch, "batches_in_epoch": s.batches_in_epoch},
             "guard": {"consecutive_bad_steps": s.consecutive_bad_steps, "skipped_steps": s.skipped_steps},
-            "history": s.history, "rng": ckpt.rng_state(),
+            "history": s.history, "rng": ckpt.rng_state(), "latent_rng": self.latent_rng.get_state(),
         }
+
+    def _rank_state(self) -> dict:
+        """What differs between ranks: data position and the global RNG streams."""
+        return {"epoch": self.state.epoch, "batches_in_epoch": self.state.batches_in_epoch, "rng": ckpt.rng_state()}
 
     def resume(self) -> bool:
         """Continue from this run's newest readable checkpoint, else from ``train.resume_from``."""
@@ -149,19 +163,44 @@ class Trainer:
         self.Ds.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.state = TrainState(step=state["step"], epoch=state["data"]["epoch"],
-                                batches_in_epoch=state["data"]["batches_in_epoch"],
+        own = {"epoch": state["data"]["epoch"], "batches_in_epoch": state["data"]["batches_in_epoch"],
+               "rng": state["rng"]}
+        ranks = state.get("ranks")
+        if self.world_size > 1 or ranks:
+            if ranks and len(ranks) == self.world_size:
+                own = ranks[self.rank]
+            else:  # another world size: shards split differently, so restart the epoch with fresh streams
+                if self.rank == 0:
+                    warnings.warn(f"{path} was written by {len(ranks) if ranks else 1} rank(s), this run has "
+                                  f"{self.world_size}: the data epoch restarts and per-rank random streams are "
+                                  f"re-seeded (the weights and optimiser state resume exactly)")
+                seed_everything(self.cfg.seed + 1_000_003 * self.rank + state["step"])
+                own = {"epoch": own["epoch"] + 1, "batches_in_epoch": 0, "rng": None}
+        self.state = TrainState(step=state["step"], epoch=own["epoch"], batches_in_epoch=own["batches_in_epoch"],
                                 consecutive_bad_steps=state["guard"]["consecutive_bad_steps"],
                                 skipped_steps=state["guard"]["skipped_steps"], history=list(state["history"]))
-        ckpt.restore_rng_state(state["rng"])
-        print(f"resumed from {path} at step {self.state.step}")
+        if own["rng"] is not None:
+            ckpt.restore_rng_state(own["rng"])
+        if "latent_rng" in state:
+            self.latent_rng.set_state(state["latent_rng"].cpu())
+        else:  # checkpoints from before the shared latent stream
+            self.latent_rng.manual_seed(self.cfg.seed + 3 + state["step"])
+        self._last_saved = self.state.step
+        if self.rank == 0:
+            print(f"resumed from {path} at step {self.state.step}")
         return True
 
     def save_checkpoint(self) -> Path | None:
+        """Rank 0 writes; every rank must call it (their data positions and RNG states are gathered)."""
+        ranks = distributed.gather_objects(self._rank_state(), self.world_size) if self.world_size > 1 else None
+        self._last_saved = self.state.step
         if self.rank != 0:
             return None
         path = ckpt.checkpoint_path(self.checkpoint_dir, self.state.step)
-        ckpt.atomic_save(self.state_dict(), path)
+        state = self.state_dict()
+        if ranks is not None:
+            state["ranks"] = ranks
+        ckpt.atomic_save(state, path)
         ckpt.prune_checkpoints(self.checkpoint_dir, self.cfg.keep_checkpoints)
         self.write_plots()
         return path
@@ -202,9 +241,14 @@ class Trainer:
     def _context(self, real):
         return real[:, :, : self.G.context_frames] if self.G.context_frames else None
 
+    def _latents(self, local_batch: int) -> torch.Tensor:
+        """This rank's slice of the global batch's latents (all ranks draw the same global tensor)."""
+        z = self.G.sample_z(local_batch * self.world_size, device=self.device, generator=self.latent_rng)
+        return z[self.rank * local_batch:(self.rank + 1) * local_batch]
+
     def discriminator_step(self, real, labels) -> dict:
         cfg = self.cfg
-        z = self.G.sample_z(real.shape[0], device=self.device)
+        z = self._latents(real.shape[0])
         with torch.no_grad(), self._autocast():
             fake_views = self.G.views(z, labels, self._context(real))
         real_views = self.G.real_views(real)
@@ -225,13 +269,12 @@ class Trainer:
                 loss = loss + cfg.r1_weight * penalty
             losses[f"margin_{name}"] = (real_logits.float().mean() - fake_logits.float().mean()).detach()
             total = total + loss
-        losses["loss_d"] = total.detach()
-        if not torch.isfinite(total):
-            return {**losses, "finite": False}
         self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        distributed.average_gradients(self.Ds.parameters(), self.world_size)
+        total.backward()  # also when non-finite: every rank must join the all-reduce, then all decide alike
+        losses["loss_d"] = distributed.average_gradients(self.Ds.parameters(), self.world_size, total.detach())
         losses["grad_norm_d"] = self._clip(self.Ds.parameters())
+        if not self._finite(losses["loss_d"], losses["grad_norm_d"]):
+            return {**losses, "finite": False}
         self.opt_d.step()
         for D in self.Ds.values():
             if cfg.loss == "wgan" and not cfg.svc_every:  # TGAN: SVC replaces weight clipping
@@ -242,7 +285,7 @@ class Trainer:
 
     def generator_step(self, real, labels) -> dict:
         cfg = self.cfg
-        z = self.G.sample_z(real.shape[0], device=self.device)
+        z = self._latents(real.shape[0])
         self.Ds.requires_grad_(False)
         try:
             with self._autocast():
@@ -257,20 +300,27 @@ class Trainer:
                 loss = loss + cfg.recon_weight * recon
         finally:
             self.Ds.requires_grad_(True)
-        losses["loss_g"] = loss.detach()
-        if not torch.isfinite(loss):
-            return {**losses, "finite": False}
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        distributed.average_gradients(self.G.parameters(), self.world_size)
+        losses["loss_g"] = distributed.average_gradients(self.G.parameters(), self.world_size, loss.detach())
         losses["grad_norm_g"] = self._clip(self.G.parameters())
+        if not self._finite(losses["loss_g"], losses["grad_norm_g"]):
+            return {**losses, "finite": False}
         self.opt_g.step()
         update_ema(self.G_ema, self.G, cfg.ema_decay)
         return {**losses, "finite": True}
 
     def _clip(self, parameters) -> torch.Tensor:
-        limit = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
-        return torch.nn.utils.clip_grad_norm_(list(parameters), limit).detach()
+        """Total gradient norm before clipping; clips to ``train.grad_clip`` when that is > 0."""
+        parameters = [p for p in parameters if p.grad is not None]
+        if self.cfg.grad_clip > 0:
+            return torch.nn.utils.clip_grad_norm_(parameters, self.cfg.grad_clip).detach()
+        return torch.nn.utils.get_total_norm([p.grad for p in parameters]).detach()
+
+    @staticmethod
+    def _finite(loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+        # one host sync for both checks; after the all-reduce both are equal on every rank
+        return bool(torch.isfinite(torch.stack([loss.float(), grad_norm.float()])).all())
 
     # -- outputs -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -328,7 +378,8 @@ class Trainer:
         bar = progress_bar(total=cfg.steps, initial=self.state.step, desc="train", unit="step", disable=not progress)
         running: dict[str, float] = {}
         while self.state.step < cfg.steps:
-            if deadline and time.monotonic() > deadline:
+            # every rank must stop at the same step, or the others wait in an all-reduce for ever
+            if deadline and distributed.any_rank(time.monotonic() > deadline, self.world_size, self.device):
                 stopped_by_budget = True
                 break
             factor = learning_rate_factor(cfg.lr_schedule, self.state.step, cfg.steps)
@@ -357,7 +408,7 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             compute += time.monotonic() - tock
-            videos_seen += real.shape[0] * (cfg.n_critic + 1)
+            videos_seen += real.shape[0] * self.world_size * (cfg.n_critic + 1)  # global batch, all ranks
             self.state.step += 1
             if finite:
                 self.state.consecutive_bad_steps = 0
@@ -379,7 +430,8 @@ class Trainer:
                 row = {"step": self.state.step, **{k: round(v, 6) for k, v in running.items()},
                        "videos_per_s": round(videos_seen / max(elapsed, 1e-9), 2),
                        "data_wait_fraction": round(data_wait / max(elapsed, 1e-9), 4),
-                       "skipped_steps": self.state.skipped_steps}
+                       "skipped_steps": self.state.skipped_steps, "lr_g": round(cfg.lr_g * factor, 10),
+                       "lr_d": round(cfg.lr_d * factor, 10)}
                 self.state.history.append(row)
                 self.logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
                 bar.set_postfix(d=f"{running.get('loss_d', 0):.3f}", g=f"{running.get('loss_g', 0):.3f}")
@@ -389,9 +441,8 @@ class Trainer:
             if at_checkpoint and self.state.consecutive_bad_steps == 0:  # never checkpoint inside a bad streak
                 self.save_checkpoint()
         bar.close()
-        if stopped_by_budget and (not ckpt.list_checkpoints(self.checkpoint_dir)
-                                  or ckpt.list_checkpoints(self.checkpoint_dir)[-1] != ckpt.checkpoint_path(self.checkpoint_dir, self.state.step)):
-            self.save_checkpoint()
+        if stopped_by_budget and self.state.consecutive_bad_steps == 0 and self._last_saved != self.state.step:
+            self.save_checkpoint()  # every rank decides alike (rank 0 alone could see the folder)
         self.write_plots()
         generator_path = self.export_generator() if self.rank == 0 else None
         distributed.barrier(self.world_size)

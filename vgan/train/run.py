@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from vgan.errors import DataError
+from vgan.errors import DataError, ParamsError
 
 
 def check_clip_shape(params) -> dict:
@@ -37,14 +37,17 @@ def shard_batches(params, rank: int = 0, world_size: int = 1):
     urls = shard_paths(params.shards.out_dir, "train")
     if not urls:
         raise DataError(f"no train shards in {params.shards.out_dir}; run `vgan shards` first")
-    if world_size > 1 and len(urls) >= world_size:
-        urls = urls[rank::world_size]
     cfg = params.train
-    per_rank_batch = max(1, cfg.batch_size // world_size)
+    if cfg.batch_size % world_size:
+        raise ParamsError(f"parameter train.batch_size = {cfg.batch_size}: the global batch must split evenly over "
+                          f"{world_size} ranks; use a multiple of {world_size}")
+    per_rank_batch = cfg.batch_size // world_size
 
     def batches(epoch: int, seed: int):
+        # every rank passes the same urls and seed: the loader splits the shards over (rank, worker) slots
+        # itself and shuffles the shard order alike on every rank, so the slots partition the data
         return make_loader(urls, per_rank_batch, shuffle_buffer=cfg.shuffle_buffer, num_workers=cfg.num_workers,
-                           seed=seed + 7919 * rank, pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
+                           seed=seed, pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
 
     return batches
 
@@ -56,14 +59,14 @@ def train(params, progress: bool = True, logger=None) -> dict:
     check_clip_shape(params)
     rank, world_size = distributed.setup(select_device(params.train.device).type)
     try:
+        batches = shard_batches(params, rank, world_size)  # bad input fails before a tracking run opens
         with contextlib.ExitStack() as stack:
             if logger is None and rank == 0:
                 from vgan import tracking
 
                 logger = stack.enter_context(tracking.stage_run(params, "train"))
                 logger.log_params(_flat_params(params))
-            trainer = Trainer(params, shard_batches(params, rank, world_size), logger=logger,
-                              rank=rank, world_size=world_size)
+            trainer = Trainer(params, batches, logger=logger, rank=rank, world_size=world_size)
             summary = trainer.run(progress=progress and rank == 0)
             if rank == 0:
                 logger.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
