@@ -21,10 +21,10 @@ from mlflow.pyfunc import PythonModel
 BATCH_SIZE = 32
 
 
-def latent_for_seed(seed: int, z_dim: int, num_classes: int) -> tuple[torch.Tensor, int | None]:
-    """The latent (1, z_dim) and default label for one seed, as ``G.sample_z``/``sample_labels`` draw them."""
+def latent_for_seed(seed: int, latent_dim: int, num_classes: int) -> tuple[torch.Tensor, int | None]:
+    """The latent (1, latent_dim) and default label for one seed, as ``G.sample_z``/``sample_labels`` draw them."""
     generator = torch.Generator().manual_seed(int(seed))
-    z = torch.randn(1, z_dim, generator=generator)
+    z = torch.randn(1, latent_dim, generator=generator)
     label = int(torch.randint(0, num_classes, (1,), generator=generator)) if num_classes else None
     return z, label
 
@@ -52,7 +52,7 @@ class VideoGeneratorModel(PythonModel):
         labels_given = frame["label"].tolist() if "label" in frame.columns else [None] * len(frame)
         latents, labels = [], []
         for seed, given in zip(frame["seed"].tolist(), labels_given):
-            z, drawn = latent_for_seed(seed, int(self.spec["z_dim"]), num_classes)
+            z, drawn = latent_for_seed(seed, int(self.spec["latent_dim"]), num_classes)
             latents.append(z)
             if num_classes:
                 label = drawn if given is None or pd.isna(given) else int(given)

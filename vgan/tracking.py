@@ -320,7 +320,7 @@ def _save_torch_generator(generator, folder: Path) -> str:
     generator = generator.cpu().eval()
     example_z = generator.sample_z(2, generator=torch.Generator().manual_seed(0))
     example = [example_z]
-    inputs = [TensorSpec(np.dtype(np.float32), (-1, generator.z_dim), "z")]
+    inputs = [TensorSpec(np.dtype(np.float32), (-1, generator.latent_dim), "z")]
     if generator.num_classes:
         example.append(torch.tensor([0, min(1, generator.num_classes - 1)], dtype=torch.int64))
         inputs.append(TensorSpec(np.dtype(np.int64), (-1,), "y"))
@@ -354,7 +354,7 @@ def _log_generator_model(generator, metadata: dict):
     with tempfile.TemporaryDirectory(prefix="vgan-model-") as tmp:
         torch_dir = _save_torch_generator(generator, Path(tmp))
         serialization = Path(torch_dir).name
-        spec = {"z_dim": generator.z_dim, "num_classes": generator.num_classes, "frames": generator.frames,
+        spec = {"latent_dim": generator.latent_dim, "num_classes": generator.num_classes, "frames": generator.frames,
                 "resolution": generator.resolution, "channels": generator.channels,
                 "serialization": serialization, **metadata}
         spec_path = Path(tmp) / "spec.json"

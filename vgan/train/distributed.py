@@ -71,6 +71,20 @@ def gather_objects(obj, world_size: int) -> list:
     return gathered
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) with autograd: the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _SumOverRanks.apply(grad.contiguous())
+
+
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm whose training statistics cover the batch of every rank (any backend, gloo included).
 
@@ -87,8 +101,6 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [0, *range(2, x.dim())]
         count = x.numel() // x.shape[1]
         local_var, local_mean = torch.var_mean(x.double(), dim=dims, unbiased=False)
@@ -96,7 +108,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         # cancellation (M2 comes from a centred pass; float64 carries the rest)
         stats = torch.cat([count * local_mean, count * (local_var + local_mean ** 2),
                            local_mean.new_tensor([float(count)])])
-        stats = all_reduce(stats)
+        stats = _SumOverRanks.apply(stats)
         channels = x.shape[1]
         total = stats[-1]
         mean = stats[:channels] / total
