@@ -40,8 +40,14 @@ class DataParams(_Strict):
     folder: str | None = None
     # urls
     urls: list[UrlSource] = []
-    # ucf101
+    # ucf101: the official archive and split lists; their sha256 must be supplied (none is invented here)
     ucf101_split: Literal[1, 2, 3] = 1
+    ucf101_url: str = "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar"
+    ucf101_splits_url: str = "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip"
+    ucf101_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    ucf101_splits_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    # downloads are cached outside raw_dir (DVC empties raw_dir before re-running fetch)
+    download_dir: str | None = Field(None, description="null = a 'downloads' folder beside raw_dir")
     # downloads and extraction
     download_retries: int = Field(5, ge=0)
     max_extract_gb: float = Field(20.0, gt=0)

@@ -28,14 +28,9 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".ta
 SPLIT_FOLDERS = {"train": "train", "val": "val", "test": "val"}
 UNLABELLED = "unlabelled"
 
-UCF101_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar"
-UCF101_SPLITS_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip"
-
-
 def download_dir(data) -> Path:
     """Archives live outside raw_dir: DVC empties raw_dir before re-running fetch."""
-    configured = getattr(data, "download_dir", None)
-    return Path(configured) if configured else Path(data.raw_dir).parent / "downloads"
+    return Path(data.download_dir) if data.download_dir else Path(data.raw_dir).parent / "downloads"
 
 
 def write_index(raw_dir: Path, index: dict) -> None:
@@ -170,10 +165,10 @@ def read_ucf101_lists(list_dir: Path, split_number: int) -> tuple[list[str], dic
 def fetch_ucf101(data, *, video_url: str | None = None, splits_url: str | None = None,
                  video_sha256: str | None = None, splits_sha256: str | None = None) -> dict:
     """The official UCF101 archive and split lists; labels from classInd.txt, split from data.ucf101_split."""
-    video_url = video_url or getattr(data, "ucf101_url", None) or UCF101_URL
-    splits_url = splits_url or getattr(data, "ucf101_splits_url", None) or UCF101_SPLITS_URL
-    video_sha256 = video_sha256 or getattr(data, "ucf101_sha256", None)
-    splits_sha256 = splits_sha256 or getattr(data, "ucf101_splits_sha256", None)
+    video_url = video_url or data.ucf101_url
+    splits_url = splits_url or data.ucf101_splits_url
+    video_sha256 = video_sha256 or data.ucf101_sha256
+    splits_sha256 = splits_sha256 or data.ucf101_splits_sha256
     if not video_sha256 or not splits_sha256:
         raise DataError("UCF101 publishes no checksums: set data.ucf101_sha256 and data.ucf101_splits_sha256 "
                         "(sha256sum of UCF101.rar and of the split-list zip you trust)")

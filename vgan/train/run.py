@@ -42,12 +42,21 @@ def shard_batches(params, rank: int = 0, world_size: int = 1):
         raise ParamsError(f"parameter train.batch_size = {cfg.batch_size}: the global batch must split evenly over "
                           f"{world_size} ranks; use a multiple of {world_size}")
     per_rank_batch = cfg.batch_size // world_size
+    cache: dict = {}
 
     def batches(epoch: int, seed: int):
-        # every rank passes the same urls and seed: the loader splits the shards over (rank, worker) slots
-        # itself and shuffles the shard order alike on every rank, so the slots partition the data
-        return make_loader(urls, per_rank_batch, shuffle_buffer=cfg.shuffle_buffer, num_workers=cfg.num_workers,
-                           seed=seed, pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
+        # One loader for the whole run: its persistent workers start once, not every epoch, and each pass
+        # over it is the next seeded epoch. A resumed run (or a jump) starts a fresh one at ``epoch``, which
+        # reads what the long-lived one would have. Every rank passes the same urls and seed: the loader
+        # splits the shards over (rank, worker) slots and shuffles the shard order alike on every rank.
+        if cache.get("next_epoch") != epoch:
+            loader = make_loader(urls, per_rank_batch, shuffle_buffer=cfg.shuffle_buffer,
+                                 num_workers=cfg.num_workers, seed=cfg.seed,
+                                 pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
+            loader.loader.dataset.passes = epoch  # ClipStream: the epoch of its next pass
+            cache["loader"] = loader
+        cache["next_epoch"] = epoch + 1
+        return cache["loader"]
 
     return batches
 
