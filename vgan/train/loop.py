@@ -148,9 +148,10 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from this run's newest readable checkpoint, else from ``train.resume_from``."""
-        found = ckpt.load_latest_checkpoint(self.checkpoint_dir, map_location=self.device)
+        # load to CPU: RNG states must be CPU tensors; load_state_dict moves weights and optimiser state
+        found = ckpt.load_latest_checkpoint(self.checkpoint_dir, map_location="cpu")
         if found is None and self.cfg.resume_from:
-            found = ckpt.load_checkpoint(self.cfg.resume_from, map_location=self.device), Path(self.cfg.resume_from)
+            found = ckpt.load_checkpoint(self.cfg.resume_from, map_location="cpu"), Path(self.cfg.resume_from)
         if found is None:
             return False
         state, path = found
@@ -182,7 +183,7 @@ class Trainer:
         if own["rng"] is not None:
             ckpt.restore_rng_state(own["rng"])
         if "latent_rng" in state:
-            self.latent_rng.set_state(state["latent_rng"].cpu())
+            self.latent_rng.set_state(state["latent_rng"])
         else:  # checkpoints from before the shared latent stream
             self.latent_rng.manual_seed(self.cfg.seed + 3 + state["step"])
         self._last_saved = self.state.step
