@@ -33,6 +33,8 @@ def test_shards_hold_as_many_samples_as_the_manifest_says(tiny_repo):
 def test_training_leaves_checkpoint_generator_and_curves(tiny_repo):
     checkpoints = list((tiny_repo / "checkpoints").glob("*/step-*.pt"))
     assert [p.name for p in sorted(checkpoints)] == ["step-00000003.pt", "step-00000006.pt"]
+    assert sorted(p.name for p in (tiny_repo / "plots/training_samples").glob("*.gif")) == [
+        "step-00000003.gif", "step-00000006.gif"]
     assert (tiny_repo / "models/generator.pt").stat().st_size > 0
     curves = (tiny_repo / "plots/train_losses.csv").read_text().splitlines()
     assert curves[0].startswith("step,") and len(curves) == 1 + 3  # logged at steps 2, 4, 6

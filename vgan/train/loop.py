@@ -333,12 +333,13 @@ class Trainer:
         return self.G_ema.views(self.fixed_z[:count], labels, context)["video"]
 
     def log_sample_grid(self) -> None:
-        if self.rank != 0:
+        """A GIF grid of fixed-noise samples at this step (once per step, also after a resume)."""
+        path = self.root / "plots" / "training_samples" / f"step-{self.state.step:08d}.gif"
+        if self.rank != 0 or path.exists() or (self.G.context_frames and self._preview_context is None):
             return
         from vgan.media import to_uint8, upscale, video_grid, write_gif
 
         videos = to_uint8(self.fixed_samples())
-        path = self.root / "plots" / "training_samples" / f"step-{self.state.step:08d}.gif"
         write_gif(upscale(video_grid(videos), 2), path, fps=8)
         self.logger.log_artifact(path, "training_samples")
 
@@ -442,6 +443,7 @@ class Trainer:
             if at_checkpoint and self.state.consecutive_bad_steps == 0:  # never checkpoint inside a bad streak
                 self.save_checkpoint()
         bar.close()
+        self.log_sample_grid()  # the final generator's grid, whatever sample_every says
         if stopped_by_budget and self.state.consecutive_bad_steps == 0 and self._last_saved != self.state.step:
             self.save_checkpoint()  # every rank decides alike (rank 0 alone could see the folder)
         self.write_plots()
