@@ -6,10 +6,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from vgan.errors import MissingWeightsError, VganError
+from vgan.errors import VganError
 from vgan.metrics.i3d import quantise_to_uint8
 from vgan.metrics.inception_score import inception_score
-from vgan.metrics.weights import verify_weights
+from vgan.metrics.weights import load_torchscript, verify_weights
 
 C3D_PARAM = "evaluate.c3d_weights"
 C3D_DESCRIPTION = "the UCF-101 C3D TorchScript for the video inception score (StyleGAN-V's c3d_ucf101.pt)"
@@ -39,12 +39,7 @@ class C3DPosteriors(nn.Module):
 def load_c3d(weights_path: str | None, sha256: str | None, device: str | torch.device = "cpu") -> C3DPosteriors:
     """The C3D posterior network from a pinned local TorchScript file; refuses without one."""
     weights = verify_weights(weights_path, sha256, C3D_PARAM, C3D_DESCRIPTION)
-    if weights.kind != "torchscript":
-        raise MissingWeightsError(f"{C3D_PARAM}: {weights.path} is a state dict; the video IS needs {C3D_DESCRIPTION}")
-    try:
-        network = torch.jit.load(str(weights.path), map_location="cpu").eval()
-    except RuntimeError as exc:
-        raise MissingWeightsError(f"{C3D_PARAM}: cannot load {weights.path}: {str(exc).splitlines()[0]}") from None
+    network = load_torchscript(weights, C3D_PARAM, f"the video IS needs {C3D_DESCRIPTION}")
     extractor = C3DPosteriors(network).to(device)
     extractor.sha256 = weights.sha256
     return extractor

@@ -6,9 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vgan.errors import MissingWeightsError
-from vgan.metrics.baselines import to_float_videos
-from vgan.metrics.weights import load_into, load_state_dict, verify_weights
+from vgan.metrics.weights import load_into, load_state_dict, load_torchscript, verify_weights
 
 I3D_SIZE = 224
 I3D_CLASSES = 400
@@ -158,10 +156,7 @@ def load_i3d(weights_path: str | None, sha256: str | None, device: str | torch.d
     """The I3D feature network from a pinned local file (TorchScript or state dict); refuses without one."""
     weights = verify_weights(weights_path, sha256, I3D_PARAM, I3D_DESCRIPTION)
     if weights.kind == "torchscript":
-        try:
-            network = torch.jit.load(str(weights.path), map_location="cpu").eval()
-        except RuntimeError as exc:
-            raise MissingWeightsError(f"{I3D_PARAM}: cannot load TorchScript {weights.path}: {str(exc).splitlines()[0]}") from None
+        network = load_torchscript(weights, I3D_PARAM, "")
         extractor = I3DFeatures(network, torchscript=True)
     else:
         network = load_into(InceptionI3d(), load_state_dict(weights, I3D_PARAM), I3D_PARAM, weights.path)

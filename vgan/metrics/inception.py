@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from vgan.errors import MissingWeightsError
 from vgan.metrics.i3d import quantise_to_uint8
-from vgan.metrics.weights import verify_weights
+from vgan.metrics.weights import load_torchscript, verify_weights
 
 INCEPTION_PARAM = "evaluate.inception_weights"
 INCEPTION_DESCRIPTION = "the Inception-v3 TorchScript for FID (inception-2015-12-05.pt, the StyleGAN2-ADA/StyleGAN-V file)"
@@ -33,12 +32,7 @@ class InceptionFrameFeatures(nn.Module):
 def load_inception(weights_path: str | None, sha256: str | None, device: str | torch.device = "cpu") -> InceptionFrameFeatures:
     """The Inception-v3 frame feature network from a pinned local TorchScript file; refuses without one."""
     weights = verify_weights(weights_path, sha256, INCEPTION_PARAM, INCEPTION_DESCRIPTION)
-    if weights.kind != "torchscript":
-        raise MissingWeightsError(f"{INCEPTION_PARAM}: {weights.path} is a state dict; frame FID needs {INCEPTION_DESCRIPTION}")
-    try:
-        network = torch.jit.load(str(weights.path), map_location="cpu").eval()
-    except RuntimeError as exc:
-        raise MissingWeightsError(f"{INCEPTION_PARAM}: cannot load {weights.path}: {str(exc).splitlines()[0]}") from None
+    network = load_torchscript(weights, INCEPTION_PARAM, f"frame FID needs {INCEPTION_DESCRIPTION}")
     extractor = InceptionFrameFeatures(network).to(device)
     extractor.sha256 = weights.sha256
     return extractor

@@ -83,3 +83,16 @@ def load_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], param
         raise MissingWeightsError(f"{param}: {path} does not fit {type(model).__name__}: {', '.join(problems)}")
     model.load_state_dict(state_dict, strict=False)
     return model.eval().requires_grad_(False)
+
+
+def load_torchscript(weights: WeightsFile, param: str, needs: str) -> torch.jit.ScriptModule:
+    """The TorchScript network in a verified weights file, in eval mode, on the CPU.
+
+    needs: what the metric requires, named in the refusal when the file is a state dict instead.
+    """
+    if weights.kind != "torchscript":
+        raise MissingWeightsError(f"{param}: {weights.path} is a state dict; {needs}")
+    try:
+        return torch.jit.load(str(weights.path), map_location="cpu").eval()
+    except RuntimeError as exc:
+        raise MissingWeightsError(f"{param}: cannot load TorchScript {weights.path}: {str(exc).splitlines()[0]}") from None
