@@ -27,8 +27,9 @@ def main() -> None:
     if register.exists():
         reg = json.loads(register.read_text())
         lines.append(f"  registry    {reg['name']} v{reg['version']} (champion: v{reg['champion_version']}; {reg['reason']})")
-    lines += ["", "next: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (or: make mlflow-ui)",
-              "      .venv/bin/dvc exp show   .venv/bin/dvc plots show   .venv/bin/dvc exp run -S train.steps=600", ""]
+    lines += ["", "next: source .venv/bin/activate",
+              "      mlflow ui --backend-store-uri sqlite:///mlflow.db   (or: make mlflow-ui)",
+              "      dvc metrics show   dvc plots show   dvc exp run -S train.steps=1000 && dvc exp show", ""]
     print("\n".join(lines))
 
 
