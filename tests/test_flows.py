@@ -260,3 +260,22 @@ def test_cron_deployment_is_served_and_a_triggered_run_completes(on_servers, rep
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_the_real_tiny_pipeline_runs_as_a_flow_on_both_servers(on_servers, tmp_path):
+    """Not script stages: every real `vgan` stage of dvc.yaml, one Prefect task each, registering on the server."""
+    from conftest import make_repo as make_tiny_repo
+    from flows.pipeline import pipeline
+
+    prefect, mlflow = on_servers
+    root = make_tiny_repo(tmp_path / "tiny")
+    state = pipeline(repo=str(root), return_state=True)
+    assert state.is_completed(), state.message
+    assert [(row["stage"], row["status"]) for row in state.result()["stages"]] == [
+        (stage, "ran") for stage in ("fetch", "shards", "train", "sample", "evaluator", "evaluate", "register")]
+    registered = json.loads((root / "metrics" / "register.json").read_text())
+    assert registered["tracking_uri"] == mlflow.url
+    seen = registry_over_rest_in_subprocess(mlflow.url, registered["name"])
+    assert seen["champion"]["version"] == seen["challenger"]["version"] == str(registered["version"])
+    report = artifacts_of(prefect.url, str(state.state_details.flow_run_id))["vgan-pipeline-report"]
+    assert "fd_evaluator" in report and "champion" in report

@@ -47,7 +47,8 @@ def cmd_train(params, args):
     from vgan.train.run import train
 
     summary = train(params, progress=not args.no_progress)
-    print(f"train: {summary['steps']} steps, {summary['videos_per_s']} videos/s, generator -> {summary['generator']}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        print(f"train: {summary['steps']} steps, {summary['videos_per_s']} videos/s, generator -> {summary['generator']}")
 
 
 def cmd_sample(params, args):
