@@ -140,3 +140,16 @@ def test_pipe_urls_read_shards_through_a_command(tmp_path):
     urls = write_shards(tmp_path, num_shards=2, per_shard=3)
     piped = [f"pipe:cat {url}" for url in urls]  # how S3 works too: pipe:aws s3 cp s3://bucket/x.tar -
     assert order(iterate_clips(piped, 2)) == list(range(6))
+
+
+def test_uint8_batches_are_the_stored_clips_and_widen_to_the_float_batches(tmp_path):
+    from vgan.data.loader import to_model_range
+
+    urls = write_shards(tmp_path)
+    as_stored = list(make_loader(urls, 4, num_workers=0, seed=3, uint8=True))
+    as_float = list(make_loader(urls, 4, num_workers=0, seed=3))
+    assert len(as_stored) == len(as_float) > 0
+    for (stored, labels), (widened, float_labels) in zip(as_stored, as_float):
+        assert stored.dtype == torch.uint8 and stored.shape[0] == 4 and stored.shape[-1] == 3
+        assert torch.equal(labels, float_labels)
+        assert torch.allclose(to_model_range(stored), widened)

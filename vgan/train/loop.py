@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vgan.data.loader import to_model_range
 from vgan.errors import TrainingError
 from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty,
                          r1_penalty, reconstruction_loss)
@@ -234,8 +235,10 @@ class Trainer:
 
     def _to_device(self, real, labels):
         real = real.to(self.device, non_blocking=True)
-        if self.device.type == "cuda" and self.cfg.channels_last:
-            real = real.contiguous(memory_format=torch.channels_last_3d)
+        if real.dtype == torch.uint8:  # clips as stored (B, T, H, W, C): widened here, on the device
+            real = to_model_range(real)
+        channels_last = self.device.type == "cuda" and self.cfg.channels_last
+        real = real.contiguous(memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
         labels = labels.to(self.device, non_blocking=True) if self.G.num_classes else None
         return real, labels
 

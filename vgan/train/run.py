@@ -51,9 +51,8 @@ def shard_batches(params, rank: int = 0, world_size: int = 1):
         # splits the shards over (rank, worker) slots and shuffles the shard order alike on every rank.
         if cache.get("next_epoch") != epoch:
             loader = make_loader(urls, per_rank_batch, shuffle_buffer=cfg.shuffle_buffer,
-                                 num_workers=cfg.num_workers, seed=cfg.seed,
+                                 num_workers=cfg.num_workers, seed=cfg.seed, uint8=True, start_epoch=epoch,
                                  pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
-            loader.loader.dataset.passes = epoch  # ClipStream: the epoch of its next pass
             cache["loader"] = loader
         cache["next_epoch"] = epoch + 1
         return cache["loader"]
