@@ -22,8 +22,8 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-QUIET_ENV = {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-             "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+from vgan import QUIET_ENV
+
 # Stages that read from the network or a shared store get retries; the rest fail fast.
 IO_STAGES = {"fetch": 3, "register": 2}
 RETRY_DELAYS_S = [10, 30, 60]  # VGAN_FLOW_RETRY_DELAYS="5,20,60" overrides

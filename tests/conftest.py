@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vgan import QUIET_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-for _key, _value in {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                     "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
-                     "PYTHONDONTWRITEBYTECODE": "1"}.items():
+for _key, _value in {**QUIET_ENV, "PYTHONDONTWRITEBYTECODE": "1"}.items():
     os.environ.setdefault(_key, _value)
 
 # Small enough for seconds on 2 CPU cores, large enough that every stage does real work.

@@ -26,12 +26,8 @@ from pathlib import Path
 
 import pytest
 
-QUIET_ENV = {
-    "DO_NOT_TRACK": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DVC_NO_ANALYTICS": "1",
-}
+from vgan import QUIET_ENV
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,10 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+from vgan import QUIET_ENV
 from vgan.errors import VganError
 
-QUIET_ENV = {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-             "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
 
 
 def write_json(path: str | Path, obj) -> None:
