@@ -310,3 +310,21 @@ def test_mlflow_on_postgresql_registers_and_serves_the_champion(postgres_server,
          "select count(*) from model_versions where name = 'vgan-postgres-test'"],
         capture_output=True, text=True, check=True)
     assert rows.stdout.strip() == "1"  # the registry lives in PostgreSQL
+
+
+def test_prediction_models_are_refused_by_the_registry_in_one_line(tmp_path):
+    import torch
+
+    from vgan.errors import TrackingError
+    from vgan.models import build_model
+    from vgan.params import load_params
+    from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
+
+    params = load_params(tmp_path / "params.yaml", [*TINY_MODEL, "model.name=predictor",
+                                                    "model.predictor.context_frames=2"])
+    G, _ = build_model(params.model)
+    atomic_save({"format": GENERATOR_FORMAT, "params": params.model_dump(mode="json"), "step": 1,
+                 "G": G.state_dict(), "G_ema": G.state_dict()}, tmp_path / "generator.pt")
+    with pytest.raises(TrackingError, match="predicts from context clips"):
+        tracking.register_and_promote(params, tmp_path / "generator.pt", {"fd_evaluator": 1.0}, [])
+    assert not (tmp_path / "mlflow.db").exists()

@@ -497,8 +497,13 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
     """Log the generator, metrics and artifacts; register a version; alias challenger; maybe champion."""
     from vgan.train.checkpoint import load_generator
 
-    mlflow, client = _client()
     generator, _ = load_generator(generator_path, use_ema=True, map_location="cpu")
+    if generator.context_frames:
+        # the served model maps seeds (and labels) to videos; a predictor needs context clips instead
+        raise TrackingError(f"model.name = {params.model.name!r} predicts from context clips; the registry's "
+                            f"seed-to-video model does not serve prediction models yet (its metrics are in "
+                            f"metrics/evaluate.json)")
+    mlflow, client = _client()
     experiment_id = _experiment_id(client, params)
     tags = run_tags(params, "register")
     name = params.registry_model_name()
