@@ -85,3 +85,21 @@ def tiny_repo(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_params_file(tmp_path) -> Path:
     return write_tiny_params(tmp_path / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """`vgan fetch` + `vgan shards` once per session on the tiny config (36 train clips of 8x16x16)."""
+    root = tmp_path_factory.mktemp("tiny_shards")
+    write_tiny_params(root / "params.yaml")
+    run_cli("vgan", "fetch", cwd=root)
+    run_cli("vgan", "shards", cwd=root)
+    return root
+
+
+def workspace_on(shards_root: Path, folder: Path) -> Path:
+    """A fresh working folder that reads the shared tiny params and data (symlinked, never copied)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in ("params.yaml", "data"):
+        (folder / item).symlink_to(shards_root / item)
+    return folder

@@ -313,7 +313,6 @@ def test_mlflow_on_postgresql_registers_and_serves_the_champion(postgres_server,
 
 
 def test_prediction_models_are_refused_by_the_registry_in_one_line(tmp_path):
-    import torch
 
     from vgan.errors import TrackingError
     from vgan.models import build_model

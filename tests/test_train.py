@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BIN, run_cli, write_tiny_params
+from conftest import BIN, workspace_on, write_tiny_params
 from vgan.errors import TrainingError
 from vgan.params import load_params
 from vgan.train import checkpoint as ckpt
@@ -73,15 +73,6 @@ def test_resume_from_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
         Trainer(wider, synthetic_batches(), out_root=tmp_path).resume()
 
 
-@pytest.fixture(scope="module")
-def tiny_shards(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("shards")
-    write_tiny_params(root / "params.yaml")
-    run_cli("vgan", "fetch", cwd=root)
-    run_cli("vgan", "shards", cwd=root)
-    return root
-
-
 def _train_command(root: Path) -> list[str]:
     return [str(BIN / "vgan"), "train", "--no-progress", "--set", "train.steps=40", "--set", "train.checkpoint_every=5",
             "--set", "train.deterministic=true", "--set", "train.keep_checkpoints=2"]
@@ -95,10 +86,7 @@ def test_sigkilled_run_resumes_to_bit_identical_weights(tiny_shards, tmp_path):
     env = {**os.environ, **env_db}
     runs = {}
     for name in ("uninterrupted", "killed"):
-        root = tmp_path / name
-        root.mkdir()
-        for item in ("params.yaml", "data"):
-            (root / item).symlink_to(tiny_shards / item)
+        root = workspace_on(tiny_shards, tmp_path / name)
         if name == "killed":
             process = subprocess.Popen(_train_command(root), cwd=root, env=env,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_cli, write_tiny_params
+from conftest import REPO, workspace_on, write_tiny_params
 from vgan.models.registry import ARCHITECTURES, recommended_overrides
 from vgan.params import load_params
 from vgan.train import checkpoint as ckpt
@@ -131,28 +131,12 @@ def test_several_discriminators_each_train_and_report_their_losses(tmp_path):
 
 # -- through the CLI, on real tiny shards ----------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_shards(tmp_path_factory) -> Path:
-    """fetch + shards once for this module: 36 train clips of 8x16x16."""
-    root = tmp_path_factory.mktemp("feature_shards")
-    write_tiny_params(root / "params.yaml")
-    run_cli("vgan", "fetch", cwd=root)
-    run_cli("vgan", "shards", cwd=root)
-    return root
-
-
-def _workspace(tiny_shards: Path, tmp_path: Path) -> Path:
-    for item in ("params.yaml", "data"):
-        (tmp_path / item).symlink_to(tiny_shards / item)
-    return tmp_path
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_every_model_trains_two_steps_through_vgan_train(tiny_shards, tmp_path, monkeypatch, name, capsys):
     from vgan.cli import main
 
-    root = _workspace(tiny_shards, tmp_path)
+    root = workspace_on(tiny_shards, tmp_path)
     monkeypatch.chdir(root)
     # one store for the module: creating an MLflow database costs seconds
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_shards}/mlflow.db")
@@ -185,7 +169,7 @@ def _mlflow_runs(db: Path) -> list[tuple]:
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_through_the_cli_rank_zero_alone_writes(tiny_shards, tmp_path):
-    root = _workspace(tiny_shards, tmp_path)
+    root = workspace_on(tiny_shards, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "vgan.cli", "train", "--no-progress", "--set", "train.steps=4", "--set", "train.batch_size=4",
