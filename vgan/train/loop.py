@@ -183,10 +183,7 @@ class Trainer:
                                 skipped_steps=state["guard"]["skipped_steps"], history=list(state["history"]))
         if own["rng"] is not None:
             ckpt.restore_rng_state(own["rng"])
-        if "latent_rng" in state:
-            self.latent_rng.set_state(state["latent_rng"])
-        else:  # checkpoints from before the shared latent stream
-            self.latent_rng.manual_seed(self.cfg.seed + 3 + state["step"])
+        self.latent_rng.set_state(state["latent_rng"])
         self._last_saved = self.state.step
         if self.rank == 0:
             print(f"resumed from {path} at step {self.state.step}")
