@@ -175,7 +175,12 @@ def decode_video(
     threads: int = 0,
     info: VideoInfo | None = None,
 ) -> tuple[np.ndarray, VideoInfo]:
-    """Like `decode`, also returning the input's VideoInfo; ffprobe runs only when something looks wrong."""
+    """Decode a whole video to uint8 (T, size, size, 3) RGB, optionally resampled to `fps`, plus its VideoInfo.
+
+    Frame counts are checked against the container; ffprobe runs only when something looks wrong.
+    `threads` is ffmpeg's decoder thread count (0 = ffmpeg decides); `info` (from `probe`) replaces
+    what ffmpeg reports about the input.
+    """
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
     path = Path(path)
@@ -244,23 +249,9 @@ def decode_video(
     return np.frombuffer(raw, np.uint8).reshape(num_frames, size, size, 3), info
 
 
-def decode(
-    path: str | os.PathLike,
-    *,
-    size: int,
-    fps: float | None = None,
-    resize_mode: str = "crop",
-    timeout_s: float = 120.0,
-    threads: int = 0,
-    info: VideoInfo | None = None,
-) -> np.ndarray:
-    """Decode a whole video to uint8 (T, size, size, 3) RGB, optionally resampled to `fps`.
-
-    Frame counts are checked against the container; `threads` is ffmpeg's decoder thread count
-    (0 = ffmpeg decides); `info` (from `probe`) replaces what ffmpeg reports about the input.
-    """
-    return decode_video(path, size=size, fps=fps, resize_mode=resize_mode, timeout_s=timeout_s,
-                        threads=threads, info=info)[0]
+def decode(path: str | os.PathLike, **options) -> np.ndarray:
+    """The frames of `decode_video` (same keyword options), without the VideoInfo."""
+    return decode_video(path, **options)[0]
 
 
 def encode_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float, *, crf: int = 18) -> None:

@@ -9,7 +9,7 @@ import torch.nn as nn
 from vgan.errors import VganError
 from vgan.metrics.i3d import quantise_to_uint8
 from vgan.metrics.inception_score import inception_score
-from vgan.metrics.weights import load_torchscript, verify_weights
+from vgan.metrics.weights import load_torchscript, network_device, verify_weights
 
 C3D_PARAM = "evaluate.c3d_weights"
 C3D_DESCRIPTION = "the UCF-101 C3D TorchScript for the video inception score (StyleGAN-V's c3d_ucf101.pt)"
@@ -30,10 +30,7 @@ class C3DPosteriors(nn.Module):
         clips = quantise_to_uint8(videos)
         if clips.shape[2] != C3D_FRAMES:
             raise VganError(f"C3D takes {C3D_FRAMES}-frame clips, got {clips.shape[2]}")
-        if clips.shape[1] == 1:
-            clips = clips.expand(-1, 3, -1, -1, -1)
-        device = next(iter(self.network.parameters()), torch.empty(0)).device
-        return self.network(clips.to(device)).float()
+        return self.network(clips.to(network_device(self.network))).float()
 
 
 def load_c3d(weights_path: str | None, sha256: str | None, device: str | torch.device = "cpu") -> C3DPosteriors:

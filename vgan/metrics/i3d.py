@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vgan.metrics.weights import load_into, load_state_dict, load_torchscript, verify_weights
+from vgan.metrics.weights import load_into, load_state_dict, load_torchscript, network_device, verify_weights
 
 I3D_SIZE = 224
 I3D_CLASSES = 400
@@ -117,15 +117,15 @@ def quantise_to_uint8(videos) -> torch.Tensor:
     """uint8 (B, 3, T, H, W) as the reference sees clips: generated floats rounded as saved videos are."""
     videos = torch.as_tensor(videos)
     if videos.dtype == torch.uint8:
-        return videos.permute(0, 4, 1, 2, 3)
-    return (videos.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+        clips = videos.permute(0, 4, 1, 2, 3)
+    else:
+        clips = (videos.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return clips.expand(-1, 3, -1, -1, -1) if clips.shape[1] == 1 else clips
 
 
 def i3d_preprocess(videos, size: int = I3D_SIZE) -> torch.Tensor:
     """Reference preprocessing: uint8 -> bilinear resize to size x size -> float [-1, 1] (B, 3, T, size, size)."""
     clips = quantise_to_uint8(videos)
-    if clips.shape[1] == 1:
-        clips = clips.expand(-1, 3, -1, -1, -1)
     batch, channels, frames, height, width = clips.shape
     frames_2d = clips.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width).float()
     if (height, width) != (size, size):
@@ -142,12 +142,10 @@ class I3DFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, videos) -> torch.Tensor:
-        device = next(iter(self.network.parameters()), torch.empty(0)).device
+        device = network_device(self.network)
         if self.torchscript:
             # StyleGAN-V's TorchScript takes uint8-valued (B, 3, T, H, W) and does its own rescale and resize.
             clips = quantise_to_uint8(videos).to(device)
-            if clips.shape[1] == 1:
-                clips = clips.expand(-1, 3, -1, -1, -1)
             return self.network(clips, rescale=True, resize=True, return_features=True).float()
         return self.network(i3d_preprocess(videos, self.size).to(device)).float()
 

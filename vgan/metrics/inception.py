@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from vgan.metrics.i3d import quantise_to_uint8
-from vgan.metrics.weights import load_torchscript, verify_weights
+from vgan.metrics.weights import load_torchscript, network_device, verify_weights
 
 INCEPTION_PARAM = "evaluate.inception_weights"
 INCEPTION_DESCRIPTION = "the Inception-v3 TorchScript for FID (inception-2015-12-05.pt, the StyleGAN2-ADA/StyleGAN-V file)"
@@ -21,12 +21,9 @@ class InceptionFrameFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, videos) -> torch.Tensor:
-        clips = quantise_to_uint8(videos)  # (B, C, T, H, W) uint8, as the reference feeds images
-        if clips.shape[1] == 1:
-            clips = clips.expand(-1, 3, -1, -1, -1)
+        clips = quantise_to_uint8(videos)  # (B, 3, T, H, W) uint8, as the reference feeds images
         frames = clips.permute(0, 2, 1, 3, 4).reshape(-1, *clips.shape[1:2], *clips.shape[3:])
-        device = next(iter(self.network.parameters()), torch.empty(0)).device
-        return self.network(frames.to(device), return_features=True).float()
+        return self.network(frames.to(network_device(self.network)), return_features=True).float()
 
 
 def load_inception(weights_path: str | None, sha256: str | None, device: str | torch.device = "cpu") -> InceptionFrameFeatures:

@@ -96,3 +96,8 @@ def load_torchscript(weights: WeightsFile, param: str, needs: str) -> torch.jit.
         return torch.jit.load(str(weights.path), map_location="cpu").eval()
     except RuntimeError as exc:
         raise MissingWeightsError(f"{param}: cannot load TorchScript {weights.path}: {str(exc).splitlines()[0]}") from None
+
+
+def network_device(network: torch.nn.Module) -> torch.device:
+    """Where a feature network's weights live (CPU for a network without parameters)."""
+    return next(iter(network.parameters()), torch.empty(0)).device
