@@ -86,6 +86,8 @@ class TrainParams(_Strict):
     recon_weight: float = Field(0.0, ge=0, description="weight of the reconstruction loss")
     recon_loss: Literal["l1", "l2"] = "l2"
     grad_clip: float = Field(0.0, ge=0, description="0 = off")
+    augment: list[Literal["color", "translation", "cutout"]] = Field(
+        [], description="differentiable augmentation of every clip the discriminators see (DiffAugment)")
     ema_decay: float = Field(0.999, ge=0, lt=1)
     checkpoint_dir: str = "checkpoints"
     resume_from: str | None = Field(None, description="a checkpoint file to start from when this run has none")

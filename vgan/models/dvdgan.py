@@ -71,8 +71,12 @@ class DvdganGenerator(VideoGenerator):
 
 
 def unroll(cell: ConvGRUCell, sequence: torch.Tensor) -> torch.Tensor:
-    """Runs a ConvGRU over (B, T, C, H, W) from a zero state; returns every step's state."""
-    state, states = torch.zeros_like(sequence[:, 0]), []
+    """Runs a ConvGRU over (B, T, C, H, W); returns every step's state.
+
+    It starts from the cell's candidate for the first input, not from zeros: a zero state makes the first
+    frames fade in (dimmer than the rest of the clip) while the state grows.
+    """
+    state, states = cell.initial_state(sequence[:, 0]), []
     for t in range(sequence.shape[1]):
         state = cell(sequence[:, t], state)
         states.append(state)

@@ -100,6 +100,11 @@ class ConvGRUCell(nn.Module):
         self.gates = nn.Conv2d(in_channels + hidden_channels, 2 * hidden_channels, kernel_size, padding=pad)
         self.candidate = nn.Conv2d(in_channels + hidden_channels, hidden_channels, kernel_size, padding=pad)
 
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        """A first state of the magnitude the cell settles at: its candidate for ``x`` from a zero state."""
+        zeros = x.new_zeros(x.shape[0], self.candidate.out_channels, *x.shape[2:])
+        return torch.tanh(self.candidate(torch.cat([x, zeros], dim=1)))
+
     def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         reset, update = torch.sigmoid(self.gates(torch.cat([x, hidden], dim=1))).chunk(2, dim=1)
         candidate = torch.tanh(self.candidate(torch.cat([x, reset * hidden], dim=1)))
@@ -126,3 +131,43 @@ def to_channels_last_3d(module: nn.Module) -> nn.Module:
         if param.dim() == 5:
             param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
     return module
+
+
+class _ReplicatedTimeEdges:
+    """Mixin for transposed convolutions whose first spatial axis is time (dim 2).
+
+    A plain transposed convolution gives the first and last output frames fewer kernel taps than the
+    middle ones (the taps that would come from frames -1 and T fall on zero padding), so generated clips
+    get a dim or noisy first frame and a discoloured last one. Here the input is padded in time with
+    copies of its edge frames and the output cropped, so every output frame gets the same taps.
+    """
+
+    def _init_time_padding(self) -> None:
+        self.time_padding = self.padding[0]
+        self.padding = (0, *self.padding[1:])
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        stride, kernel, pad = self.stride[0], self.kernel_size[0], self.time_padding
+        frames = x.shape[2]
+        wanted = (frames - 1) * stride - 2 * pad + kernel
+        edge = -(-(kernel - 1 - pad) // stride)  # input frames to add per side so every output gets all taps
+        padded = torch.cat([x[:, :, :1]] * edge + [x] + [x[:, :, -1:]] * edge, dim=2)
+        out = super().forward(padded)
+        start = edge * stride + pad
+        return out[:, :, start:start + wanted]
+
+
+class TimeConvTranspose3d(_ReplicatedTimeEdges, nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d`` with edge frames as well formed as the middle ones (same weights, same shapes)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_time_padding()
+
+
+class TimeConvTranspose1d(_ReplicatedTimeEdges, nn.ConvTranspose1d):
+    """``nn.ConvTranspose1d`` over time with edge steps as well formed as the middle ones."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_time_padding()

@@ -48,7 +48,8 @@ class MocoganGenerator(VideoGenerator):
             raise ValueError(f"the latent holds motion noise for {encoded} frames, not {steps}: "
                              f"draw it with G.sample_z(batch, num_frames={steps})")
         content = self.cond(z[:, : self.z_dim], y)
-        state = z[:, self.z_dim: self.z_dim + self.motion_dim]
+        # the GRU's states live in (-1, 1); an unbounded Gaussian start would make the first frames unlike the rest
+        state = torch.tanh(z[:, self.z_dim: self.z_dim + self.motion_dim])
         noise = z[:, self.z_dim + self.motion_dim:].reshape(z.shape[0], encoded, self.motion_dim)
         motions = []
         for t in range(steps):

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vgan.models.base import VideoDiscriminator, VideoGenerator
-from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, channel_widths,
-                                num_doublings, sample_frames, spectral, temporal_schedule)
+from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, TimeConvTranspose3d,
+                                channel_widths, num_doublings, sample_frames, spectral, temporal_schedule)
 
 
 class ImageGenerator(nn.Module):
@@ -52,7 +52,7 @@ class Deconv3dTrunk(nn.Module):
         body = activation(widths[0])
         for i in range(layers - 1):
             ts = t_strides[i]
-            body.append(nn.ConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1))
+            body.append(TimeConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1))
             body += activation(widths[i + 1])
         self.body = nn.Sequential(*body)
         self.out_channels = widths[-1]
@@ -60,7 +60,7 @@ class Deconv3dTrunk(nn.Module):
 
     def head(self, out_channels: int) -> nn.ConvTranspose3d:
         ts = self.last_t_stride
-        return nn.ConvTranspose3d(self.out_channels, out_channels, (ts + 2, 4, 4), (ts, 2, 2), 1)
+        return TimeConvTranspose3d(self.out_channels, out_channels, (ts + 2, 4, 4), (ts, 2, 2), 1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.body(self.fc(h).view(-1, *self.start_shape))

@@ -1,7 +1,7 @@
 """Progressive (hierarchical) generation: a low-resolution video generator plus a spatial refiner.
 
 The base (a VGAN two-stream generator at resolution / refine_factor) makes the clip; the refiner
-upsamples it 2x or 4x and adds detail with 3D convolutions. Each level has its own discriminator:
+upsamples it 2x or 4x and adds detail frame by frame. Each level has its own discriminator:
 ``low`` judges the base clip against downsampled real clips, ``video`` judges the refined clip.
 ``model.progressive.stage``: ``joint`` trains both at once; ``base`` trains the base alone (its clip is
 upsampled by nearest neighbour as the output); ``refiner`` loads the base from ``base_weights`` (the
@@ -23,17 +23,22 @@ RECOMMENDED_OVERRIDES = ()  # trains with the default objective; for stages, see
 
 
 class Refiner(nn.Module):
-    """Upsamples a clip spatially and adds detail with a residual stack of 3D convolutions."""
+    """Upsamples a clip spatially and adds detail, frame by frame, with a residual stack of (1, 3, 3) convolutions.
+
+    Motion is the base's job; kernels that also reached across time would need padding at the first and
+    last frames and make those frames unlike the rest.
+    """
 
     def __init__(self, channels: int, width: int, factor: int, blocks: int = 2):
         super().__init__()
         self.factor = factor
-        self.stem = nn.Sequential(nn.Conv3d(channels, width, 3, 1, 1), nn.ReLU(True))
+        kernel, pad = (1, 3, 3), (0, 1, 1)
+        self.stem = nn.Sequential(nn.Conv3d(channels, width, kernel, 1, pad), nn.ReLU(True))
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Conv3d(width, width, 3, 1, 1), nn.BatchNorm3d(width), nn.ReLU(True),
-                          nn.Conv3d(width, width, 3, 1, 1), nn.BatchNorm3d(width))
+            nn.Sequential(nn.Conv3d(width, width, kernel, 1, pad), nn.BatchNorm3d(width), nn.ReLU(True),
+                          nn.Conv3d(width, width, kernel, 1, pad), nn.BatchNorm3d(width))
             for _ in range(blocks))
-        self.to_video = nn.Conv3d(width, channels, 3, 1, 1)
+        self.to_video = nn.Conv3d(width, channels, kernel, 1, pad)
 
     def forward(self, low: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(low, scale_factor=(1, self.factor, self.factor), mode="trilinear", align_corners=False)

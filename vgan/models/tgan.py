@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vgan.models.base import VideoGenerator
-from vgan.models.layers import ConditionalInput, frames_to_video, temporal_schedule
+from vgan.models.layers import ConditionalInput, TimeConvTranspose1d, frames_to_video, temporal_schedule
 from vgan.models.nets import Conv3dDiscriminator, ImageGenerator
 
 # the paper: WGAN whose critic is kept Lipschitz by SVC (instead of weight clipping); its Adam settings are the defaults
@@ -31,9 +31,9 @@ class TemporalGenerator(nn.Module):
         for i, stride in enumerate(strides):
             out_ch = widths[i + 1] if i + 1 < layers else widths[-1]
             if stride == 2:
-                conv = nn.ConvTranspose1d(widths[i], out_ch, 4, 2, 1)
+                conv = TimeConvTranspose1d(widths[i], out_ch, 4, 2, 1)
             else:
-                conv = nn.Conv1d(widths[i], out_ch, 3, 1, 1)
+                conv = nn.Conv1d(widths[i], out_ch, 3, 1, 1, padding_mode="replicate")
             body += [conv, nn.BatchNorm1d(out_ch), nn.ReLU(True)]
         body += [nn.Conv1d(widths[-1], out_dim, 1), nn.Tanh()]
         self.body = nn.Sequential(*body)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vgan.models.base import VideoGenerator
-from vgan.models.layers import ConditionalInput, num_doublings, temporal_schedule
+from vgan.models.layers import ConditionalInput, TimeConvTranspose3d, num_doublings, temporal_schedule
 from vgan.models.nets import Conv3dDiscriminator
 
 
@@ -32,12 +32,12 @@ class VganGenerator(VideoGenerator):
         fg = []
         for i in range(layers - 1):
             ts = t_strides[i]
-            fg += [nn.ConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1),
+            fg += [TimeConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1),
                    nn.BatchNorm3d(widths[i + 1]), nn.ReLU(True)]
         self.fg_body = nn.Sequential(*fg)
         last_t = t_strides[layers - 1]
-        self.fg_video = nn.ConvTranspose3d(widths[-1], channels, (last_t + 2, 4, 4), (last_t, 2, 2), 1)
-        self.fg_mask = nn.ConvTranspose3d(widths[-1], 1, (last_t + 2, 4, 4), (last_t, 2, 2), 1)
+        self.fg_video = TimeConvTranspose3d(widths[-1], channels, (last_t + 2, 4, 4), (last_t, 2, 2), 1)
+        self.fg_mask = TimeConvTranspose3d(widths[-1], 1, (last_t + 2, 4, 4), (last_t, 2, 2), 1)
         bg = [nn.ConvTranspose2d(self.cond.out_dim, widths[0], 4), nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
         for i in range(layers - 1):
             bg += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), nn.BatchNorm2d(widths[i + 1]), nn.ReLU(True)]

@@ -1,14 +1,42 @@
-"""Exponential moving average of the generator's weights."""
+"""Exponential moving average of the generator's weights, and its own batch-norm statistics."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
 
 
+def ema_decay_at(decay: float, step: int) -> float:
+    """The decay at ``step``: ramps up from 0.1 so early averages are not dominated by the random init."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
 @torch.no_grad()
 def update_ema(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
+    """Average the weights; batch-norm statistics are the EMA model's own (see ``standing_statistics``)."""
     for ema_param, param in zip(ema_model.parameters(), model.parameters()):
         ema_param.lerp_(param, 1.0 - decay)
-    for ema_buffer, buffer in zip(ema_model.buffers(), model.buffers()):
-        ema_buffer.copy_(buffer)
+
+
+@torch.no_grad()
+def standing_statistics(generator: nn.Module, inputs: Callable[[int], tuple], batches: int) -> None:
+    """Recompute batch-norm running statistics from the generator's own activations (BigGAN's standing stats).
+
+    The averaged weights make activations that the raw generator's statistics do not describe; sampling
+    in eval mode with those gives washed-out clips. ``inputs(i)`` returns the arguments of
+    ``generator.views`` for batch ``i``. Norms held in eval mode by the model (a frozen stage) keep theirs.
+    """
+    generator.train()
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if norms:
+        momenta = [norm.momentum for norm in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the batches below
+        for index in range(batches):
+            generator.views(*inputs(index))
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+    generator.eval()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vgan.augment import augment
 from vgan.data.loader import to_model_range
 from vgan.errors import TrainingError
 from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty,
@@ -31,10 +32,11 @@ from vgan.models import build_model
 from vgan.models.layers import to_channels_last_3d
 from vgan.train import checkpoint as ckpt
 from vgan.train import distributed
-from vgan.train.ema import update_ema
+from vgan.train.ema import ema_decay_at, standing_statistics, update_ema
 
 PLOT_FILE = "plots/train_losses.csv"
 GENERATOR_FILE = "models/generator.pt"
+EMA_STATISTICS_CLIPS = 256  # generated clips behind G_ema's standing batch-norm statistics
 TRAIN_METRICS_FILE = "metrics/train.json"
 
 
@@ -256,8 +258,8 @@ class Trainer:
         losses, total = {}, 0.0
         for name, D in self.Ds.items():
             with self._autocast():
-                real_logits = D(real_views[D.view], labels)
-                fake_logits = D(fake_views[D.view].detach(), labels)
+                real_logits = D(augment(real_views[D.view], cfg.augment), labels)
+                fake_logits = D(augment(fake_views[D.view].detach(), cfg.augment), labels)
             loss = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float())
             losses[f"loss_d_{name}"] = loss.detach()
             if cfg.loss == "wgan-gp" and cfg.gp_weight:
@@ -291,7 +293,8 @@ class Trainer:
         try:
             with self._autocast():
                 views = self.G.views(z, labels, self._context(real))
-                adversarial = sum(generator_loss(cfg.loss, D(views[D.view], labels).float()) for D in self.Ds.values())
+                adversarial = sum(generator_loss(cfg.loss, D(augment(views[D.view], cfg.augment), labels).float())
+                                  for D in self.Ds.values())
             loss = cfg.adv_weight * adversarial
             losses = {"loss_g_adv": adversarial.detach()}
             if cfg.recon_weight:
@@ -308,7 +311,7 @@ class Trainer:
         if not self._finite(losses["loss_g"], losses["grad_norm_g"]):
             return {**losses, "finite": False}
         self.opt_g.step()
-        update_ema(self.G_ema, self.G, cfg.ema_decay)
+        update_ema(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, self.state.step))
         return {**losses, "finite": True}
 
     def _clip(self, parameters) -> torch.Tensor:
@@ -324,6 +327,31 @@ class Trainer:
         return bool(torch.isfinite(torch.stack([loss.float(), grad_norm.float()])).all())
 
     # -- outputs -----------------------------------------------------------------------------------
+    def refresh_ema_statistics(self) -> None:
+        """Standing batch-norm statistics for G_ema from its own clips; every rank calls it (DDP all-reduces).
+
+        Seeded by the step, so a resumed run computes what an uninterrupted one did; each rank draws the
+        global batch and keeps its slice, as in training.
+        """
+        if self.G.context_frames and self._preview_context is None:
+            return  # no real context clips yet (a resume at the final step): keep the checkpoint's statistics
+        rng = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.state.step)
+        local = self.cfg.batch_size // self.world_size
+        batches = max(4, EMA_STATISTICS_CLIPS // self.cfg.batch_size)
+
+        def inputs(_):
+            z = self.G.sample_z(self.cfg.batch_size, device=self.device, generator=rng)
+            labels = self.G.sample_labels(self.cfg.batch_size, device=self.device, generator=rng)
+            mine = slice(self.rank * local, (self.rank + 1) * local)
+            context = None
+            if self.G.context_frames:
+                picks = torch.arange(self.cfg.batch_size, device=self.device) % len(self._preview_context)
+                context = self._preview_context[picks[mine]]
+            return z[mine], None if labels is None else labels[mine], context
+
+        with self._autocast():
+            standing_statistics(self.G_ema, inputs, batches)
+
     @torch.no_grad()
     def fixed_samples(self) -> torch.Tensor:
         """Fixed-noise samples of the EMA generator (prediction models continue fixed real context)."""
@@ -438,11 +466,13 @@ class Trainer:
                 self.logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
                 bar.set_postfix(d=f"{running.get('loss_d', 0):.3f}", g=f"{running.get('loss_g', 0):.3f}")
             if self.state.step % cfg.sample_every == 0:
+                self.refresh_ema_statistics()
                 self.log_sample_grid()
             at_checkpoint = self.state.step % cfg.checkpoint_every == 0 or self.state.step == cfg.steps
             if at_checkpoint and self.state.consecutive_bad_steps == 0:  # never checkpoint inside a bad streak
                 self.save_checkpoint()
         bar.close()
+        self.refresh_ema_statistics()
         self.log_sample_grid()  # the final generator's grid, whatever sample_every says
         if stopped_by_budget and self.state.consecutive_bad_steps == 0 and self._last_saved != self.state.step:
             self.save_checkpoint()  # every rank decides alike (rank 0 alone could see the folder)
