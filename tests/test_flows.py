@@ -58,7 +58,8 @@ if fd < 0:
     print("loading evaluator features", file=sys.stderr)
     sys.exit("evaluate: feature extractor diverged (fd < 0)")
 Path("metrics").mkdir(exist_ok=True)
-Path("metrics/evaluate.json").write_text(json.dumps({"fd_evaluator": fd, "is_evaluator": 1.5}))
+Path("metrics/evaluate.json").write_text(json.dumps({"fd_evaluator": fd, "is_evaluator": 1.5,
+                                                    "baseline_static_fd_evaluator": 1000.0}))
 """
 
 DVC_YAML = """

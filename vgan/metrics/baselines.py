@@ -135,6 +135,7 @@ def standing_sentence(rows: dict, num_clips: int, level: float, metric: str = "f
         relation = interval_relation(model, rows["real_vs_real"], metric)
         remark = {"overlaps": ", which the model matches within the intervals",
                   "beats": ", which the model beats (it may be copying the reference clips)"}.get(relation, "")
-        floor = f"; real val clips score {_with_interval(rows['real_vs_real'], metric)} (the floor){remark}"
+        value, *interval = _with_interval(rows["real_vs_real"], metric).split(", ", 1)
+        floor = f"; the real-vs-real floor is {value}{f' ({interval[0]})' if interval else ''}{remark}"
     return (f"At n = {num_clips} clips per set ({level:.0%} bootstrap intervals), the model "
             f"({metric} {_with_interval(model, metric)}) {' '.join(clauses)}{floor}.")
