@@ -43,6 +43,7 @@ def test_untrained_generator_is_registered_as_challenger_with_the_reason_and_nev
     registered = json.loads((workdir / "metrics/register.json").read_text())
     assert (registered["promoted"], registered["champion_version"], registered["gate"]) == (False, None, "failed")
     assert registered["gate_reason"] == reason and registered["gate_baselines"] == ["static"]
+    assert registered["value"] == pytest.approx(metrics["fd_evaluator"])
 
     client = mlflow.MlflowClient()
     version = client.get_model_version("vgan-untrained-test", "1")

@@ -495,9 +495,9 @@ def _promote_version(client, params, name: str, version: str) -> dict:
         challenger = _alias_version(client, name, CHALLENGER)
         if challenger is None or int(challenger.version) <= int(version):
             client.set_registered_model_alias(name, CHALLENGER, version)
-        value = _metric_of(candidate, metric)
+        candidate_value = _metric_of(candidate, metric)
         gate_names = params.registry.gate_baselines
-        gate = check_gate(value, {baseline: _metric_of(candidate, baseline_key(baseline, metric))
+        gate = check_gate(candidate_value, {baseline: _metric_of(candidate, baseline_key(baseline, metric))
                                   for baseline in gate_names}, metric, direction)
         gate_record = {"gate": _GATE_STATES[gate[0]], "gate_reason": gate[1], "gate_baselines": list(gate_names)}
         champion = _alias_version(client, name, CHAMPION)
@@ -505,10 +505,10 @@ def _promote_version(client, params, name: str, version: str) -> dict:
             # keep the record of why it became champion; nothing changes (a gate failing now is reported)
             reason = f"already champion ({candidate.tags.get('vgan.reason', 'no recorded reason')})"
             return {"name": name, "version": int(version), "champion_version": int(version), "promoted": True,
-                    "reason": reason, "metric": metric, "value": value, **gate_record,
+                    "reason": reason, "metric": metric, "value": candidate_value, **gate_record,
                     "tracking_uri": tracking_uri()}
         previous = str(champion.version) if champion else None
-        promoted, reason = decide(value, _metric_of(champion, metric) if champion else None,
+        promoted, reason = decide(candidate_value, _metric_of(champion, metric) if champion else None,
                                   previous, metric, direction, params.registry.min_improvement, gate)
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, version)
@@ -527,7 +527,7 @@ def _promote_version(client, params, name: str, version: str) -> dict:
             client.set_model_version_tag(name, previous, "vgan.superseded_by", str(version))
         champion_now = _alias_version(client, name, CHAMPION)
     return {"name": name, "version": int(version), "champion_version": int(champion_now.version) if champion_now else None,
-            "promoted": promoted, "reason": reason, "metric": metric, "value": value, **gate_record,
+            "promoted": promoted, "reason": reason, "metric": metric, "value": candidate_value, **gate_record,
             "tracking_uri": tracking_uri()}
 
 
