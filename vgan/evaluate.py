@@ -1,5 +1,15 @@
-"""The evaluator and evaluate stages: train the feature network, then score generated clips
-against real val clips, next to baselines that give each number a scale."""
+"""The evaluator and evaluate stages: train the feature network, then score generated clips next to
+baselines that give each number a scale.
+
+The protocol: Fréchet and kernel distances are biased at small n, so every compared set has the same
+n = min(evaluate.num_samples, val clips, train clips) and is compared with one reference, n real train
+clips. The candidates are the model's n generated clips, n real val clips (real_vs_real, the floor) and
+the static, shuffled and noise baselines made from those same val clips. The reference comes from the
+train split so that it shares no clip with the baselines built from val clips (a static frame of a
+reference clip would flatter the static baseline) and so that all val clips remain candidates; the
+evaluator was trained on train clips, and the gap that may open is the same for every candidate.
+fd_evaluator carries a bootstrap interval (vgan.metrics.bootstrap) for the model and every baseline.
+"""
 
 from __future__ import annotations
 
