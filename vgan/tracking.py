@@ -497,8 +497,8 @@ def _promote_version(client, params, name: str, version: str) -> dict:
             client.set_registered_model_alias(name, CHALLENGER, version)
         candidate_value = _metric_of(candidate, metric)
         gate_names = params.registry.gate_baselines
-        gate = check_gate(candidate_value, {baseline: _metric_of(candidate, baseline_key(baseline, metric))
-                                  for baseline in gate_names}, metric, direction)
+        baseline_values = {baseline: _metric_of(candidate, baseline_key(baseline, metric)) for baseline in gate_names}
+        gate = check_gate(candidate_value, baseline_values, metric, direction)
         gate_record = {"gate": _GATE_STATES[gate[0]], "gate_reason": gate[1], "gate_baselines": list(gate_names)}
         champion = _alias_version(client, name, CHAMPION)
         if champion is not None and str(champion.version) == str(version):
