@@ -174,19 +174,24 @@ def metrics_markdown(repo: Path) -> str:
     if not path.exists():
         return "_no metrics/evaluate.json yet_"
     rows = _flatten(json.loads(path.read_text()))
-    return "| metric | value |\n|---|---|\n" + "\n".join(f"| {key} | {_fmt(value)} |" for key, value in rows.items())
+    table = "| metric | value |\n|---|---|\n" + "\n".join(f"| {key} | {_fmt(value)} |" for key, value in rows.items())
+    baselines = repo / "metrics" / "evaluate_baselines.json"
+    if baselines.exists():  # the sentence placing the model among the baselines (the table is in the file)
+        table = f"{json.loads(baselines.read_text())['standing']}\n\n{table}"
+    return table
 
 
 def registry_markdown(summary: dict) -> str:
     head = f"Model `{summary['name']}`, primary metric `{summary['metric']}` ({summary['direction']}).\n\n"
-    table = "| alias | version | " + summary["metric"] + " | decision | reason | git commit |\n|---|---|---|---|---|---|\n"
+    table = ("| alias | version | " + summary["metric"] + " | decision | reason | quality gate | git commit |\n"
+             "|---|---|---|---|---|---|---|\n")
     for alias in ("champion", "challenger"):
         record = summary.get(alias)
         if record is None:
-            table += f"| {alias} | none | | | | |\n"
+            table += f"| {alias} | none | | | | | |\n"
         else:
             table += (f"| {alias} | {record['version']} | {_fmt(record['value'])} | {record['decision']} | "
-                      f"{record['reason'].replace('|', '/')} | {record['git_commit'][:12]} |\n")
+                      f"{record['reason'].replace('|', '/')} | {record.get('gate', '')} | {record['git_commit'][:12]} |\n")
     return head + table
 
 

@@ -65,7 +65,9 @@ def test_predictor_gets_finite_psnr_and_ssim_per_future_step(tmp_path, monkeypat
     assert np.isclose(np.mean(metrics["psnr_per_step"]), metrics["psnr"], rtol=1e-4)
     assert -1 <= metrics["ssim"] <= 1 and metrics["psnr_cap_db"] == 100
     assert set(metrics["prediction_baselines"]) == {"model", "copy_last_frame"}
-    assert set(metrics["baselines"]) == {"model", "real_vs_real", "static", "shuffled", "noise"}
+    table = json.loads((tmp_path / "metrics/evaluate_baselines.json").read_text())
+    assert set(table["scores"]) == {"model", "real_vs_real", "static", "shuffled", "noise"}
+    assert metrics["num_clips"] == table["num_clips"] == metrics["num_prediction_clips"] == 8
     assert logger.metrics["psnr"] == metrics["psnr"] and [step for step, _ in logger.steps] == [1, 2, 3, 4, 5]
     report = (tmp_path / "reports/evaluation.md").read_text()
     assert "| copy_last_frame |" in report and "| real_vs_real |" in report and "capped at 100 dB" in report
@@ -136,3 +138,71 @@ def test_protocol_with_pinned_weights_reports_fvd_and_kvd_and_caches_real_featur
     assert len(list((tmp_path / "cache").glob("fvd16_8f-*.npy"))) == 1
     assert "| fvd16_8f |" in (tmp_path / "reports/evaluation.md").read_text()
     assert evaluate(params, generator)["fvd16_8f"] == metrics["fvd16_8f"]  # from the cache, same number
+
+
+def test_model_and_baselines_are_scored_at_one_n_against_one_reference_with_intervals(tmp_path, monkeypatch, logger,
+                                                                                        capsys):
+    from test_sample import write_test_shards
+    from vgan.cli import main
+
+    params, generator = evaluation_setup(tmp_path, monkeypatch)
+    write_test_shards(tmp_path / "shards", train=24, val=12)
+    code = main(["evaluate", "--params", str(tmp_path / "params.yaml"), "--generator", str(generator),
+                 "--set", f"evaluate.evaluator_path={tmp_path / 'evaluator.pt'}",
+                 "--set", f"shards.out_dir={tmp_path / 'shards'}", "--set", "evaluate.num_samples=64"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "metrics/evaluate.json").read_text())
+    table = json.loads((tmp_path / "metrics/evaluate_baselines.json").read_text())
+    # n = min(num_samples 64, 12 val clips, 24 train clips); every set has n clips
+    assert metrics["num_clips"] == table["num_clips"] == 12 and table["reference"].startswith("12 real train clips")
+    # the headline stays flat and small for `dvc metrics show`; the table lives in its own file
+    assert all(isinstance(value, (int, float)) for value in metrics.values()) and len(metrics) <= 14
+    assert set(table["scores"]) == {"model", "real_vs_real", "static", "shuffled", "noise"}
+    for name, row in table["scores"].items():
+        assert 0 <= row["fd_evaluator_ci_low"] <= row["fd_evaluator"] <= row["fd_evaluator_ci_high"], name
+    model = table["scores"]["model"]
+    assert metrics["fd_evaluator"] == model["fd_evaluator"]
+    assert (metrics["fd_evaluator_ci_low"], metrics["fd_evaluator_ci_high"]) == (
+        model["fd_evaluator_ci_low"], model["fd_evaluator_ci_high"])
+    for name in ("real_vs_real", "static", "shuffled"):
+        assert metrics[f"baseline_{name}_fd_evaluator"] == table["scores"][name]["fd_evaluator"]
+    assert table["standing"].startswith("At n = 12 clips per set (95% bootstrap intervals), the model (fd_evaluator ")
+    assert table["standing"] in (tmp_path / "reports/evaluation.md").read_text()
+    assert capsys.readouterr().out.splitlines()[-1] == f"evaluate: {table['standing']}"
+    assert logger.metrics["baselines"]["static"]["fd_evaluator"] == table["scores"]["static"]["fd_evaluator"]
+    report = (tmp_path / "reports/evaluation.md").read_text()
+    static = table["scores"]["static"]
+    assert (f"| static | {static['fd_evaluator']:.4g} | {static['fd_evaluator_ci_low']:.4g}–"
+            f"{static['fd_evaluator_ci_high']:.4g} |") in report
+
+    smaller = main(["evaluate", "--params", str(tmp_path / "params.yaml"), "--generator", str(generator),
+                    "--set", f"evaluate.evaluator_path={tmp_path / 'evaluator.pt'}",
+                    "--set", f"shards.out_dir={tmp_path / 'shards'}", "--set", "evaluate.num_samples=5"])
+    assert smaller == 0 and json.loads((tmp_path / "metrics/evaluate.json").read_text())["num_clips"] == 5
+
+
+def test_a_seeded_subset_of_real_clips_is_random_but_repeatable(tmp_path, monkeypatch):
+    from test_sample import write_test_shards
+    from vgan.evaluate import real_clips
+
+    params, _ = evaluation_setup(tmp_path, monkeypatch)
+    write_test_shards(tmp_path / "shards", train=24, val=12)
+    every, _ = real_clips(params, "train")
+    first, _ = real_clips(params, "train", limit=6)
+    picked, _ = real_clips(params, "train", limit=6, seed=3)
+    again, _ = real_clips(params, "train", limit=6, seed=3)
+    assert len(every) == 24 and torch.equal(first, every[:6])
+    assert torch.equal(picked, again) and not torch.equal(picked, first)
+    assert all(any(torch.equal(clip, other) for other in every) for clip in picked)
+
+
+def test_too_few_clips_for_two_equal_sets_is_one_line(tmp_path, monkeypatch, logger):
+    from test_sample import write_test_shards
+    from vgan.errors import DataError
+    from vgan.evaluate import evaluate
+
+    params, generator = evaluation_setup(tmp_path, monkeypatch)
+    write_test_shards(tmp_path / "shards", train=16, val=1)
+    with pytest.raises(DataError, match=r"n = min\(evaluate.num_samples, val clips, train clips\) = 1; .*val=1"):
+        evaluate(params, generator)
+    assert not (tmp_path / "metrics").exists()

@@ -58,7 +58,8 @@ if fd < 0:
     print("loading evaluator features", file=sys.stderr)
     sys.exit("evaluate: feature extractor diverged (fd < 0)")
 Path("metrics").mkdir(exist_ok=True)
-Path("metrics/evaluate.json").write_text(json.dumps({"fd_evaluator": fd, "is_evaluator": 1.5}))
+Path("metrics/evaluate.json").write_text(json.dumps({"fd_evaluator": fd, "is_evaluator": 1.5,
+                                                    "baseline_static_fd_evaluator": 1000.0}))
 """
 
 DVC_YAML = """
@@ -133,13 +134,19 @@ def artifacts_of(prefect_url: str, flow_run_id: str) -> dict[str, str]:
 def registry_over_rest_in_subprocess(mlflow_url: str, name: str) -> dict:
     """Champion and challenger read by a separate process through MLflow's REST API (no mlflow import)."""
     script = textwrap.dedent("""
-        import json, sys, urllib.parse, urllib.request
+        import json, sys, urllib.error, urllib.parse, urllib.request
         base, name = sys.argv[1], sys.argv[2]
         out = {}
         for alias in ("champion", "challenger"):
             query = urllib.parse.urlencode({"name": name, "alias": alias})
-            with urllib.request.urlopen(f"{base}/api/2.0/mlflow/registered-models/alias?{query}") as r:
-                version = json.loads(r.read())["model_version"]
+            try:
+                with urllib.request.urlopen(f"{base}/api/2.0/mlflow/registered-models/alias?{query}") as r:
+                    version = json.loads(r.read())["model_version"]
+            except urllib.error.HTTPError as missing:  # no such alias (e.g. no version passed the quality gate)
+                if missing.code not in (400, 404):
+                    raise
+                out[alias] = None
+                continue
             out[alias] = {"version": version["version"], "tags": {t["key"]: t["value"] for t in version.get("tags", [])}}
         print(json.dumps(out))
         """)
@@ -276,6 +283,10 @@ def test_the_real_tiny_pipeline_runs_as_a_flow_on_both_servers(on_servers, tmp_p
     registered = json.loads((root / "metrics" / "register.json").read_text())
     assert registered["tracking_uri"] == mlflow.url
     seen = registry_over_rest_in_subprocess(mlflow.url, registered["name"])
-    assert seen["champion"]["version"] == seen["challenger"]["version"] == str(registered["version"])
+    assert seen["challenger"]["version"] == str(registered["version"])
+    assert seen["challenger"]["tags"]["vgan.gate"] == registered["gate"] in ("passed", "failed")
+    # champion only through the quality gate (a 6-step generator usually fails it); the flow completed either way
+    assert (seen["champion"] or {}).get("version") == (str(registered["version"]) if registered["gate"] == "passed"
+                                                       else None)
     report = artifacts_of(prefect.url, str(state.state_details.flow_run_id))["vgan-pipeline-report"]
-    assert "fd_evaluator" in report and "champion" in report
+    assert "fd_evaluator" in report and "champion" in report and "clips per set" in report

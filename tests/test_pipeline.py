@@ -59,22 +59,36 @@ def test_samples_are_gif_mp4_and_contact_sheet_with_the_configured_frames(tiny_r
 
 def test_evaluate_reports_metrics_and_baselines(tiny_repo):
     metrics = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
-    for key in ("evaluator_val_accuracy", "fd_evaluator", "kvd_evaluator", "is_evaluator", "fd_motion",
-                "label_consistency"):
+    for key in ("evaluator_val_accuracy", "fd_evaluator", "fd_evaluator_ci_low", "fd_evaluator_ci_high",
+                "kvd_evaluator", "is_evaluator", "fd_motion", "label_consistency", "baseline_static_fd_evaluator"):
         assert np.isfinite(metrics[key]), key
-    assert set(metrics["baselines"]) == {"model", "real_vs_real", "static", "shuffled", "noise"}
-    assert metrics["baselines"]["real_vs_real"]["fd_motion"] < metrics["baselines"]["shuffled"]["fd_motion"]
+    manifest = json.loads((tiny_repo / "data/shards/manifest.json").read_text())
+    assert metrics["num_clips"] == min(16, manifest["counts"]["val"], manifest["counts"]["train"])  # tiny: 16 asked
+    table = json.loads((tiny_repo / "metrics/evaluate_baselines.json").read_text())
+    assert set(table["scores"]) == {"model", "real_vs_real", "static", "shuffled", "noise"}
+    assert table["scores"]["real_vs_real"]["fd_motion"] < table["scores"]["shuffled"]["fd_motion"]
     report = (tiny_repo / "reports/evaluation.md").read_text()
-    assert "| real_vs_real |" in report and "contact_sheet" in report
+    assert "| real_vs_real |" in report and "contact_sheet" in report and table["standing"] in report
+    shown = run_cli("dvc", "metrics", "show", "--json", cwd=tiny_repo).stdout
+    assert "fd_evaluator_ci_high" in shown and "evaluate_baselines" not in shown  # the table stays out of the way
 
 
-def test_registered_champion_loads_in_another_process(tiny_repo):
+def test_registry_applies_the_quality_gate_to_the_evaluated_numbers(tiny_repo):
+    metrics = json.loads((tiny_repo / "metrics/evaluate.json").read_text())
     register = json.loads((tiny_repo / "metrics/register.json").read_text())
-    assert register["champion_version"] == register["version"]
+    passes = metrics["fd_evaluator"] < metrics["baseline_static_fd_evaluator"]
+    assert register["gate"] == ("passed" if passes else "failed") and register["gate_baselines"] == ["static"]
+    # champion only through the gate; a 6-step generator usually fails it, and the pipeline still completed
+    assert register["champion_version"] == (register["version"] if passes else None)
+    assert register["reason"].startswith("no champion yet" if passes else "fails the quality gate: fd_evaluator")
+
+
+def test_registered_version_loads_in_another_process(tiny_repo):
+    register = json.loads((tiny_repo / "metrics/register.json").read_text())
     script = (
         "import mlflow, sys\n"
         f"mlflow.set_tracking_uri('sqlite:///{tiny_repo}/mlflow.db')\n"
-        f"model = mlflow.pyfunc.load_model('models:/{register['name']}@champion')\n"
+        f"model = mlflow.pyfunc.load_model('models:/{register['name']}@challenger')\n"
         "videos = model.predict({'seed': [0, 1]})\n"
         "print(videos.shape, videos.dtype)\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=tiny_repo, capture_output=True, text=True, timeout=300)

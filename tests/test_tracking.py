@@ -23,6 +23,11 @@ from vgan.params import load_params
 TINY_MODEL = ["model.resolution=16", "model.frames=4", "model.z_dim=8", "model.width=4"]
 
 
+def beating_static(fd: float, static: float = 1000.0) -> dict:
+    """Metrics of a version whose fd_evaluator beats (or not) the static baseline's, as evaluate writes them."""
+    return {"fd_evaluator": fd, "baseline_static_fd_evaluator": static}
+
+
 def tiny_params(name: str, *extra: str):
     return load_params("no-such-dir/params.yaml", [*TINY_MODEL, f"registry.model_name={name}", *extra])
 
@@ -86,6 +91,43 @@ def test_decide(value, champion, direction, margin, promoted):
     assert reason
 
 
+@pytest.mark.parametrize("gate_passes, champion, promoted, reason", [
+    (True, None, True, "no champion yet; fd=4"),
+    (True, 5.0, True, "beats champion: fd 4 vs champion v3 5"),
+    (False, None, False, "fails the quality gate: fd 4 is not below the static baseline's 3; no champion is made"),
+    (False, 5.0, False, "fails the quality gate: fd 4 is not below the static baseline's 3; champion v3 unchanged"),
+])
+def test_a_version_failing_the_gate_is_never_champion(gate_passes, champion, promoted, reason):
+    static = 9.0 if gate_passes else 3.0
+    gate = tracking.check_gate(4.0, {"static": static}, "fd", "minimize")
+    assert gate[0] is gate_passes
+    decision = tracking.decide(4.0, champion, None if champion is None else "3", "fd", "minimize", 0.0, gate)
+    assert decision[0] is promoted and decision[1].startswith(reason)
+
+
+def test_gate_verdicts_name_each_baseline_and_what_is_missing():
+    assert tracking.check_gate(4.0, {}, "fd", "minimize") == (None, "no quality gate (registry.gate_baselines is empty)")
+    passed, reason = tracking.check_gate(4.0, {"static": 9.0, "shuffled": 12.0}, "fd", "minimize")
+    assert passed and reason == "passes the quality gate: fd 4 is below the baselines' (static 9, shuffled 12)"
+    failed, reason = tracking.check_gate(4.0, {"static": 9.0, "real_vs_real": None}, "fd", "minimize")
+    assert failed is False and reason.startswith("fails the quality gate: no real_vs_real baseline fd recorded")
+    assert "metric.baseline_real_vs_real_fd" in reason
+    assert tracking.check_gate(4.0, {"static": 4.0}, "fd", "minimize")[0] is False  # a tie does not beat
+    assert tracking.check_gate(4.0, {"static": 3.0}, "is", "maximize") == (
+        True, "passes the quality gate: is 4 is above the baselines' (static 3)")
+    assert tracking.check_gate(None, {"static": 3.0}, "fd", "minimize") == (False, "fails the quality gate: no finite fd")
+
+
+def test_unknown_gate_baseline_is_a_params_error():
+    from vgan.errors import ParamsError
+
+    assert load_params("no-such-dir/params.yaml").registry.gate_baselines == ["static"]
+    with pytest.raises(ParamsError, match="registry.gate_baselines = \\['statc'\\].*unknown baseline 'statc'; "
+                                          "expected names from real_vs_real, static, shuffled, noise"):
+        load_params("no-such-dir/params.yaml", ["registry.gate_baselines=[statc]"])
+    assert load_params("no-such-dir/params.yaml", ["registry.gate_baselines=[]"]).registry.gate_baselines == []
+
+
 def test_importing_tracking_does_not_import_mlflow():
     out = run_python("import sys, vgan.tracking, vgan.cli; print('mlflow' in sys.modules)")
     assert out == "False"
@@ -105,10 +147,11 @@ def test_register_promote_and_load_the_champion_from_another_process(workdir):
     (workdir / "metrics" / "evaluate.json").write_text(json.dumps({"fd_evaluator": 10.0}))
 
     first = tracking.register_and_promote(params, generator, {"fd_evaluator": 10.0, "is_evaluator": 1.2},
-                                          [workdir / "metrics" / "evaluate.json"])
+                                          [workdir / "metrics" / "evaluate.json"],
+                                          baselines={"static": {"fd_evaluator": 50.0}, "noise": {"fd_evaluator": 900.0}})
     assert (first["version"], first["champion_version"], first["promoted"]) == (1, 1, True)
-    assert first["reason"].startswith("no champion yet")
-    second = tracking.register_and_promote(params, generator, {"fd_evaluator": 12.0}, [])
+    assert first["reason"].startswith("no champion yet") and first["gate"] == "passed"
+    second = tracking.register_and_promote(params, generator, beating_static(12.0), [])
     assert (second["version"], second["champion_version"], second["promoted"]) == (2, 1, False)
     assert "does not beat champion" in second["reason"]
 
@@ -119,8 +162,25 @@ def test_register_promote_and_load_the_champion_from_another_process(workdir):
 
     again = tracking.promote(params, version=2)
     assert again["promoted"] is False and again["champion_version"] == 1
-    third = tracking.register_and_promote(params, generator, {"fd_evaluator": 9.5}, [])
+    third = tracking.register_and_promote(params, generator, beating_static(9.5), [])
     assert (third["version"], third["champion_version"], third["promoted"]) == (3, 3, True)
+
+    # better than the champion, but worse than a static real frame: challenger only, and the version says why
+    fourth = tracking.register_and_promote(params, generator, beating_static(5.0, static=4.0), [])
+    assert (fourth["version"], fourth["champion_version"], fourth["promoted"], fourth["gate"]) == (4, 3, False, "failed")
+    assert fourth["reason"] == ("fails the quality gate: fd_evaluator 5 is not below the static baseline's 4; "
+                                "champion v3 unchanged")
+    import mlflow
+
+    tags = mlflow.MlflowClient().get_model_version("vgan-local-test", "4").tags
+    assert tags["vgan.gate"] == "failed" and tags["vgan.reason"] == fourth["reason"]
+    assert tags["metric.baseline_static_fd_evaluator"] == "4" and tags["vgan.gate_baselines"] == "static"
+    assert mlflow.MlflowClient().get_model_version("vgan-local-test", "1").tags[
+        "metric.baseline_noise_fd_evaluator"] == "900"
+    # `vgan promote` re-decides from the registry alone, with the gate of the params it is given
+    assert tracking.promote(params)["champion_version"] == 3
+    ungated = tracking.promote(tiny_params("vgan-local-test", "registry.gate_baselines=[]"))
+    assert (ungated["champion_version"], ungated["gate"]) == (4, "off")
 
     # artifacts land in <repo>/mlartifacts (set explicitly), the generator as a torch.export program
     assert list((workdir / "mlartifacts").rglob("model.pt2"))
@@ -150,7 +210,7 @@ def test_conditional_generator_falls_back_to_pickle_when_export_fails(workdir, m
         raise RuntimeError("torch.export cannot trace this model")
 
     monkeypatch.setattr(torch.export, "export", refuse)
-    result = tracking.register_and_promote(params, generator, {"fd_evaluator": 1.0}, [])
+    result = tracking.register_and_promote(params, generator, beating_static(1.0), [])
     assert result["promoted"] is True
     assert list((workdir / "mlartifacts").rglob("model.pth")) and not list((workdir / "mlartifacts").rglob("model.pt2"))
 
@@ -232,7 +292,8 @@ name, fd, generator, go = sys.argv[1], float(sys.argv[2]), sys.argv[3], Path(sys
 params = load_params("none/params.yaml", {overrides!r} + [f"registry.model_name={{name}}"])
 while not go.exists():  # start both promotions together
     time.sleep(0.01)
-print(json.dumps(tracking.register_and_promote(params, generator, {{"fd_evaluator": fd}}, [])))
+print(json.dumps(tracking.register_and_promote(params, generator, {{"fd_evaluator": fd}}, [],
+                                               baselines={{"static": {{"fd_evaluator": 100.0}}}})))
 """
 
 
@@ -295,7 +356,7 @@ def test_mlflow_on_postgresql_registers_and_serves_the_champion(postgres_server,
     assert mlflow_on_postgres.extra["backend"].startswith("postgresql://")
     params = tiny_params("vgan-postgres-test", "model.num_classes=2")
     generator = write_generator(tmp_path / "generator.pt", params)
-    result = tracking.register_and_promote(params, generator, {"fd_evaluator": 3.0}, [])
+    result = tracking.register_and_promote(params, generator, beating_static(3.0), [])
     assert (result["version"], result["champion_version"], result["promoted"]) == (1, 1, True)
 
     out = run_python("""

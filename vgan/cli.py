@@ -65,28 +65,41 @@ def cmd_evaluator(params, args):
 
 
 def cmd_evaluate(params, args):
-    from vgan.evaluate import evaluate
+    from vgan.evaluate import BASELINES_FILE, evaluate
 
     metrics = evaluate(params, args.generator)
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
+    print(f"evaluate: {json.loads(BASELINES_FILE.read_text())['standing']}")
+
+
+def _registry_lines(stage: str, result: dict, what: str) -> str:
+    """The gate's verdict, then the champion decision: two lines."""
+    champion = f"champion v{result['champion_version']}" if result["champion_version"] else "no champion"
+    return (f"{stage}: {result['gate_reason']}\n"
+            f"{stage}: {result['name']} v{result['version']}{what}; {champion} ({result['reason']})")
 
 
 def cmd_register(params, args):
     from vgan import tracking
+    from vgan.evaluate import BASELINES_FILE, METRICS_FILE
 
+    if not METRICS_FILE.exists():
+        raise VganError(f"no {METRICS_FILE}; run `vgan evaluate` first")
+    # the baseline table lets the registry (and a later `vgan promote`) apply the quality gate from tags alone
+    baselines = json.loads(BASELINES_FILE.read_text())["scores"] if BASELINES_FILE.exists() else {}
     result = tracking.register_and_promote(
-        params, Path(args.generator), json.loads(Path("metrics/evaluate.json").read_text()),
-        [Path(p) for p in ("samples", "reports/evaluation.md", args.params) if Path(p).exists()])
+        params, Path(args.generator), json.loads(METRICS_FILE.read_text()),
+        [Path(p) for p in ("samples", "reports/evaluation.md", BASELINES_FILE, args.params) if Path(p).exists()],
+        baselines=baselines)
     write_json("metrics/register.json", result)
-    print(f"register: {result['name']} v{result['version']} -> challenger; champion v{result['champion_version']} "
-          f"({result['reason']})")
+    print(_registry_lines("register", result, " -> challenger"))
 
 
 def cmd_promote(params, args):
     from vgan import tracking
 
     result = tracking.promote(params, version=args.version)
-    print(f"promote: {result['name']} champion v{result['champion_version']} ({result['reason']})")
+    print(_registry_lines("promote", result, ""))
 
 
 def cmd_models(params, args):

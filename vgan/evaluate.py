@@ -1,5 +1,15 @@
-"""The evaluator and evaluate stages: train the feature network, then score generated clips
-against real val clips, next to baselines that give each number a scale."""
+"""The evaluator and evaluate stages: train the feature network, then score generated clips next to
+baselines that give each number a scale.
+
+The protocol: Fréchet and kernel distances are biased at small n, so every compared set has the same
+n = min(evaluate.num_samples, val clips, train clips) and is compared with one reference, n real train
+clips. The candidates are the model's n generated clips, n real val clips (real_vs_real, the floor) and
+the static, shuffled and noise baselines made from those same val clips. The reference comes from the
+train split so that it shares no clip with the baselines built from val clips (a static frame of a
+reference clip would flatter the static baseline) and so that all val clips remain candidates; the
+evaluator was trained on train clips, and the gap that may open is the same for every candidate.
+fd_evaluator carries a bootstrap interval (vgan.metrics.bootstrap) for the model and every baseline.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +23,14 @@ from vgan.errors import DataError, VganError
 
 METRICS_FILE = Path("metrics/evaluate.json")
 EVALUATOR_METRICS_FILE = Path("metrics/evaluator.json")
+BASELINES_FILE = Path("metrics/evaluate_baselines.json")
 REPORT_FILE = Path("reports/evaluation.md")
+HEADLINE_METRICS = ("fd_evaluator", "fd_evaluator_ci_low", "fd_evaluator_ci_high", "kvd_evaluator", "is_evaluator",
+                    "is_evaluator_std", "fd_motion", "label_consistency", "motion_energy")
+HEADLINE_BASELINES = ("real_vs_real", "static", "shuffled")  # noise is in the table: it is never close
+CI_METHOD = ("bootstrap over clips (reference and candidate resampled with replacement, paired across candidates) "
+             "on the computed features; percentile spread around the resamples' median, centred on the estimate "
+             "(resampling duplicates clips and biases every resampled distance upwards)")
 TABLE_METRICS = ("fd_evaluator", "kvd_evaluator", "is_evaluator", "fd_motion", "label_consistency", "motion_energy")
 
 
@@ -34,20 +51,46 @@ def _endless(make_iterable):
             raise DataError("the train shards yield no batch: lower evaluate.evaluator_batch_size or add data")
 
 
-def real_clips(params, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def real_clips(params, split: str, limit: int | None = None, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real clips of a split, float (N, C, T, H, W) in [-1, 1], and labels: the first ``limit`` in shard order,
+    or, with ``seed``, a seeded random ``limit`` of them (shards keep a video's clips together)."""
     from vgan.data.loader import iterate_clips, shard_paths
 
     urls = shard_paths(params.shards.out_dir, split)
-    videos, labels, count = [], [], 0
+    wanted = None  # None: every clip in order
+    if seed is not None and limit:
+        available = _manifest(params)["counts"].get(split, 0)
+        if available > limit:
+            wanted = np.zeros(available, bool)
+            wanted[np.random.default_rng(seed).choice(available, limit, replace=False)] = True
+    videos, labels, count, seen = [], [], 0, 0
     for video, label in iterate_clips(urls, 64):
+        if wanted is not None:
+            keep = np.zeros(len(label), bool)
+            window = wanted[seen:seen + len(label)]
+            keep[: len(window)] = window
+            seen += len(label)
+            video, label = video[torch.from_numpy(keep)], label[torch.from_numpy(keep)]
         videos.append(video)
         labels.append(label)
         count += len(label)
         if limit and count >= limit:
             break
-    if not videos:
+    if not count:
         raise DataError(f"no {split} clips in {params.shards.out_dir}; lower shards.val_fraction's rounding or add videos")
     return torch.cat(videos)[:limit], torch.cat(labels)[:limit]
+
+
+def evaluation_size(params) -> int:
+    """n, the size of every compared set: evaluate.num_samples, at most the real val and the real train clips."""
+    counts = _manifest(params)["counts"]
+    val, train = counts.get("val", 0), counts.get("train", 0)
+    size = min(params.evaluate.num_samples, val, train)
+    if size < 2:
+        raise DataError(f"evaluation compares sets of equal size n = min(evaluate.num_samples, val clips, train clips) "
+                        f"= {size}; it needs n >= 2 (the shards have val={val}, train={train}): add videos or raise "
+                        f"shards.val_fraction")
+    return size
 
 
 def build_evaluator(params, progress: bool = True) -> dict:
@@ -86,23 +129,45 @@ def _embed(net, videos: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.n
     return np.concatenate(features), np.concatenate(probs)
 
 
-def score(net, real: torch.Tensor, candidate: torch.Tensor, batch_size: int, seed: int) -> dict:
-    """Every always-available metric of ``candidate`` clips against ``real`` clips (both float, [-1, 1])."""
+def score(net, reference: torch.Tensor, reference_features: np.ndarray, candidate: torch.Tensor, batch_size: int,
+          seed: int) -> tuple[dict, np.ndarray]:
+    """Every always-available metric of ``candidate`` clips against ``reference`` clips (both float, [-1, 1]),
+    and the candidate's evaluator features (for the bootstrap)."""
     from vgan.metrics import frechet_distance, inception_score, kernel_distance
     from vgan.metrics.temporal import frame_posteriors, label_consistency, motion_energy, motion_frechet_distance
 
-    real_features, _ = _embed(net, real, batch_size)
     features, probs = _embed(net, candidate, batch_size)
     is_mean, is_std = inception_score(probs, num_splits=min(10, max(1, len(probs) // 16)))
     frame_probs = frame_posteriors(net, candidate, batch_size)
     return {
-        "fd_evaluator": frechet_distance(real_features, features),
-        "kvd_evaluator": kernel_distance(real_features, features, seed=seed),
+        "fd_evaluator": frechet_distance(reference_features, features),
+        "kvd_evaluator": kernel_distance(reference_features, features, seed=seed),
         "is_evaluator": is_mean, "is_evaluator_std": is_std,
-        "fd_motion": motion_frechet_distance(real, candidate),
+        "fd_motion": motion_frechet_distance(reference, candidate),
         "label_consistency": label_consistency(frame_probs),
         "motion_energy": motion_energy(candidate),
-    }
+    }, features
+
+
+def compare_with_baselines(net, reference: torch.Tensor, val: torch.Tensor, generated: torch.Tensor, cfg) -> dict:
+    """{name: scores} of the model and every baseline against one reference, fd_evaluator with a bootstrap CI.
+
+    reference: n real train clips; val: n real val clips (the real-vs-real candidate, and what the static,
+    shuffled and noise baselines are made of); generated: n generated clips.
+    """
+    from vgan.metrics.baselines import baseline_clips
+    from vgan.metrics.bootstrap import frechet_bootstrap
+
+    reference_features, _ = _embed(net, reference, cfg.batch_size)
+    candidates = {"model": generated, "real_vs_real": val, **baseline_clips(val, seed=cfg.seed)}
+    rows, features = {}, {}
+    for name, clips in candidates.items():
+        rows[name], features[name] = score(net, reference, reference_features, clips, cfg.batch_size, cfg.seed)
+    intervals = frechet_bootstrap(reference_features, features, cfg.bootstrap_resamples, cfg.ci_level, cfg.seed)
+    for name, interval in intervals.items():
+        rows[name].update(fd_evaluator_ci_low=interval["ci_low"], fd_evaluator_ci_high=interval["ci_high"],
+                          fd_evaluator_bootstrap_median=interval["bootstrap_median"])
+    return rows
 
 
 # -- prediction models -----------------------------------------------------------------------------
@@ -237,10 +302,11 @@ def protocol_metrics(params, generator, networks: dict, device, context=None, co
 
 # -- the stage -------------------------------------------------------------------------------------
 def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict:
-    """Write metrics/evaluate.json and reports/evaluation.md; log both to MLflow."""
+    """Write metrics/evaluate.json (headline), metrics/evaluate_baselines.json (the table) and
+    reports/evaluation.md; log them to MLflow. Returns the headline metrics."""
     from vgan import tracking
     from vgan.cli import write_json
-    from vgan.metrics.baselines import baseline_clips, real_halves
+    from vgan.metrics.baselines import standing_sentence
     from vgan.metrics.evaluator import load_evaluator
     from vgan.sample import generate, real_context_clips
     from vgan.train.checkpoint import load_generator
@@ -252,41 +318,50 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     generator, trained = load_generator(generator_path, use_ema=cfg.use_ema)
     if cfg.protocols:
         _check_protocol_lengths(cfg, generator, _manifest(params))
+    num_clips = evaluation_size(params)
     torch.manual_seed(cfg.seed)
     context = labels = None
     if generator.context_frames:
-        real, labels = real_context_clips(params, generator, cfg.num_samples, splits=("val",))
-        context = real[:, :, : generator.context_frames]
-        generated = generate(generator, len(real), seed=cfg.seed + 1, batch_size=cfg.batch_size,
+        val, labels = real_context_clips(params, generator, num_clips, splits=("val",), seed=cfg.seed)
+        context = val[:, :, : generator.context_frames]
+        generated = generate(generator, num_clips, seed=cfg.seed + 1, batch_size=cfg.batch_size,
                              labels=labels if generator.num_classes else None, context=context)
     else:
-        real, _ = real_clips(params, "val", limit=cfg.num_samples)
-        generated = generate(generator, cfg.num_samples, seed=cfg.seed + 1, batch_size=cfg.batch_size)
-    metrics = {"evaluator_val_accuracy": info["val_accuracy"], **score(net, real, generated, cfg.batch_size, cfg.seed),
-               "num_real_clips": len(real), "num_generated_clips": len(generated)}
+        val, _ = real_clips(params, "val", limit=num_clips, seed=cfg.seed)
+        generated = generate(generator, num_clips, seed=cfg.seed + 1, batch_size=cfg.batch_size)
+    reference, _ = real_clips(params, "train", limit=num_clips, seed=cfg.seed)
+    frames = min(reference.shape[2], val.shape[2], generated.shape[2])  # every set compared at one length
+    reference, val_cut, generated_cut = reference[:, :, :frames], val[:, :, :frames], generated[:, :, :frames]
+    rows = compare_with_baselines(net, reference, val_cut, generated_cut, cfg)
+    standing = standing_sentence(rows, num_clips, cfg.ci_level)
+    metrics = {"evaluator_val_accuracy": info["val_accuracy"], "num_clips": num_clips,
+               **{key: rows["model"][key] for key in HEADLINE_METRICS},
+               **{tracking.baseline_key(name, "fd_evaluator"): rows[name]["fd_evaluator"] for name in HEADLINE_BASELINES}}
     if generator.context_frames:
-        metrics.update(_prediction_metrics(real, generated, generator.context_frames, cfg.psnr_cap_db))
-    # Baselines at one common size: everything is compared with real half A, candidates have |B| clips.
-    half_a, half_b = real_halves(len(real), seed=cfg.seed)
-    reference, real_b = real[half_a], real[half_b]
-    candidates = {"model": generated[: len(half_b)], "real_vs_real": real_b, **baseline_clips(real_b, seed=cfg.seed)}
-    metrics["baselines"] = {name: score(net, reference, clips, cfg.batch_size, cfg.seed)
-                            for name, clips in candidates.items()}
-    metrics["baselines_num_clips"] = len(half_b)
+        metrics.update(_prediction_metrics(val, generated, generator.context_frames, cfg.psnr_cap_db))
     protocol_keys = ()
     if cfg.protocols:
         external = protocol_metrics(params, generator, networks, device, context, labels)
         metrics.update(external)
         protocol_keys = tuple(external)
     metrics = json_safe(_rounded(metrics))
+    table = json_safe(_rounded({
+        "num_clips": num_clips, "clip_frames": frames,
+        "reference": f"{num_clips} real train clips (seeded random subset)",
+        "candidates": f"model: {num_clips} generated clips; real_vs_real: {num_clips} real val clips; static, "
+                      "shuffled and noise: made from those val clips",
+        "ci": {"metric": "fd_evaluator", "level": cfg.ci_level, "resamples": cfg.bootstrap_resamples,
+               "method": CI_METHOD},
+        "standing": standing, "scores": rows}))
     write_json(METRICS_FILE, metrics)
-    write_report(params, trained, generator.trained_steps, metrics, protocol_keys)
+    write_json(BASELINES_FILE, table)
+    write_report(params, trained, generator.trained_steps, metrics, table, protocol_keys)
     with tracking.stage_run(params, "evaluate") as logger:
-        logger.log_metrics(metrics)
+        logger.log_metrics({**metrics, "baselines": table["scores"]})
         for step, values in enumerate(zip(metrics.get("psnr_per_step") or [], metrics.get("ssim_per_step") or []), 1):
             logger.log_metrics({"psnr_step": values[0], "ssim_step": values[1]}, step=step)
-        logger.log_artifact(REPORT_FILE)
-        logger.log_artifact(METRICS_FILE)
+        for path in (REPORT_FILE, METRICS_FILE, BASELINES_FILE):
+            logger.log_artifact(path)
     return metrics
 
 
@@ -359,22 +434,39 @@ def _prediction_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def write_report(params, trained, step: int, metrics: dict, protocol_keys=()) -> None:
-    """Markdown: the model's metrics, the baseline table, prediction and protocol tables, sample links."""
-    lines = [f"# Evaluation: {trained.model.name}, step {step}", "",
+def _fmt_interval(row: dict) -> str:
+    low, high = row.get("fd_evaluator_ci_low"), row.get("fd_evaluator_ci_high")
+    return "n/a" if low is None or high is None else f"{_fmt(low)}–{_fmt(high)}"
+
+
+def write_report(params, trained, step: int, metrics: dict, table: dict, protocol_keys=()) -> None:
+    """Markdown: where the model stands, its metrics, the baseline table, prediction and protocol tables, samples."""
+    level = f"{table['ci']['level']:.0%}"
+    lines = [f"# Evaluation: {trained.model.name}, step {step}", "", f"**{table['standing']}**", "",
              f"Evaluator (self-trained 3D-conv classifier) accuracy on real val clips: "
-             f"**{_fmt(metrics['evaluator_val_accuracy'])}**. Generated clips: {metrics['num_generated_clips']}, "
-             f"real val clips: {metrics['num_real_clips']}.", "",
+             f"**{_fmt(metrics['evaluator_val_accuracy'])}**. Every set has n = {table['num_clips']} clips of "
+             f"{table['clip_frames']} frames and is compared with the same reference: {table['reference']}.", "",
              "| metric | value |", "| --- | --- |"]
-    lines += [f"| {key} | {_fmt(metrics[key])} |" for key in TABLE_METRICS + ("is_evaluator_std",)]
-    lines += ["", f"## Model vs baselines (each against the same real half; {metrics['baselines_num_clips']} clips each)",
-              "", "| clips | " + " | ".join(TABLE_METRICS) + " |", "| --- |" + " --- |" * len(TABLE_METRICS)]
-    for name, row in metrics["baselines"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row[key]) for key in TABLE_METRICS) + " |")
-    lines += ["", "Lower is better for fd_* and kvd_*; higher for is_evaluator and label_consistency. "
+    lines += [f"| {key} | {_fmt(metrics[key])} |" for key in TABLE_METRICS[:1]]
+    lines += [f"| fd_evaluator {level} CI | {_fmt_interval(metrics)} |"]
+    lines += [f"| {key} | {_fmt(metrics[key])} |" for key in TABLE_METRICS[1:] + ("is_evaluator_std",)]
+    columns = TABLE_METRICS[:1] + (f"fd_evaluator {level} CI",) + TABLE_METRICS[1:]
+    lines += ["", f"## Model vs baselines (n = {table['num_clips']} clips each, one reference)", "",
+              "| clips | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+    for name, row in table["scores"].items():
+        cells = [_fmt(row["fd_evaluator"]), _fmt_interval(row)] + [_fmt(row[key]) for key in TABLE_METRICS[1:]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Candidates: {table['candidates']}. static repeats each clip's first frame, shuffled permutes its "
+              "frames in time, noise is uniform noise of the same shape. A model that does not beat the static "
+              "frame has not learned video; the registry's quality gate (registry.gate_baselines) compares the point "
+              "estimates.", "",
+              "Lower is better for fd_* and kvd_*; higher for is_evaluator and label_consistency. "
               "fd_motion compares frame-difference statistics (temporal realism); label_consistency is the "
               "share of frames whose per-frame evaluator label agrees with the clip's majority label. "
-              "A value that is not finite is written as null (n/a here).", ""]
+              "A value that is not finite is written as null (n/a here).", "",
+              f"Fréchet distances are biased upwards at small n (real_vs_real shows how much at this n), so only "
+              f"figures at the same n compare. Intervals: {level}, {table['ci']['resamples']} resamples; "
+              f"{table['ci']['method']}. They cover the choice of clips, not the training seed.", ""]
     lines += _prediction_lines(metrics)
     if protocol_keys:
         lines += ["## External protocols (user-supplied weights)", "", "| metric | value |", "| --- | --- |"]

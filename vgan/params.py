@@ -122,7 +122,9 @@ class SampleParams(_Strict):
 
 
 class EvaluateParams(_Strict):
-    num_samples: int = Field(256, ge=2, description="generated clips (and at most this many real clips)")
+    num_samples: int = Field(256, ge=2, description="n: clips in every compared set (reference = real train clips, "
+                                                    "generated, real val clips and the baselines made of them); "
+                                                    "at most the real val and the real train clips")
     batch_size: int = Field(32, ge=1)
     seed: int = 0
     use_ema: bool = True
@@ -143,6 +145,8 @@ class EvaluateParams(_Strict):
     cache_dir: str = "data/metric_cache"
     protocol_real_split: Literal["train", "val"] = Field("train", description="real clips of the external protocols")
     psnr_cap_db: float = Field(100.0, gt=0, description="per-frame PSNR cap (identical frames give infinity)")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="confidence level of the fd_evaluator bootstrap intervals")
+    bootstrap_resamples: int = Field(200, ge=10, description="resamples of the fd_evaluator bootstrap")
 
     @field_validator("protocols")
     @classmethod
@@ -166,6 +170,21 @@ class RegistryParams(_Strict):
     metric: str = "fd_evaluator"
     direction: Literal["minimize", "maximize"] = "minimize"
     min_improvement: float = Field(0.0, ge=0)
+    gate_baselines: list[str] = Field(["static"], description="quality gate: a version becomes champion only when "
+                                      "its `metric` beats each listed baseline's (same n, same direction); "
+                                      "[] = no gate")
+
+    @field_validator("gate_baselines")
+    @classmethod
+    def _known_baselines(cls, names: list[str]) -> list[str]:
+        from vgan.metrics.baselines import BASELINE_NAMES
+
+        unknown = [name for name in names if name not in BASELINE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown baseline {unknown[0]!r}; expected names from {', '.join(BASELINE_NAMES)}")
+        if len(set(names)) != len(names):
+            raise ValueError("a baseline is listed twice")
+        return names
 
 
 class Params(_Strict):

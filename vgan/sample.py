@@ -131,13 +131,15 @@ def long_length(generator, cfg) -> int:
 
 
 # -- real context for prediction models ------------------------------------------------------------
-def real_context_clips(params, generator, limit: int, splits=("val", "train")) -> tuple[torch.Tensor, torch.Tensor]:
-    """Up to ``limit`` real clips (first split that has any) cut to the generator's length, with labels."""
+def real_context_clips(params, generator, limit: int, splits=("val", "train"),
+                       seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``limit`` real clips (first split that has any; with ``seed`` a seeded random subset) cut to the
+    generator's length, with labels."""
     from vgan.evaluate import real_clips
 
     for position, split in enumerate(splits):
         try:
-            clips, labels = real_clips(params, split, limit=limit)
+            clips, labels = real_clips(params, split, limit=limit, seed=seed)
             break
         except DataError:
             if position == len(splits) - 1:

@@ -390,11 +390,48 @@ def _metric_of(version, metric: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def baseline_key(name: str, metric: str) -> str:
+    """The metric (and version tag ``metric.<key>``) holding a baseline's value of ``metric``."""
+    return f"baseline_{name}_{metric}"
+
+
+def _beats(value: float, other: float, direction: str) -> bool:
+    return value < other if direction == "minimize" else value > other
+
+
+def check_gate(value: float | None, baseline_values: dict[str, float | None], metric: str,
+               direction: str) -> tuple[bool | None, str]:
+    """The quality gate (pure): whether ``value`` beats every listed baseline's, and why; None = no gate."""
+    if not baseline_values:
+        return None, "no quality gate (registry.gate_baselines is empty)"
+    if value is None:
+        return False, f"fails the quality gate: no finite {metric}"
+    word = "below" if direction == "minimize" else "above"
+    failures = []
+    for name, baseline in baseline_values.items():
+        if baseline is None:
+            failures.append(f"no {name} baseline {metric} recorded on this version (tag metric."
+                            f"{baseline_key(name, metric)}; run `vgan evaluate`, then `vgan register`)")
+        elif not _beats(value, baseline, direction):
+            failures.append(f"{metric} {value:.4g} is not {word} the {name} baseline's {baseline:.4g}")
+    if failures:
+        return False, "fails the quality gate: " + "; ".join(failures)
+    passed = ", ".join(f"{name} {baseline:.4g}" for name, baseline in baseline_values.items())
+    return True, f"passes the quality gate: {metric} {value:.4g} is {word} the baselines' ({passed})"
+
+
 def decide(value: float | None, champion_value: float | None, champion_version: str | None,
-           metric: str, direction: str, min_improvement: float) -> tuple[bool, str]:
-    """Whether a challenger with ``value`` replaces the champion, and why (pure; used under the lock)."""
+           metric: str, direction: str, min_improvement: float,
+           gate: tuple[bool | None, str] = (None, "")) -> tuple[bool, str]:
+    """Whether a challenger with ``value`` replaces the champion, and why (pure; used under the lock).
+
+    gate: :func:`check_gate`'s verdict; a version that fails it is never champion, whatever the champion is.
+    """
     if value is None:
         return False, f"challenger has no finite {metric}; champion unchanged"
+    if gate[0] is False:
+        outcome = f"champion v{champion_version} unchanged" if champion_version else "no champion is made"
+        return False, f"{gate[1]}; {outcome}"
     if champion_version is None:
         return True, f"no champion yet; {metric}={value:.6g}"
     if champion_value is None:
@@ -405,6 +442,9 @@ def decide(value: float | None, champion_value: float | None, champion_version: 
     if improvement > min_improvement:
         return True, f"beats champion: {comparison}"
     return False, f"does not beat champion: {comparison}"
+
+
+_GATE_STATES = {True: "passed", False: "failed", None: "off"}
 
 
 def _alias_version(client, name: str, alias: str):
@@ -455,21 +495,29 @@ def _promote_version(client, params, name: str, version: str) -> dict:
         challenger = _alias_version(client, name, CHALLENGER)
         if challenger is None or int(challenger.version) <= int(version):
             client.set_registered_model_alias(name, CHALLENGER, version)
+        candidate_value = _metric_of(candidate, metric)
+        gate_names = params.registry.gate_baselines
+        baseline_values = {baseline: _metric_of(candidate, baseline_key(baseline, metric)) for baseline in gate_names}
+        gate = check_gate(candidate_value, baseline_values, metric, direction)
+        gate_record = {"gate": _GATE_STATES[gate[0]], "gate_reason": gate[1], "gate_baselines": list(gate_names)}
         champion = _alias_version(client, name, CHAMPION)
         if champion is not None and str(champion.version) == str(version):
-            # keep the record of why it became champion; nothing changes
+            # keep the record of why it became champion; nothing changes (a gate failing now is reported)
             reason = f"already champion ({candidate.tags.get('vgan.reason', 'no recorded reason')})"
             return {"name": name, "version": int(version), "champion_version": int(version), "promoted": True,
-                    "reason": reason, "metric": metric, "value": _metric_of(candidate, metric),
+                    "reason": reason, "metric": metric, "value": candidate_value, **gate_record,
                     "tracking_uri": tracking_uri()}
         previous = str(champion.version) if champion else None
-        promoted, reason = decide(_metric_of(candidate, metric), _metric_of(champion, metric) if champion else None,
-                                  previous, metric, direction, params.registry.min_improvement)
+        promoted, reason = decide(candidate_value, _metric_of(champion, metric) if champion else None,
+                                  previous, metric, direction, params.registry.min_improvement, gate)
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, version)
         decision_tags = {
             "vgan.decision": "promoted" if promoted else "rejected",
             "vgan.reason": reason,
+            "vgan.gate": gate_record["gate"],
+            "vgan.gate_reason": gate[1],
+            "vgan.gate_baselines": ",".join(gate_names),
             "vgan.compared_to": previous or "",
             "vgan.decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -479,8 +527,8 @@ def _promote_version(client, params, name: str, version: str) -> dict:
             client.set_model_version_tag(name, previous, "vgan.superseded_by", str(version))
         champion_now = _alias_version(client, name, CHAMPION)
     return {"name": name, "version": int(version), "champion_version": int(champion_now.version) if champion_now else None,
-            "promoted": promoted, "reason": reason, "metric": metric,
-            "value": _metric_of(candidate, metric), "tracking_uri": tracking_uri()}
+            "promoted": promoted, "reason": reason, "metric": metric, "value": candidate_value, **gate_record,
+            "tracking_uri": tracking_uri()}
 
 
 def _artifact_folder(path: Path) -> str | None:
@@ -493,8 +541,13 @@ def _artifact_folder(path: Path) -> str | None:
     return None if str(folder) in ("", ".") else folder.as_posix()
 
 
-def register_and_promote(params, generator_path: str | Path, metrics: dict, artifacts: list[Path]) -> dict:
-    """Log the generator, metrics and artifacts; register a version; alias challenger; maybe champion."""
+def register_and_promote(params, generator_path: str | Path, metrics: dict, artifacts: list[Path],
+                         baselines: dict | None = None) -> dict:
+    """Log the generator, metrics and artifacts; register a version; alias challenger; maybe champion.
+
+    baselines: {baseline name: {metric: value}} (evaluate's table); each baseline's ``registry.metric`` becomes
+    metric ``baseline_<name>_<metric>`` and a version tag, so the quality gate needs nothing but the registry.
+    """
     from vgan.train.checkpoint import load_generator
 
     generator, _ = load_generator(generator_path, use_ema=True, map_location="cpu")
@@ -508,6 +561,10 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
     tags = run_tags(params, "register")
     name = params.registry_model_name()
     flat_metrics = _finite_metrics(metrics)
+    metric = params.registry.metric
+    flat_metrics.update(_finite_metrics({baseline_key(baseline, metric): row[metric]
+                                         for baseline, row in (baselines or {}).items()
+                                         if baseline != "model" and isinstance(row.get(metric), (int, float))}))
 
     def log_run() -> tuple[str, object, str]:
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{tags['vgan.pipeline_id'][:8]}",
@@ -574,6 +631,7 @@ def _version_record(version, metric: str) -> dict:
     tags = version.tags
     return {"version": int(version.version), "value": _metric_of(version, metric),
             "decision": tags.get("vgan.decision", ""), "reason": tags.get("vgan.reason", ""),
+            "gate": tags.get("vgan.gate", ""),
             "git_commit": tags.get("vgan.git_commit", ""), "data_hash": tags.get("vgan.data_hash", ""),
             "run_id": tags.get("vgan.run_id", "")}
 

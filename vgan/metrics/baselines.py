@@ -77,3 +77,65 @@ def real_halves(num_clips: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def baseline_clips(videos, seed: int = 0) -> dict:
     """Static, shuffled and noise versions of a batch of real clips, keyed by baseline name."""
     return {"static": static_clips(videos), "shuffled": shuffled_clips(videos, seed), "noise": noise_clips(videos, seed)}
+
+
+TRIVIAL_BASELINES = ("static", "shuffled", "noise")
+BASELINE_TITLES = {"static": "static-frame", "shuffled": "time-shuffled", "noise": "noise", "real_vs_real": "real-vs-real"}
+
+
+def format_figure(value: float) -> str:
+    """A distance for a sentence: whole numbers from 100 up, else three significant digits."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _with_interval(row: dict, metric: str) -> str:
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    interval = f", CI {format_figure(low)}–{format_figure(high)}" if low is not None and high is not None else ""
+    return f"{format_figure(row[metric])}{interval}"
+
+
+def interval_relation(model: dict, baseline: dict, metric: str = "fd_evaluator") -> str:
+    """'beats', 'worse' or 'overlaps': the model's interval against a baseline's (lower is better)."""
+    model_low, model_high = model.get(f"{metric}_ci_low", model[metric]), model.get(f"{metric}_ci_high", model[metric])
+    low, high = baseline.get(f"{metric}_ci_low", baseline[metric]), baseline.get(f"{metric}_ci_high", baseline[metric])
+    if model_high < low:
+        return "beats"
+    if model_low > high:
+        return "worse"
+    return "overlaps"
+
+
+def _listing(names: list[str], rows: dict, metric: str) -> str:
+    items = [f"{BASELINE_TITLES[name]} ({_with_interval(rows[name], metric)})" for name in names]
+    joined = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return f"the {joined} baseline{'s' if len(items) > 1 else ''}"
+
+
+def standing_sentence(rows: dict, num_clips: int, level: float, metric: str = "fd_evaluator") -> str:
+    """One sentence: where the model stands against the trivial baselines and the real-vs-real floor.
+
+    rows: {"model": {...}, "static": {...}, ...} with ``metric`` and optionally ``metric_ci_low/high``;
+    a baseline counts as beaten (or beating) only when the intervals do not overlap.
+    """
+    model = rows["model"]
+    groups: dict[str, list[str]] = {"beats": [], "worse": [], "overlaps": []}
+    for name in TRIVIAL_BASELINES:
+        if name in rows and rows[name].get(metric) is not None:
+            groups[interval_relation(model, rows[name], metric)].append(name)
+    clauses = []
+    if groups["beats"]:
+        clauses.append(f"beats {_listing(groups['beats'], rows, metric)}")
+    if groups["worse"]:
+        clauses.append(f"{'but ' if clauses else ''}is worse than {_listing(groups['worse'], rows, metric)}")
+    if groups["overlaps"]:
+        clauses.append(f"{'and ' if clauses else ''}cannot be told apart from "
+                       f"{_listing(groups['overlaps'], rows, metric)} (intervals overlap)")
+    floor = ""
+    if "real_vs_real" in rows:
+        relation = interval_relation(model, rows["real_vs_real"], metric)
+        remark = {"overlaps": ", which the model matches within the intervals",
+                  "beats": ", which the model beats (it may be copying the reference clips)"}.get(relation, "")
+        value, *interval = _with_interval(rows["real_vs_real"], metric).split(", ", 1)
+        floor = f"; the real-vs-real floor is {value}{f' ({interval[0]})' if interval else ''}{remark}"
+    return (f"At n = {num_clips} clips per set ({level:.0%} bootstrap intervals), the model "
+            f"({metric} {_with_interval(model, metric)}) {' '.join(clauses)}{floor}.")

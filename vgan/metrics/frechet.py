@@ -33,9 +33,12 @@ def _symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
     return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ eigenvectors.T
 
 
-def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
-    """tr sqrtm(cov_a @ cov_b), computed as tr sqrtm(sqrt(cov_a) cov_b sqrt(cov_a)), symmetric PSD."""
-    sqrt_a = _symmetric_sqrt(cov_a)
+def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray, sqrt_a: np.ndarray | None = None) -> float:
+    """tr sqrtm(cov_a @ cov_b), computed as tr sqrtm(sqrt(cov_a) cov_b sqrt(cov_a)), symmetric PSD.
+
+    sqrt_a: ``symmetric_sqrt(cov_a)`` when already known (one reference against many sets).
+    """
+    sqrt_a = _symmetric_sqrt(cov_a) if sqrt_a is None else sqrt_a
     inner = sqrt_a @ cov_b @ sqrt_a
     eigenvalues = np.linalg.eigvalsh((inner + inner.T) / 2)
     real_part = float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())
@@ -48,14 +51,20 @@ def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
     return real_part
 
 
-def frechet_distance_from_stats(mean_a, cov_a, mean_b, cov_b) -> float:
-    """Fréchet distance between Gaussians N(mean_a, cov_a) and N(mean_b, cov_b)."""
+def symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """The PSD square root of a covariance (negative rounding eigenvalues clipped to 0)."""
+    return _symmetric_sqrt(np.asarray(matrix, np.float64))
+
+
+def frechet_distance_from_stats(mean_a, cov_a, mean_b, cov_b, sqrt_cov_a: np.ndarray | None = None) -> float:
+    """Fréchet distance between Gaussians N(mean_a, cov_a) and N(mean_b, cov_b); ``sqrt_cov_a`` saves
+    recomputing ``symmetric_sqrt(cov_a)`` when one reference is compared with many sets."""
     mean_a, mean_b = np.asarray(mean_a, np.float64), np.asarray(mean_b, np.float64)
     cov_a, cov_b = np.asarray(cov_a, np.float64), np.asarray(cov_b, np.float64)
     if mean_a.shape != mean_b.shape or cov_a.shape != cov_b.shape or cov_a.shape != mean_a.shape * 2:
         raise VganError(f"feature sizes differ: {mean_a.shape[0]} vs {mean_b.shape[0]}; use the same feature network")
     mean_term = float(np.square(mean_a - mean_b).sum())
-    distance = mean_term + float(np.trace(cov_a) + np.trace(cov_b)) - 2.0 * trace_sqrt_product(cov_a, cov_b)
+    distance = mean_term + float(np.trace(cov_a) + np.trace(cov_b)) - 2.0 * trace_sqrt_product(cov_a, cov_b, sqrt_cov_a)
     return max(distance, 0.0)
 
 
