@@ -67,5 +67,5 @@ def build(params):
     image_d = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.width,
                                  params.spectral_norm, options.image_frames)
     video_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                                  params.spectral_norm)
+                                  params.spectral_norm, minibatch_std_group=params.minibatch_std)
     return G, {"image": image_d, "video": video_d}

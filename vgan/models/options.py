@@ -49,6 +49,8 @@ class ModelParams(_Strict):
     num_classes: int = Field(0, ge=0, description="0 = unconditional")
     width: int = Field(32, ge=4, description="base channel width of G and D")
     spectral_norm: bool = False
+    minibatch_std: int = Field(0, ge=0, description="group size of a minibatch-std feature in the video "
+                                                    "discriminator, so it sees a lack of variety (0 = off)")
     mocogan: MocoganOptions = MocoganOptions()
     dvdgan: DvdganOptions = DvdganOptions()
     hrvgan: HrvganOptions = HrvganOptions()

@@ -63,5 +63,5 @@ RECOMMENDED_OVERRIDES = ()  # the default objective (non-saturating BCE) is the 
 def build(params):
     G = VganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width)
     D = VganDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                          params.spectral_norm)
+                          params.spectral_norm, minibatch_std_group=params.minibatch_std)
     return G, {"video": D}

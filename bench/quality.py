@@ -1,0 +1,188 @@
+"""Generation quality on this machine: the default configuration on several seeds and every architecture of
+the zoo on the same training budget, each judged against trivial baselines.
+
+    .venv/bin/python bench/quality.py                      # 3 seeds of the default + the zoo (about an hour on 2 CPU cores)
+    .venv/bin/python bench/quality.py --models vgan mocogan --seeds 0 --minutes 1   # a quick look
+
+Everything runs through the real stages (`vgan fetch/shards/evaluator` once, then `vgan train/evaluate/sample`
+per configuration) in a work folder, with the repository's params.yaml plus overrides: each architecture
+gets its paper's objective (``RECOMMENDED_OVERRIDES``) on top of the default trainer settings. The default
+configuration trains exactly as `make run` does (its steps); the zoo gets the wall-clock budget the
+default's first seed took (or ``--minutes``), so slow architectures are not favoured by a step count.
+Writes bench/results/quality_<device>.json, docs/results.md and contact-sheet thumbnails in docs/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO))
+
+from vgan import QUIET_ENV  # noqa: E402
+from vgan.models.registry import ARCHITECTURES, recommended_overrides  # noqa: E402
+
+
+def run_stage(workdir: Path, *args: str) -> float:
+    """Run one `vgan` stage in ``workdir``; seconds it took. A failure stops the benchmark with its stderr."""
+    started = time.monotonic()
+    env = {**os.environ, **QUIET_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(BIN / "vgan"), *args], cwd=workdir, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"vgan {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return time.monotonic() - started
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [arg for override in overrides for arg in ("--set", override)]
+
+
+def train_and_judge(workdir: Path, name: str, overrides: list[str], thumbs: Path) -> dict:
+    """Train from scratch with ``overrides``, evaluate, sample; the row of the results table."""
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+    train_s = run_stage(workdir, "train", *sets(overrides))
+    run_stage(workdir, "evaluate", *sets(overrides))
+    run_stage(workdir, "sample", *sets(overrides + ["sample.mp4=false"]))
+    metrics = json.loads((workdir / "metrics/evaluate.json").read_text())
+    train = json.loads((workdir / "metrics/train.json").read_text())
+    index = json.loads((workdir / "samples/index.json").read_text())
+    thumb = thumbs / f"{name}.png"
+    shutil.copyfile(workdir / "samples" / index["contact_sheet"], thumb)
+    return {"name": name, "overrides": overrides, "steps": train["steps"], "train_seconds": round(train_s, 1),
+            "metrics": metrics, "contact_sheet": str(thumb.relative_to(REPO))}
+
+
+def headline(metrics: dict) -> dict:
+    """The figures of one row: the model's fd_evaluator with its interval, and the baselines' on the same n."""
+    return {"fd_evaluator": metrics.get("fd_evaluator"),
+            "fd_ci": [metrics.get("fd_evaluator_ci_low"), metrics.get("fd_evaluator_ci_high")],
+            "static": metrics.get("baseline_static_fd_evaluator"),
+            "shuffled": metrics.get("baseline_shuffled_fd_evaluator"),
+            "real_vs_real": metrics.get("baseline_real_vs_real_fd_evaluator"),
+            "is_evaluator": metrics.get("is_evaluator"), "label_consistency": metrics.get("label_consistency"),
+            "num_clips": metrics.get("num_clips")}
+
+
+def fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def verdict(row: dict) -> str:
+    fd, static, shuffled = row["fd_evaluator"], row["static"], row["shuffled"]
+    if fd is None or static is None or shuffled is None:
+        return "n/a"
+    if fd < static:
+        return "beats static" + (" and shuffled" if fd < shuffled else "")
+    if fd < shuffled:
+        return "beats shuffled only"
+    return f"{fd / static:.1f}x static"
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Generation quality: results", "",
+             f"Made by `{results['command']}` on {results['device']} ({results['cpu_count']} cores), torch "
+             f"{results['torch']}, commit {results['git_commit']}, {results['date']}.", "",
+             "Every figure is the evaluator-space Fréchet distance (`fd_evaluator`, lower is better) against the "
+             "same real reference clips, on the same number of clips n for the model and each baseline, with "
+             "its 95 % bootstrap interval. Baselines: a static real frame repeated, real frames shuffled in "
+             "time, and real clips themselves (the floor). A model that does not beat the static frame has "
+             "not learned video.", "",
+             "| configuration | seed | steps | train s | fd_evaluator [95 % CI] | static | shuffled | real | "
+             "verdict | IS | label consistency | samples |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in results["runs"]:
+        head = row["headline"]
+        low, high = head["fd_ci"]
+        lines.append(
+            f"| {row['label']} | {row['seed']} | {row['steps']} | {row['train_seconds']:.0f} | "
+            f"{fmt(head['fd_evaluator'])} [{fmt(low)}, {fmt(high)}] | {fmt(head['static'])} | "
+            f"{fmt(head['shuffled'])} | {fmt(head['real_vs_real'])} | {verdict(head)} | "
+            f"{fmt(head['is_evaluator'])} | {fmt(head['label_consistency'])} | "
+            f"![{row['label']}]({Path(row['contact_sheet']).relative_to('docs')}) |")
+    lines += ["", f"n = {results['runs'][0]['headline']['num_clips'] if results['runs'] else 'n/a'} clips per set. "
+              "Contact sheets: a row per generated clip, a column per frame (first 8 clips, EMA generator).", ""]
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="train.seed values of the default")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="architectures to compare with the default (default: the whole zoo; none: only seeds)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training budget of each zoo run (default: what the default's first seed took)")
+    parser.add_argument("--workdir", type=Path, default=None, help="work folder (default: a fresh temporary one)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results/quality_cpu.json")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs/results.md")
+    args = parser.parse_args()
+
+    import tempfile
+
+    import torch
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vgan-quality-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "params.yaml", workdir / "params.yaml")
+    thumbs = args.docs.parent / "results"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    default_model = yaml.safe_load((REPO / "params.yaml").read_text())["model"]["name"]
+    print(f"work folder {workdir}; data and evaluator first", flush=True)
+    for stage in ("fetch", "shards", "evaluator"):
+        print(f"  vgan {stage}: {run_stage(workdir, stage):.0f} s", flush=True)
+
+    runs = []
+
+    def record(label: str, seed: int, overrides: list[str], file_name: str) -> None:
+        row = train_and_judge(workdir, file_name, overrides, thumbs)
+        row.update(label=label, seed=seed, headline=headline(row["metrics"]))
+        runs.append(row)
+        head = row["headline"]
+        print(f"  {label:28s} seed {seed}  steps {row['steps']:5d}  train {row['train_seconds']:5.0f} s  "
+              f"fd {fmt(head['fd_evaluator'])} [{fmt(head['fd_ci'][0])}, {fmt(head['fd_ci'][1])}]  "
+              f"static {fmt(head['static'])}  shuffled {fmt(head['shuffled'])}  -> {verdict(head)}", flush=True)
+        write_results()
+
+    def write_results() -> None:
+        results = {"command": " ".join(["python bench/quality.py", *sys.argv[1:]]),
+                   "device": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                   "torch": torch.__version__, "git_commit": git_commit(),
+                   "date": time.strftime("%Y-%m-%d"), "default_model": default_model,
+                   "budget_minutes": budget, "runs": runs}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        for path, text in ((args.out, json.dumps(results, indent=1) + "\n"), (args.docs, markdown(results))):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+
+    budget = args.minutes
+    for seed in args.seeds:
+        record(f"default ({default_model})", seed, [f"train.seed={seed}"], f"default-seed{seed}")
+    if budget is None:
+        budget = round(runs[0]["train_seconds"] / 60, 2) if runs else 3.0
+    models = [m for m in (ARCHITECTURES if args.models is None else args.models) if m != default_model]
+    for model in models:
+        overrides = [f"model.name={model}", *recommended_overrides(model), f"train.max_minutes={budget}",
+                     "train.steps=1000000", f"train.seed={args.seeds[0]}"]
+        record(model, args.seeds[0], overrides, model)
+    write_results()
+    print(f"wrote {args.out.relative_to(REPO)} and {args.docs.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
