@@ -18,6 +18,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _names_from(names: list[str], known, what: str) -> list[str]:
+    """``names`` when each is one of ``known`` and none is repeated; else a ValueError naming the culprit."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown[0]!r}; expected names from {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a {what} is listed twice")
+    return names
+
+
 class UrlSource(_Strict):
     url: str
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
@@ -156,13 +166,7 @@ class EvaluateParams(_Strict):
         from vgan.metrics.c3d import ISV_PROTOCOL
         from vgan.metrics.protocols import PROTOCOLS
 
-        known = [*PROTOCOLS, ISV_PROTOCOL]
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise ValueError(f"unknown protocol {unknown[0]!r}; expected names from {', '.join(known)}")
-        if len(set(names)) != len(names):
-            raise ValueError("a protocol is listed twice")
-        return names
+        return _names_from(names, [*PROTOCOLS, ISV_PROTOCOL], "protocol")
 
 
 class RegistryParams(_Strict):
@@ -179,12 +183,7 @@ class RegistryParams(_Strict):
     def _known_baselines(cls, names: list[str]) -> list[str]:
         from vgan.metrics.baselines import BASELINE_NAMES
 
-        unknown = [name for name in names if name not in BASELINE_NAMES]
-        if unknown:
-            raise ValueError(f"unknown baseline {unknown[0]!r}; expected names from {', '.join(BASELINE_NAMES)}")
-        if len(set(names)) != len(names):
-            raise ValueError("a baseline is listed twice")
-        return names
+        return _names_from(names, BASELINE_NAMES, "baseline")
 
 
 class Params(_Strict):
