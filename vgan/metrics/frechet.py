@@ -28,7 +28,9 @@ def _as_feature_matrix(features, name: str) -> np.ndarray:
     return matrix
 
 
-def _symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
+def symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """The PSD square root of a covariance (negative rounding eigenvalues clipped to 0)."""
+    matrix = np.asarray(matrix, np.float64)
     eigenvalues, eigenvectors = np.linalg.eigh((matrix + matrix.T) / 2)
     return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ eigenvectors.T
 
@@ -38,7 +40,7 @@ def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray, sqrt_a: np.ndarray 
 
     sqrt_a: ``symmetric_sqrt(cov_a)`` when already known (one reference against many sets).
     """
-    sqrt_a = _symmetric_sqrt(cov_a) if sqrt_a is None else sqrt_a
+    sqrt_a = symmetric_sqrt(cov_a) if sqrt_a is None else sqrt_a
     inner = sqrt_a @ cov_b @ sqrt_a
     eigenvalues = np.linalg.eigvalsh((inner + inner.T) / 2)
     real_part = float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())
@@ -49,11 +51,6 @@ def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray, sqrt_a: np.ndarray 
             "the statistics are not valid covariances; delete the cached statistics and recompute"
         )
     return real_part
-
-
-def symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
-    """The PSD square root of a covariance (negative rounding eigenvalues clipped to 0)."""
-    return _symmetric_sqrt(np.asarray(matrix, np.float64))
 
 
 def frechet_distance_from_stats(mean_a, cov_a, mean_b, cov_b, sqrt_cov_a: np.ndarray | None = None) -> float:

@@ -128,6 +128,7 @@ class Trainer:
         self.state = TrainState()
         self._last_saved = -1
         self._preview_context = None
+        self._ema_statistics_step = -1  # the step G_ema's batch-norm statistics were computed at
         self.fixed_z = self.G.sample_z(16, generator=torch.Generator().manual_seed(self.cfg.seed + 1)).to(self.device)
         self.fixed_y = self.G.sample_labels(16, generator=torch.Generator().manual_seed(self.cfg.seed + 2))
         self.fixed_y = None if self.fixed_y is None else self.fixed_y.to(self.device)
@@ -333,6 +334,8 @@ class Trainer:
         Seeded by the step, so a resumed run computes what an uninterrupted one did; each rank draws the
         global batch and keeps its slice, as in training.
         """
+        if self._ema_statistics_step == self.state.step:
+            return  # G_ema's weights have not changed since (the last step is often also a sample step)
         if self.G.context_frames and self._preview_context is None:
             return  # no real context clips yet (a resume at the final step): keep the checkpoint's statistics
         rng = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.state.step)
@@ -351,6 +354,7 @@ class Trainer:
 
         with self._autocast():
             standing_statistics(self.G_ema, inputs, batches)
+        self._ema_statistics_step = self.state.step
 
     @torch.no_grad()
     def fixed_samples(self) -> torch.Tensor:
