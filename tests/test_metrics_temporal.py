@@ -82,10 +82,13 @@ def test_frame_posteriors_show_each_frame_as_a_static_clip(real_clips):
         seen.append(clips)
         return torch.stack([clips.mean(dim=(1, 2, 3, 4)), -clips.mean(dim=(1, 2, 3, 4))], 1) * 100
 
-    probs = frame_posteriors(logits_fn, real_clips[:3], batch_size=10)
-    assert probs.shape == (3, 16, 2)
+    probs = frame_posteriors(logits_fn, real_clips[:3], batch_size=10)  # 16 frames: 8 evenly spaced ones
+    assert probs.shape == (3, 8, 2)
     stills = torch.cat(seen)
-    assert stills.shape == (48, 3, 16, 32, 32)
-    assert torch.equal(stills[17, :, 5], to_float_videos(real_clips[1:2])[0, :, 1])  # clip 1, frame 1
-    assert (stills[17] == stills[17, :, :1]).all()
+    assert stills.shape == (24, 3, 8, 32, 32)
+    assert torch.equal(stills[9, :, 5], to_float_videos(real_clips[1:2])[0, :, 2])  # clip 1, frame 2 (0, 2, 4, ...)
+    assert torch.equal(stills[15, :, 0], to_float_videos(real_clips[1:2])[0, :, 15])  # the last frame is always seen
+    assert (stills[9] == stills[9, :, :1]).all()
+    every = frame_posteriors(logits_fn, real_clips[:3], batch_size=10, max_frames=16, still_frames=16)
+    assert every.shape == (3, 16, 2)
     np.testing.assert_allclose(probs.sum(axis=2), 1.0)

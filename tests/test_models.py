@@ -242,6 +242,7 @@ def test_progressive_refiner_with_missing_weights_is_a_params_error(tmp_path):
     ({"name": "progressive", "resolution": 16, "progressive": {"refine_factor": 4}}, "8x8"),
     ({"name": "progressive", "progressive": {"stage": "refiner"}}, "base_weights"),
     ({"name": "dvdgan", "resolution": 16, "dvdgan": {"temporal_downsample": 4}}, "8x8"),
+    ({"name": "motionshape", "resolution": 16, "motionshape": {"video_downsample": 4}}, "8x8"),
     ({"mocogan": {"motion_dimension": 3}}, "extra"),
 ])
 def test_bad_model_params_are_rejected(overrides, message):
@@ -257,6 +258,29 @@ def test_mocogan_image_discriminator_judges_single_frames():
     G, discriminators = build_model(tiny("mocogan", mocogan={"image_frames": 3}))
     assert set(discriminators) == {"image", "video"}
     assert discriminators["image"](moving_squares(2)).shape == (2, 3)
+
+
+def test_motionshape_rigid_grey_variant_translates_one_grey_image():
+    params = tiny("motionshape", resolution=32, motionshape={"flow_resolution": 1, "grayscale": True,
+                                                            "image_frames": 2, "video_downsample": 2})
+    G, discriminators = build_model(params)
+    assert set(discriminators) == {"image", "video"}
+    flow = G.motion_field(G.cond(G.sample_z(BATCH), None))
+    assert flow.shape == (BATCH, 2, 8, 32, 32)
+    assert torch.equal(flow, flow[..., :1, :1].expand_as(flow))  # one displacement per frame: rigid motion
+    video = G(G.sample_z(BATCH))
+    assert torch.equal(video[:, 0], video[:, 1]) and torch.equal(video[:, 0], video[:, 2])  # grey
+    assert discriminators["image"](video).shape == (BATCH, 2)
+    assert discriminators["video"](video).shape == (BATCH,)
+
+
+def test_motionshape_coarse_flow_is_upsampled_smoothly():
+    G, _ = build_model(tiny("motionshape", resolution=32, motionshape={"flow_resolution": 8}))
+    flow = G.motion_field(G.cond(G.sample_z(BATCH), None))
+    assert flow.shape == (BATCH, 2, 8, 32, 32)
+    assert flow.abs().max() <= G.max_displacement
+    # bilinear from 8x8: neighbouring pixels differ far less than the field's range
+    assert (flow[..., 1:] - flow[..., :-1]).abs().max() < 0.25 * (flow.max() - flow.min())
 
 
 def test_sample_frames_picks_distinct_frames_of_each_clip():

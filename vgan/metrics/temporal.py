@@ -49,15 +49,23 @@ def motion_energy(videos) -> float:
 
 
 @torch.no_grad()
-def frame_posteriors(logits_fn: Callable[[torch.Tensor], torch.Tensor], videos, batch_size: int = 64) -> np.ndarray:
-    """(N, T, classes) posteriors of each frame, each shown to a clip classifier as a static clip."""
+def frame_posteriors(logits_fn: Callable[[torch.Tensor], torch.Tensor], videos, batch_size: int = 64,
+                     max_frames: int = 8, still_frames: int = 8) -> np.ndarray:
+    """(N, K, classes) posteriors of K evenly spaced frames per clip (all T when T <= ``max_frames``), each
+    frame shown to a clip classifier as a static clip of ``still_frames`` copies.
+
+    Every frame costs a whole clip's forward pass, so both are capped: 8 frames as 8-frame stills cost a
+    sixteenth of all 16 frames as 16-frame stills (measured: 116 of the evaluate stage's 146 s on 2 cores).
+    """
     clips = to_float_videos(videos)
     batch, channels, frames, height, width = clips.shape
-    # Frame t of every clip becomes a clip of T copies of frame t, the input shape the classifier knows.
-    stills = clips.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, 1, height, width).expand(-1, -1, frames, -1, -1)
+    picks = torch.from_numpy(np.unique(np.linspace(0, frames - 1, min(frames, max_frames)).round().astype(np.int64)))
+    length = min(frames, still_frames)
+    stills = (clips[:, :, picks].permute(0, 2, 1, 3, 4).reshape(batch * len(picks), channels, 1, height, width)
+              .expand(-1, -1, length, -1, -1))
     probs = [torch.softmax(logits_fn(stills[start : start + batch_size]).float(), dim=1).cpu()
              for start in range(0, len(stills), batch_size)]
-    return torch.cat(probs).reshape(batch, frames, -1).double().numpy()
+    return torch.cat(probs).reshape(batch, len(picks), -1).double().numpy()
 
 
 def label_consistency(frame_probs) -> float:

@@ -3,8 +3,12 @@
 The motion generator (3D transposed convolutions) predicts, for every frame, a 2D displacement field
 (no colour) relative to the appearance; the shape generator (2D transposed convolutions) paints one
 appearance image; each frame is that appearance warped by its field (bilinear sampling), so the motion
-stream alone decides how content moves. The discriminator always uses spectral normalisation;
-pair it with ``--set train.loss=hinge``.
+stream alone decides how content moves. The discriminators always use spectral normalisation;
+pair them with ``--set train.loss=hinge``.
+
+Options (``model.motionshape.*``): the field is made at ``flow_resolution`` and upsampled (1 = one rigid
+displacement per frame); ``grayscale`` paints one channel; ``image_frames`` > 0 adds an image discriminator
+on that many random frames per clip; ``video_downsample`` pools the video discriminator's input in space.
 """
 
 from __future__ import annotations
@@ -14,34 +18,50 @@ import torch.nn.functional as F
 
 from vgan.models.base import VideoGenerator
 from vgan.models.layers import ConditionalInput
-from vgan.models.nets import Conv3dDiscriminator, Deconv3dTrunk, ImageGenerator
+from vgan.models.nets import Conv3dDiscriminator, Deconv3dTrunk, ImageDiscriminator, ImageGenerator
 
-RECOMMENDED_OVERRIDES = ("train.loss=hinge",)  # spectral norm is built into the discriminator
+# spectral norm is built into the discriminators; hinge with SNGAN's Adam settings
+RECOMMENDED_OVERRIDES = ("train.loss=hinge", "train.betas=[0.0,0.9]")
 
 
 class MotionShapeGenerator(VideoGenerator):
     """Appearance image warped frame by frame by a generated displacement field."""
 
-    def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, max_displacement=0.5):
+    def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, max_displacement=0.5,
+                 flow_resolution=8, grayscale=False):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
+        self.grayscale = grayscale
         self.max_displacement = max_displacement
         self.cond = ConditionalInput(z_dim, num_classes)
-        self.motion = Deconv3dTrunk(self.cond.out_dim, frames, resolution, width)
+        self.flow_resolution = min(flow_resolution, resolution)
+        self.motion = Deconv3dTrunk(self.cond.out_dim, frames, max(self.flow_resolution, 8), width)
         self.to_flow = self.motion.head(2)
-        self.shape = ImageGenerator(self.cond.out_dim, channels, resolution, width)
+        self.shape = ImageGenerator(self.cond.out_dim, 1 if grayscale else channels, resolution, width)
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, resolution), torch.linspace(-1, 1, resolution), indexing="ij")
         self.register_buffer("identity_grid", torch.stack([xs, ys], dim=-1), persistent=False)  # (H, W, 2) as x, y
 
     def motion_field(self, h: torch.Tensor) -> torch.Tensor:
-        """Displacements (B, 2, T, H, W) in grid units, bounded by ``max_displacement``."""
-        return self.max_displacement * torch.tanh(self.to_flow(self.motion(h)))
+        """Displacements (B, 2, T, H, W) in grid units, bounded by ``max_displacement``.
+
+        Made at ``flow_resolution`` and upsampled bilinearly: motion is smooth in space, and a coarse field
+        costs a fraction of a full-resolution one (the generator's most expensive part otherwise).
+        """
+        flow = self.max_displacement * torch.tanh(self.to_flow(self.motion(h)))
+        if self.flow_resolution == 1:  # one displacement per frame: the appearance moves rigidly
+            return flow.mean(dim=(3, 4), keepdim=True).expand(-1, -1, -1, self.resolution, self.resolution)
+        if flow.shape[-1] == self.resolution:
+            return flow
+        size = (flow.shape[2], self.resolution, self.resolution)
+        return F.interpolate(flow, size=size, mode="trilinear", align_corners=True)
 
     def forward(self, z, y=None, context=None, num_frames=None):
         self.check_num_frames(num_frames)
         h = self.cond(z, y)
         flow = self.motion_field(h)
         batch, _, frames = flow.shape[:3]
-        appearance = self.shape(h)  # (B, C, H, W)
+        appearance = self.shape(h)  # (B, C, H, W); grey: (B, 1, H, W), the same in every channel
+        if self.grayscale:
+            appearance = appearance.expand(-1, self.channels, -1, -1)
         grid = self.identity_grid + flow.permute(0, 2, 3, 4, 1)  # (B, T, H, W, 2)
         source = appearance[:, None].expand(-1, frames, -1, -1, -1).flatten(0, 1)
         warped = F.grid_sample(source, grid.flatten(0, 1), mode="bilinear", padding_mode="border", align_corners=True)
@@ -50,7 +70,13 @@ class MotionShapeGenerator(VideoGenerator):
 
 def build(params):
     G = MotionShapeGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
-                             params.width, params.motionshape.max_displacement)
+                             params.width, params.motionshape.max_displacement,
+                             params.motionshape.flow_resolution, params.motionshape.grayscale)
     D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                            use_spectral_norm=True)
-    return G, {"video": D}
+                            use_spectral_norm=True, minibatch_std_group=params.minibatch_std,
+                            downsample=params.motionshape.video_downsample)
+    discriminators = {"video": D}
+    if params.motionshape.image_frames:
+        discriminators["image"] = ImageDiscriminator(params.num_classes, params.channels, params.resolution,
+                                                     params.width, True, params.motionshape.image_frames)
+    return G, discriminators

@@ -27,6 +27,15 @@ class HrvganOptions(_Strict):
 
 class MotionshapeOptions(_Strict):
     max_displacement: float = Field(0.5, gt=0, le=2, description="largest motion, in half-frame widths")
+    flow_resolution: Literal[1, 8, 16, 32, 64, 128, 256] = Field(
+        8, description="side of the generated motion field, upsampled to model.resolution (smooth, and cheap); "
+                    "1 = one displacement per frame (rigid motion)")
+    grayscale: bool = Field(False, description="one grey appearance channel, repeated to model.channels (for grey "
+                                                "data such as the moving digits: no colour noise to learn away)")
+    image_frames: int = Field(4, ge=0, description="random frames per clip an image discriminator judges (0 = none)")
+    video_downsample: Literal[1, 2, 4] = Field(
+        1, description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
+                       "temporal discriminator; the image discriminator keeps full resolution)")
 
 
 class ProgressiveOptions(_Strict):
@@ -74,6 +83,15 @@ class ModelParams(_Strict):
         if info.data.get("name") == "dvdgan" and pooled < 8:
             raise ValueError(f"temporal_downsample {options.temporal_downsample} leaves {pooled}x{pooled} frames; "
                              f"the temporal discriminator needs at least 8x8")
+        return options
+
+    @field_validator("motionshape")
+    @classmethod
+    def _video_input_big_enough(cls, options: MotionshapeOptions, info: ValidationInfo) -> MotionshapeOptions:
+        pooled = info.data.get("resolution", 64) // options.video_downsample
+        if info.data.get("name") == "motionshape" and pooled < 8:
+            raise ValueError(f"video_downsample {options.video_downsample} leaves {pooled}x{pooled} frames; "
+                             f"the video discriminator needs at least 8x8")
         return options
 
     @field_validator("progressive")

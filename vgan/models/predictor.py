@@ -16,11 +16,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.base import VideoGenerator
+from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
 from vgan.models.layers import ConditionalInput, num_doublings
 from vgan.models.nets import Conv3dDiscriminator, Deconv3dTrunk
 
-RECOMMENDED_OVERRIDES = ("train.adv_weight=0.5", "train.recon_weight=0.5", "train.recon_loss=l1")
+RECOMMENDED_OVERRIDES = (*DCGAN_OBJECTIVE, "train.adv_weight=0.5", "train.recon_weight=0.5", "train.recon_loss=l1")
 
 
 class ContextEncoder(nn.Module):

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from vgan.errors import ParamsError
-from vgan.models.base import VideoGenerator
+from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
 from vgan.models.nets import Conv3dDiscriminator
 from vgan.models.vgan import VganGenerator
 
-RECOMMENDED_OVERRIDES = ()  # trains with the default objective; for stages, see model.progressive.stage
+RECOMMENDED_OVERRIDES = DCGAN_OBJECTIVE  # as VGAN, its base; for stages, see model.progressive.stage
 
 
 class Refiner(nn.Module):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.base import VideoGenerator
+from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
 from vgan.models.layers import ConditionalInput, TimeConvTranspose3d, num_doublings, temporal_schedule
 from vgan.models.nets import Conv3dDiscriminator
 
@@ -57,7 +57,7 @@ class VganGenerator(VideoGenerator):
 VganDiscriminator = Conv3dDiscriminator  # the 3D-conv discriminator of the paper
 
 
-RECOMMENDED_OVERRIDES = ()  # the default objective (non-saturating BCE) is the paper's
+RECOMMENDED_OVERRIDES = DCGAN_OBJECTIVE  # the paper's
 
 
 def build(params):
