@@ -20,7 +20,7 @@ from prefect import serve as prefect_serve
 from prefect.schedules import Cron
 
 from flows.pipeline import QUIET_ENV, pipeline
-from flows.retrain import retrain
+from flows.retrain import cron_argument, retrain, timezone_argument
 
 RETRAIN_ENTRYPOINT = "flows/retrain.py:retrain"
 
@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.deployments", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["serve", "deploy"])
     parser.add_argument("--repo", default=".", help="the git+DVC repository (default: .)")
-    parser.add_argument("--cron", default="0 3 * * *", help='retraining schedule (default: "0 3 * * *")')
-    parser.add_argument("--timezone", default="UTC")
+    parser.add_argument("--cron", default="0 3 * * *", type=cron_argument,
+                        help='retraining schedule (default: "0 3 * * *")')
+    parser.add_argument("--timezone", default="UTC", type=timezone_argument, help="timezone of the cron schedule")
     parser.add_argument("--name", default="nightly", help="retraining deployment name")
     parser.add_argument("--pool", help="work pool (deploy): e.g. a process pool whose workers run on GPU hosts")
     parser.add_argument("--max-minutes", type=float, default=None, help="training time budget per run")

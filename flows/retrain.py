@@ -120,6 +120,29 @@ def retrain(repo: str = ".", overrides: list[str] | None = None, max_minutes: fl
     return steps
 
 
+def cron_argument(text: str) -> str:
+    """argparse type: a cron expression Prefect accepts, or a one-line usage error."""
+    from prefect.schedules import Cron
+
+    try:
+        Cron(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a cron expression: {text!r} (five fields: minute hour day month "
+                                         f"weekday, e.g. \"0 3 * * *\")") from None
+    return text
+
+
+def timezone_argument(text: str) -> str:
+    """argparse type: an IANA timezone name (Prefect's schedule accepts unknown names and fails later)."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(text)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        raise argparse.ArgumentTypeError(f"unknown timezone {text!r} (an IANA name, e.g. UTC or Europe/Berlin)") from None
+    return text
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m flows.retrain", description="vgan scheduled retraining")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,9 +155,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         command.add_argument("--no-pull", action="store_true", help="skip `dvc pull`")
         command.add_argument("--no-push", action="store_true", help="skip `dvc push`")
         if name == "serve":
-            command.add_argument("--cron", default="0 3 * * *", help='schedule (default: "0 3 * * *")')
+            command.add_argument("--cron", default="0 3 * * *", type=cron_argument,
+                                 help='schedule (default: "0 3 * * *")')
             command.add_argument("--name", default="nightly", help="deployment name (default: nightly)")
-            command.add_argument("--timezone", default="UTC", help="timezone of the cron schedule")
+            command.add_argument("--timezone", default="UTC", type=timezone_argument,
+                                 help="timezone of the cron schedule")
     return parser.parse_args(argv)
 
 

@@ -290,3 +290,21 @@ def test_the_real_tiny_pipeline_runs_as_a_flow_on_both_servers(on_servers, tmp_p
                                                        else None)
     report = artifacts_of(prefect.url, str(state.state_details.flow_run_id))["vgan-pipeline-report"]
     assert "fd_evaluator" in report and "champion" in report and "clips per set" in report
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    ("flows.retrain", ["serve", "--cron", "not a cron"], "argument --cron: not a cron expression: 'not a cron'"),
+    ("flows.retrain", ["serve", "--cron", "61 3 * * *"], "not a cron expression"),
+    ("flows.retrain", ["serve", "--timezone", "Mars/Base"], "unknown timezone 'Mars/Base'"),
+    ("flows.deployments", ["serve", "--cron", "* *"], "not a cron expression"),
+])
+def test_bad_schedule_arguments_are_one_error_line_before_any_server_is_needed(capsys, module, argv, message):
+    import importlib
+
+    entry = importlib.import_module(module)
+    with pytest.raises(SystemExit) as exited:
+        entry.main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].count("error:") == 1

@@ -38,6 +38,9 @@ def test_missing_explicit_file_and_bad_yaml(tmp_path):
     bad.write_text("train: [1, 2\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+    bad.write_text("train:\n  steps: 5\n   lr_g: 3\n")  # a key indented deeper than its sibling
+    with pytest.raises(ParamsError, match=r"not valid YAML: line 3, column \d+: mapping values are not allowed"):
+        load_params(bad)
 
 
 def test_run_identity_ignores_bookkeeping_but_not_the_model(tmp_path):

@@ -170,3 +170,21 @@ def test_mp4_per_clip_by_default(tmp_path):
     mp4s = sorted((tmp_path / "samples").glob("vgan_step7_seed0_0*.mp4"))
     assert [p.name for p in mp4s] == [f for f in index["files"] if f.endswith(".mp4")] and len(mp4s) == 2
     assert probe(mp4s[0]).num_frames == 8
+
+
+@pytest.mark.parametrize("stage, path, content", [
+    ("sample", "models/generator.pt", b"PK\x03\x04 a torn zip"),
+    ("sample", "models/generator.pt", bytes(range(256)) * 20),
+    ("evaluate", "models/evaluator.pt", b"not a torch file"),
+])
+def test_a_corrupt_model_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys, stage, path, content):
+    from vgan.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write_tiny_params(tmp_path / "params.yaml")
+    (tmp_path / "models").mkdir()
+    (tmp_path / path).write_bytes(content)  # evaluate reads the evaluator first, sample only the generator
+    assert main([stage]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"{path} is corrupt or not a vgan file" in err and "weights_only" not in err

@@ -388,3 +388,13 @@ def test_prediction_models_are_refused_by_the_registry_in_one_line(tmp_path):
     with pytest.raises(TrackingError, match="predicts from context clips"):
         tracking.register_and_promote(params, tmp_path / "generator.pt", {"fd_evaluator": 1.0}, [])
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_promote_outside_a_project_creates_no_store(tmp_path, monkeypatch, capsys):
+    from vgan.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["promote"]) == 1
+    assert "no MLflow store at sqlite:///" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()

@@ -59,7 +59,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path):
     latest = ckpt.list_checkpoints(first.checkpoint_dir)[-1]
     latest.write_bytes(latest.read_bytes()[:1000])  # a torn write from another tool
     second = Trainer(params, synthetic_batches(), out_root=tmp_path)
-    with pytest.warns(UserWarning, match="step-00000004.pt is unreadable"):
+    with pytest.warns(UserWarning, match="step-00000004.pt is corrupt"):
         assert second.resume()
     assert second.state.step == 2
 

@@ -246,6 +246,16 @@ def _apply_override(tree: dict, assignment: str) -> None:
     node[keys[-1]] = value
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """'line L, column C: what is wrong' (1-based, as editors count) where the parser says where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return problem
+    context = getattr(exc, "context", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+
+
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Read and validate params; a missing default file means all defaults."""
     path = Path(path)
@@ -254,7 +264,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ParamsError(f"{path}: not valid YAML ({exc.__class__.__name__}: {str(exc).splitlines()[0]})")
+            raise ParamsError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
         if not isinstance(tree, dict):
             raise ParamsError(f"{path}: expected a mapping of parameter groups, got {type(tree).__name__}")
     elif path.name != "params.yaml":

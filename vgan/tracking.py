@@ -601,6 +601,11 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
 
 def promote(params, version: int | str | None = None) -> dict:
     """Re-run the promotion decision for ``version`` (default: the challenger) of the registry model."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        # opening it would create an empty store here (e.g. outside the project) before failing
+        raise TrackingError(f"no MLflow store at {uri}: run `vgan register` first, from the project folder, or set "
+                            f"MLFLOW_TRACKING_URI")
     _, client = _client()
     name = params.registry_model_name()
 

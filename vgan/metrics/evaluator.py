@@ -79,10 +79,11 @@ def load_evaluator(path: str | Path, map_location="cpu") -> tuple[EvaluatorNet, 
     """The trained evaluator and its info (val accuracy, label names)."""
     from vgan.errors import VganError
 
-    path = Path(path)
-    if not path.exists():
-        raise VganError(f"no evaluator at {path}; run `vgan evaluator` first")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    from vgan.torch_files import load_torch_file
+
+    state = load_torch_file(path, "evaluator", "run `vgan evaluator` to train it again", map_location=map_location)
+    if not isinstance(state, dict) or not {"num_classes", "width", "state", "info"} <= set(state):
+        raise VganError(f"{path} is not a vgan evaluator; run `vgan evaluator` to train it again")
     net = EvaluatorNet(state["num_classes"], width=state["width"])
     net.load_state_dict(state["state"])
     return net.eval(), dict(state["info"])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vgan.errors import TrainingError
+from vgan.torch_files import load_torch_file
 
 CHECKPOINT_FORMAT = "vgan-checkpoint-1"
 GENERATOR_FORMAT = "vgan-generator-1"
@@ -86,12 +87,8 @@ def prune_checkpoints(folder: str | Path, keep: int) -> None:
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """One training checkpoint; TrainingError when it is missing, unreadable or not a checkpoint."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise TrainingError(f"checkpoint {path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - truncated zip, bad pickle, ...
-        raise TrainingError(f"checkpoint {path} is unreadable ({exc.__class__.__name__}: {exc})") from None
+    state = load_torch_file(path, "checkpoint", "pass another file or delete it to start afresh", TrainingError,
+                            map_location)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not a vgan training checkpoint")
     return state
@@ -116,13 +113,9 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location="cpu"):
     from vgan.params import Params
 
     path = Path(path)
-    if not path.exists():
-        raise TrainingError(f"generator file {path} does not exist; run `vgan train` first")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise TrainingError(f"cannot read generator file {path}: {exc.__class__.__name__}: {exc}") from None
-    if state.get("format") not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT):
+    state = load_torch_file(path, "generator file", "run `vgan train` to write it again", TrainingError,
+                            map_location)
+    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT):
         raise TrainingError(f"{path} is not a vgan generator or checkpoint (format {state.get('format')!r})")
     params = Params.model_validate(state["params"])
     generator, _ = build_model(params.model, pretrained=False)
