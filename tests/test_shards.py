@@ -180,6 +180,19 @@ def test_missing_index_says_run_fetch(tmp_path):
         build_shards(make_params(tmp_path, tmp_path / "shards"))
 
 
+def test_raw_videos_of_another_source_are_refused_not_silently_sharded(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_index(raw, ["a.mp4"])
+    index = json.loads((raw / "index.json").read_text())
+    (raw / "index.json").write_text(json.dumps({**index, "source": "moving_digits"}))
+    params = make_params(raw, tmp_path / "shards")
+    params.data.source = "folder"
+    with pytest.raises(DataError, match="data.source='moving_digits', but params say data.source='folder'.*vgan fetch"):
+        build_shards(params)
+    assert not (tmp_path / "shards").exists()
+
+
 KILLABLE = """
 import sys
 from vgan.data.shards import build_shards

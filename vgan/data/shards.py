@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import tarfile
+import typing
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -249,6 +250,9 @@ def build_shards(params) -> dict:
     data, cfg = params.data, params.shards
     raw_dir, out_dir = Path(data.raw_dir), Path(cfg.out_dir)
     index = read_index(raw_dir)
+    if index["source"] in typing.get_args(type(data).model_fields["source"].annotation) and index["source"] != data.source:
+        raise DataError(f"{raw_dir} holds videos fetched from data.source={index['source']!r}, but params say "
+                        f"data.source={data.source!r}: run `vgan fetch` (or `dvc repro`) with these params first")
     splits = assign_splits(index["videos"], cfg.val_fraction, cfg.seed)
     ids = video_ids([video["path"] for video in index["videos"]])
     workers = cfg.workers or os.cpu_count() or 1
