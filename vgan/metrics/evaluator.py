@@ -81,7 +81,7 @@ def load_evaluator(path: str | Path, map_location="cpu") -> tuple[EvaluatorNet, 
 
     from vgan.torch_files import load_torch_file
 
-    state = load_torch_file(path, "evaluator", "run `vgan evaluator` to train it again", map_location=map_location)
+    state = load_torch_file(path, "evaluator", "run `vgan evaluator` to train it", map_location=map_location)
     if not isinstance(state, dict) or not {"num_classes", "width", "state", "info"} <= set(state):
         raise VganError(f"{path} is not a vgan evaluator; run `vgan evaluator` to train it again")
     net = EvaluatorNet(state["num_classes"], width=state["width"])

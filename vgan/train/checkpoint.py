@@ -113,7 +113,7 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location="cpu"):
     from vgan.params import Params
 
     path = Path(path)
-    state = load_torch_file(path, "generator file", "run `vgan train` to write it again", TrainingError,
+    state = load_torch_file(path, "generator file", "run `vgan train` to write it", TrainingError,
                             map_location)
     if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT):
         raise TrainingError(f"{path} is not a vgan generator or checkpoint (format {state.get('format')!r})")

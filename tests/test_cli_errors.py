@@ -1,0 +1,35 @@
+"""Every stage a user runs out of order, or with a bad argument, ends in one error line and writes nothing."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import REPO
+from vgan.cli import main
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fetch", "--set", "data.source=folder", "--set", "data.folder=/nonexistent"], "is not a directory"),
+    (["shards"], "run `vgan fetch` first"),
+    (["train"], "run `vgan shards` first"),
+    (["evaluator"], "run `vgan shards` first"),
+    (["sample"], "run `vgan train` to write it"),
+    (["evaluate"], "run `vgan evaluator` to train it"),
+    (["register"], "run `vgan evaluate` first"),
+    (["promote"], "run `vgan register` first"),
+    (["models", "--set", "model.name=nope"], "unknown architecture"),
+    (["train", "--set", "train.steps=-1"], "greater than or equal to 1"),
+    (["train", "--set", "train.nope=1"], "unknown parameter"),
+])
+def test_each_stage_out_of_order_or_misused_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, argv,
+                                                                           message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"vgan {argv[0]}: error: ") and message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
