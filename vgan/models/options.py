@@ -76,22 +76,16 @@ class ModelParams(_Strict):
             raise ValueError(f"unknown architecture; expected one of {', '.join(sorted(ARCHITECTURES))}")
         return name
 
-    @field_validator("dvdgan")
+    @field_validator("dvdgan", "motionshape")
     @classmethod
-    def _temporal_input_big_enough(cls, options: DvdganOptions, info: ValidationInfo) -> DvdganOptions:
-        pooled = info.data.get("resolution", 64) // options.temporal_downsample
-        if info.data.get("name") == "dvdgan" and pooled < 8:
-            raise ValueError(f"temporal_downsample {options.temporal_downsample} leaves {pooled}x{pooled} frames; "
-                             f"the temporal discriminator needs at least 8x8")
-        return options
-
-    @field_validator("motionshape")
-    @classmethod
-    def _video_input_big_enough(cls, options: MotionshapeOptions, info: ValidationInfo) -> MotionshapeOptions:
-        pooled = info.data.get("resolution", 64) // options.video_downsample
-        if info.data.get("name") == "motionshape" and pooled < 8:
-            raise ValueError(f"video_downsample {options.video_downsample} leaves {pooled}x{pooled} frames; "
-                             f"the video discriminator needs at least 8x8")
+    def _pooled_video_input_big_enough(cls, options, info: ValidationInfo):
+        """A discriminator fed average-pooled clips (DVD-GAN's temporal D, motionshape's video D) needs 8x8."""
+        option = {"dvdgan": "temporal_downsample", "motionshape": "video_downsample"}[info.field_name]
+        factor = getattr(options, option)
+        pooled = info.data.get("resolution", 64) // factor
+        if info.data.get("name") == info.field_name and pooled < 8:
+            raise ValueError(f"{option} {factor} leaves {pooled}x{pooled} frames; the discriminator that sees "
+                             f"them needs at least 8x8")
         return options
 
     @field_validator("progressive")
