@@ -54,10 +54,15 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / DEFAULT_DB}"
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store; None for any other store."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def _local_artifact_root(uri: str) -> Path | None:
     """Artifact folder for a local store (beside the sqlite file); None for a server, which decides."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).resolve().parent / ARTIFACT_DIR
+    if _sqlite_file(uri) is not None:
+        return _sqlite_file(uri).resolve().parent / ARTIFACT_DIR
     if uri.startswith("file:") or "://" not in uri:
         return None  # a file store keeps artifacts inside itself
     return None
@@ -602,7 +607,8 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
 def promote(params, version: int | str | None = None) -> dict:
     """Re-run the promotion decision for ``version`` (default: the challenger) of the registry model."""
     uri = tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    database = _sqlite_file(uri)
+    if database is not None and not database.exists():
         # opening it would create an empty store here (e.g. outside the project) before failing
         raise TrackingError(f"no MLflow store at {uri}: run `vgan register` first, from the project folder, or set "
                             f"MLFLOW_TRACKING_URI")
