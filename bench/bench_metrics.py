@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgan.metrics import frechet_distance, kernel_distance
+from vgan.metrics.frechet import frechet_distance
+from vgan.metrics.kernel import kernel_distance
 from vgan.metrics.i3d import I3DFeatures, InceptionI3d
 
 

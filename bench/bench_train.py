@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from vgan.losses import discriminator_loss, generator_loss  # noqa: E402
-from vgan.models import build_model  # noqa: E402
+from vgan.models.registry import build_model  # noqa: E402
 from vgan.params import Params  # noqa: E402
 from vgan.train.loop import NullLogger, Trainer  # noqa: E402
 

@@ -1,7 +1,8 @@
 """Deployments declared in code.
 
 - ``serve`` (no work pool): one long-running process registers the deployments on the Prefect server
-  named by ``PREFECT_API_URL`` and executes their runs itself. ``python -m flows.retrain serve`` uses it.
+  named by ``PREFECT_API_URL`` and executes their runs itself (``python -m flows.retrain serve`` serves
+  the retraining one alone).
 - ``deploy_to_pool``: registers the retraining deployment on a work pool, so that workers on GPU hosts
   (``prefect worker start --pool <pool>``) pick its runs up; the code is read from ``repo`` on the worker.
 
@@ -20,26 +21,15 @@ from prefect import serve as prefect_serve
 from prefect.schedules import Cron
 
 from flows.pipeline import QUIET_ENV, pipeline
-from flows.retrain import cron_argument, retrain, timezone_argument
+from flows.retrain import cron_argument, retrain, retrain_deployment, timezone_argument
 
 RETRAIN_ENTRYPOINT = "flows/retrain.py:retrain"
-
-
-def retrain_deployment(name: str, cron: str, parameters: dict, timezone: str = "UTC"):
-    """The scheduled retraining deployment (a RunnerDeployment, served by this process)."""
-    return retrain.to_deployment(name=name, schedules=[Cron(cron, timezone=timezone)], parameters=parameters,
-                                 description=f"vgan retraining on {cron!r} ({timezone})", tags=["vgan", "retrain"])
 
 
 def pipeline_deployment(repo: str, name: str = "on-demand"):
     """The pipeline with no schedule: start it from the UI or `prefect deployment run vgan-pipeline/on-demand`."""
     return pipeline.to_deployment(name=name, parameters={"repo": repo}, tags=["vgan"],
                                   description="reproduce every DVC stage and publish the report")
-
-
-def serve(*deployments) -> None:
-    """Register the deployments and execute their runs here until interrupted."""
-    prefect_serve(*deployments)
 
 
 def deploy_to_pool(repo: str, pool: str, name: str, cron: str, parameters: dict, timezone: str = "UTC"):
@@ -76,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         deployment_id = deploy_to_pool(repo, args.pool, args.name, args.cron, parameters, args.timezone)
         print(f"deployment vgan-retrain/{args.name} ({deployment_id}) on work pool {args.pool}")
         return 0
-    serve(retrain_deployment(args.name, args.cron, parameters, args.timezone), pipeline_deployment(repo))
+    prefect_serve(retrain_deployment(args.name, args.cron, parameters, args.timezone), pipeline_deployment(repo))
     return 0
 
 

@@ -120,6 +120,14 @@ def retrain(repo: str = ".", overrides: list[str] | None = None, max_minutes: fl
     return steps
 
 
+def retrain_deployment(name: str, cron: str, parameters: dict, timezone: str = "UTC"):
+    """The scheduled retraining deployment (a RunnerDeployment, served by the process that makes it)."""
+    from prefect.schedules import Cron
+
+    return retrain.to_deployment(name=name, schedules=[Cron(cron, timezone=timezone)], parameters=parameters,
+                                 description=f"vgan retraining on {cron!r} ({timezone})", tags=["vgan", "retrain"])
+
+
 def cron_argument(text: str) -> str:
     """argparse type: a cron expression Prefect accepts, or a one-line usage error."""
     from prefect.schedules import Cron
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Path(args.repo).resolve()} has no dvc.yaml; pass --repo", file=sys.stderr)
         return 2
     if args.command == "serve":
-        from flows.deployments import retrain_deployment, serve
+        from prefect import serve
 
         if not os.environ.get("PREFECT_API_URL"):
             print("serving a schedule needs a running Prefect server: start one with "

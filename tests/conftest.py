@@ -28,7 +28,8 @@ TINY_PARAMS = {
               "num_workers": 0, "shuffle_buffer": 16},
     "sample": {"num_samples": 4},
     "evaluate": {"num_samples": 16, "batch_size": 8, "evaluator_steps": 15, "evaluator_batch_size": 8,
-                 "evaluator_width": 4, "min_evaluator_accuracy": 0.0},
+                 "evaluator_width": 4, "evaluator_num_workers": 0, "evaluator_shuffle_buffer": 16,
+                 "min_evaluator_accuracy": 0.0},
     "registry": {"metric": "fd_evaluator", "direction": "minimize"},
 }
 

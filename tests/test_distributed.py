@@ -38,7 +38,7 @@ def _max_difference(first: dict, second: dict, keys=None) -> float:
 
 def _biases_before_batch_norm(params) -> set[str]:
     """Biases a batch norm cancels: their true gradient is 0, so Adam turns rounding noise into +-lr steps."""
-    from vgan.models import build_model
+    from vgan.models.registry import build_model
 
     G, _ = build_model(params.model)
     cancelled = set()
@@ -77,7 +77,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
     one = torch.load(single_root / "models/generator.pt", weights_only=True)
     two = torch.load(ddp_root / "models/generator.pt", weights_only=True)
     assert one["step"] == two["step"] == single["steps"] == 4
-    from vgan.models import build_model
+    from vgan.models.registry import build_model
     from vgan.params import load_params
 
     params = load_params(params_file, OVERRIDES)

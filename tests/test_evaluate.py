@@ -183,14 +183,14 @@ def test_model_and_baselines_are_scored_at_one_n_against_one_reference_with_inte
 
 def test_a_seeded_subset_of_real_clips_is_random_but_repeatable(tmp_path, monkeypatch):
     from test_sample import write_test_shards
-    from vgan.evaluate import real_clips
+    from vgan.data.loader import real_clips
 
     params, _ = evaluation_setup(tmp_path, monkeypatch)
     write_test_shards(tmp_path / "shards", train=24, val=12)
-    every, _ = real_clips(params, "train")
-    first, _ = real_clips(params, "train", limit=6)
-    picked, _ = real_clips(params, "train", limit=6, seed=3)
-    again, _ = real_clips(params, "train", limit=6, seed=3)
+    every, _ = real_clips(params.shards.out_dir, "train")
+    first, _ = real_clips(params.shards.out_dir, "train", limit=6)
+    picked, _ = real_clips(params.shards.out_dir, "train", limit=6, seed=3)
+    again, _ = real_clips(params.shards.out_dir, "train", limit=6, seed=3)
     assert len(every) == 24 and torch.equal(first, every[:6])
     assert torch.equal(picked, again) and not torch.equal(picked, first)
     assert all(any(torch.equal(clip, other) for other in every) for clip in picked)

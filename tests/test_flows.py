@@ -40,7 +40,7 @@ Path("data/raw/videos.txt").write_text("video-1\\n")
 
 TRAIN = """
 import torch
-from vgan.models import build_model
+from vgan.models.registry import build_model
 from vgan.params import load_params
 from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
 params = load_params()

@@ -124,15 +124,6 @@ def test_reconstruction_losses():
     assert losses.reconstruction_loss("l2", fake, target).item() == pytest.approx(2.5)
 
 
-def test_composite_generator_loss_weights_both_terms():
-    fake, target = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 3.0])
-    total = losses.composite_generator_loss("wgan-gp", [FAKE, FAKE], fake, target)
-    assert total.item() == pytest.approx(0.5 * (-1.75 * 2) + 0.5 * 2.5)
-    only_recon = losses.composite_generator_loss("bce", [FAKE], fake, target, adv_weight=0.0, recon_weight=2.0,
-                                                 recon_kind="l1")
-    assert only_recon.item() == pytest.approx(3.0)
-
-
 def test_weight_clipping_clamps_every_parameter():
     layer = nn.Linear(3, 1)
     with torch.no_grad():

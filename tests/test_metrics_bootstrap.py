@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vgan.errors import VganError
-from vgan.metrics import frechet_distance
+from vgan.metrics.frechet import frechet_distance
 from vgan.metrics.baselines import standing_sentence
 from vgan.metrics.bootstrap import frechet_bootstrap
 

@@ -6,7 +6,7 @@ import scipy.linalg
 import torch
 
 from vgan.errors import VganError
-from vgan.metrics import FeatureStats, frechet_distance
+from vgan.metrics.frechet import frechet_distance
 from vgan.metrics.frechet import frechet_distance_from_stats
 
 
@@ -83,49 +83,3 @@ def test_bad_inputs_are_refused_with_a_message():
         frechet_distance(np.zeros((4, 3)), np.zeros((4, 5)))
     with pytest.raises(VganError, match="imaginary"):
         frechet_distance_from_stats(np.zeros(3), np.eye(3), np.zeros(3), -np.eye(3))
-
-
-def test_streaming_and_merging_equal_the_direct_computation():
-    rng = np.random.default_rng(5)
-    # Large offsets next to a small spread: naive sum-of-squares accumulation would lose digits here.
-    features_a = rng.standard_normal((257, 12)) * 0.01 + 1e4
-    features_b = rng.standard_normal((190, 12)) * 0.02 + 1e4
-    streamed = FeatureStats()
-    for batch in np.array_split(features_a, 9):
-        streamed.add(batch)
-    halves = FeatureStats().add(features_b[:77]).merge(FeatureStats().add(features_b[77:]))
-    assert streamed.count == 257 and halves.count == 190
-    np.testing.assert_allclose(streamed.covariance, np.cov(features_a, rowvar=False, bias=True), rtol=1e-7, atol=1e-14)
-    assert streamed.frechet_distance(halves) == pytest.approx(frechet_distance(features_a, features_b), rel=1e-6)
-
-
-def test_save_and_load_round_trip(tmp_path):
-    stats = FeatureStats().add(np.random.default_rng(6).standard_normal((50, 7)))
-    path = stats.save(tmp_path / "sub" / "real.npz", metadata={"protocol": "fvd2048_16f"})
-    loaded = FeatureStats.load(path)
-    assert loaded.count == 50 and loaded.metadata == {"protocol": "fvd2048_16f"}
-    np.testing.assert_array_equal(loaded.covariance, stats.covariance)
-    assert [p.name for p in path.parent.iterdir()] == ["real.npz"]  # no temp file left behind
-    (tmp_path / "broken.npz").write_bytes(b"not an archive")
-    with pytest.raises(VganError, match="delete the file"):
-        FeatureStats.load(tmp_path / "broken.npz")
-
-
-def _ddp_worker(rank, world_size, init_file, features, result_file):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    stats = FeatureStats().add(np.array_split(features, world_size)[rank]).all_reduce()
-    if rank == 0:
-        np.savez(result_file, count=stats.count, mean=stats.mean, covariance=stats.covariance)
-    dist.destroy_process_group()
-
-
-def test_all_reduce_merges_ddp_ranks(tmp_path):
-    features = np.random.default_rng(7).standard_normal((90, 5)) * 3 + 2
-    result_file = tmp_path / "result.npz"
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, tmp_path / "init", features, result_file), nprocs=2)
-    result = np.load(result_file)
-    assert int(result["count"]) == 90
-    np.testing.assert_allclose(result["covariance"], np.cov(features, rowvar=False, bias=True), rtol=1e-10)
-    np.testing.assert_allclose(result["mean"], features.mean(0), rtol=1e-12)

@@ -71,7 +71,9 @@ def test_preprocessing_resizes_bilinear_to_224_in_minus_one_one():
     clips[..., 0] = 255
     processed = i3d_preprocess(clips)
     assert processed.shape == (1, 3, 4, 224, 224)
-    assert processed[:, 0].min() == 1.0 and processed[:, 1:].max() == -1.0
+    # exact with several threads; one thread's interpolation kernel rounds in the last bits
+    assert processed[:, 0].min() == pytest.approx(1.0, abs=1e-6)
+    assert processed[:, 1:].max() == pytest.approx(-1.0, abs=1e-6)
 
 
 def test_torchscript_file_is_called_with_reference_arguments(tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from vgan.errors import VganError
-from vgan.metrics import inception_score, kernel_distance
+from vgan.metrics.inception_score import inception_score
+from vgan.metrics.kernel import kernel_distance
 from vgan.metrics.kernel import mmd_squared_unbiased
 
 

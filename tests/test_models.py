@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from vgan import losses
 from vgan.errors import ParamsError
-from vgan.models import ARCHITECTURES, build_model
+from vgan.models.registry import ARCHITECTURES, build_model
 from vgan.models.layers import MinibatchStd, sample_frames, to_channels_last_3d
 from vgan.models.options import ModelParams
 from vgan.models import summary

@@ -55,7 +55,7 @@ def write_test_shards(folder, train: int = 16, val: int = 8, frames: int = 8, si
 
 def tiny_setup(tmp_path, *overrides, step: int = 7):
     """Params for a tiny untrained generator saved as `vgan train` exports it, plus test shards."""
-    from vgan.models import build_model
+    from vgan.models.registry import build_model
     from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
 
     write_test_shards(tmp_path / "shards")

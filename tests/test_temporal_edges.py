@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from test_trainer_features import tiny
-from vgan.models import ARCHITECTURES
+from vgan.models.registry import ARCHITECTURES
 from vgan.train.checkpoint import load_generator
 from vgan.train.loop import Trainer
 

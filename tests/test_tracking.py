@@ -35,7 +35,7 @@ def tiny_params(name: str, *extra: str):
 def write_generator(path: Path, params, seed: int = 0) -> Path:
     import torch
 
-    from vgan.models import build_model
+    from vgan.models.registry import build_model
     from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
 
     torch.manual_seed(seed)
@@ -376,7 +376,7 @@ def test_mlflow_on_postgresql_registers_and_serves_the_champion(postgres_server,
 def test_prediction_models_are_refused_by_the_registry_in_one_line(tmp_path):
 
     from vgan.errors import TrackingError
-    from vgan.models import build_model
+    from vgan.models.registry import build_model
     from vgan.params import load_params
     from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
 

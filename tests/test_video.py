@@ -6,9 +6,14 @@ import subprocess
 import numpy as np
 import pytest
 
-from vgan.data.video import VideoError, VideoInfo, decode, encode_mp4, probe
+from vgan.data.video import VideoError, VideoInfo, decode_video, encode_mp4, probe
 
 pytestmark = pytest.mark.slow
+
+
+def decode(path, **options):
+    """The frames of ``decode_video`` without its VideoInfo."""
+    return decode_video(path, **options)[0]
 
 
 def lavfi(path, source="testsrc2", size="96x64", rate=10, seconds=2, pix_fmt="yuv420p", codec="libx264"):

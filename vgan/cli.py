@@ -14,15 +14,7 @@ from pathlib import Path
 
 from vgan import QUIET_ENV
 from vgan.errors import VganError
-
-
-
-def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+from vgan.io import write_json
 
 
 # -- stages ----------------------------------------------------------------------------------------
@@ -107,8 +99,7 @@ def cmd_models(params, args):
 
     if args.check:
         results = summary.check_models()
-        for name, ok, message in results:
-            print(f"{name:12s} {'pass' if ok else 'FAIL'}  {message}")
+        print(summary.format_check(results))
         if not all(ok for _, ok, _ in results):
             raise VganError(f"{sum(not ok for _, ok, _ in results)} architecture(s) failed the check")
         return

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vgan.data.loader import real_clips
 from vgan.errors import DataError, VganError
+from vgan.io import read_manifest
 
 METRICS_FILE = Path("metrics/evaluate.json")
 EVALUATOR_METRICS_FILE = Path("metrics/evaluator.json")
@@ -34,13 +36,6 @@ CI_METHOD = ("bootstrap over clips (reference and candidate resampled with repla
 TABLE_METRICS = ("fd_evaluator", "kvd_evaluator", "is_evaluator", "fd_motion", "label_consistency", "motion_energy")
 
 
-def _manifest(params) -> dict:
-    path = Path(params.shards.out_dir) / "manifest.json"
-    if not path.exists():
-        raise DataError(f"no {path}; run `vgan shards` first")
-    return json.loads(path.read_text())
-
-
 def _endless(make_iterable):
     while True:
         yielded = False
@@ -51,39 +46,9 @@ def _endless(make_iterable):
             raise DataError("the train shards yield no batch: lower evaluate.evaluator_batch_size or add data")
 
 
-def real_clips(params, split: str, limit: int | None = None, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real clips of a split, float (N, C, T, H, W) in [-1, 1], and labels: the first ``limit`` in shard order,
-    or, with ``seed``, a seeded random ``limit`` of them (shards keep a video's clips together)."""
-    from vgan.data.loader import iterate_clips, shard_paths
-
-    urls = shard_paths(params.shards.out_dir, split)
-    wanted = None  # None: every clip in order
-    if seed is not None and limit:
-        available = _manifest(params)["counts"].get(split, 0)
-        if available > limit:
-            wanted = np.zeros(available, bool)
-            wanted[np.random.default_rng(seed).choice(available, limit, replace=False)] = True
-    videos, labels, count, seen = [], [], 0, 0
-    for video, label in iterate_clips(urls, 64):
-        if wanted is not None:
-            keep = np.zeros(len(label), bool)
-            window = wanted[seen:seen + len(label)]
-            keep[: len(window)] = window
-            seen += len(label)
-            video, label = video[torch.from_numpy(keep)], label[torch.from_numpy(keep)]
-        videos.append(video)
-        labels.append(label)
-        count += len(label)
-        if limit and count >= limit:
-            break
-    if not count:
-        raise DataError(f"no {split} clips in {params.shards.out_dir}; lower shards.val_fraction's rounding or add videos")
-    return torch.cat(videos)[:limit], torch.cat(labels)[:limit]
-
-
 def evaluation_size(params) -> int:
     """n, the size of every compared set: evaluate.num_samples, at most the real val and the real train clips."""
-    counts = _manifest(params)["counts"]
+    counts = read_manifest(params.shards.out_dir)["counts"]
     val, train = counts.get("val", 0), counts.get("train", 0)
     size = min(params.evaluate.num_samples, val, train)
     if size < 2:
@@ -95,18 +60,18 @@ def evaluation_size(params) -> int:
 
 def build_evaluator(params, progress: bool = True) -> dict:
     """Train the evaluator on real train clips; refuse (write nothing) below the accuracy floor."""
-    from vgan.cli import write_json
     from vgan.data.loader import make_loader, shard_paths
+    from vgan.io import write_json
     from vgan.metrics.evaluator import accuracy, save_evaluator, train_evaluator
 
     cfg = params.evaluate
-    manifest = _manifest(params)
+    manifest = read_manifest(params.shards.out_dir)
     urls = shard_paths(params.shards.out_dir, "train")
-    batches = _endless(lambda: make_loader(urls, cfg.evaluator_batch_size, num_workers=params.train.num_workers,
-                                           seed=cfg.seed, shuffle_buffer=params.train.shuffle_buffer))
+    batches = _endless(lambda: make_loader(urls, cfg.evaluator_batch_size, num_workers=cfg.evaluator_num_workers,
+                                           seed=cfg.seed, shuffle_buffer=cfg.evaluator_shuffle_buffer))
     net = train_evaluator(batches, len(manifest["label_names"]), cfg.evaluator_steps, cfg.evaluator_lr,
                           cfg.evaluator_width, cfg.seed, progress)
-    val_videos, val_labels = real_clips(params, "val")
+    val_videos, val_labels = real_clips(params.shards.out_dir, "val")
     val_accuracy = accuracy(net, zip(val_videos.split(64), val_labels.split(64)))
     metrics = {"val_accuracy": round(val_accuracy, 4), "num_val_clips": len(val_labels),
                "num_classes": len(manifest["label_names"]), "steps": cfg.evaluator_steps}
@@ -133,7 +98,9 @@ def score(net, reference: torch.Tensor, reference_features: np.ndarray, candidat
           seed: int) -> tuple[dict, np.ndarray]:
     """Every always-available metric of ``candidate`` clips against ``reference`` clips (both float, [-1, 1]),
     and the candidate's evaluator features (for the bootstrap)."""
-    from vgan.metrics import frechet_distance, inception_score, kernel_distance
+    from vgan.metrics.frechet import frechet_distance
+    from vgan.metrics.inception_score import inception_score
+    from vgan.metrics.kernel import kernel_distance
     from vgan.metrics.temporal import frame_posteriors, label_consistency, motion_energy, motion_frechet_distance
 
     features, probs = _embed(net, candidate, batch_size)
@@ -305,7 +272,7 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     """Write metrics/evaluate.json (headline), metrics/evaluate_baselines.json (the table) and
     reports/evaluation.md; log them to MLflow. Returns the headline metrics."""
     from vgan import tracking
-    from vgan.cli import write_json
+    from vgan.io import write_json
     from vgan.metrics.baselines import standing_sentence
     from vgan.metrics.evaluator import load_evaluator
     from vgan.sample import generate, real_context_clips
@@ -317,7 +284,7 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     net, info = load_evaluator(cfg.evaluator_path)
     generator, trained = load_generator(generator_path, use_ema=cfg.use_ema)
     if cfg.protocols:
-        _check_protocol_lengths(cfg, generator, _manifest(params))
+        _check_protocol_lengths(cfg, generator, read_manifest(params.shards.out_dir))
     num_clips = evaluation_size(params)
     torch.manual_seed(cfg.seed)
     context = labels = None
@@ -327,9 +294,9 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
         generated = generate(generator, num_clips, seed=cfg.seed + 1, batch_size=cfg.batch_size,
                              labels=labels if generator.num_classes else None, context=context)
     else:
-        val, _ = real_clips(params, "val", limit=num_clips, seed=cfg.seed)
+        val, _ = real_clips(params.shards.out_dir, "val", limit=num_clips, seed=cfg.seed)
         generated = generate(generator, num_clips, seed=cfg.seed + 1, batch_size=cfg.batch_size)
-    reference, _ = real_clips(params, "train", limit=num_clips, seed=cfg.seed)
+    reference, _ = real_clips(params.shards.out_dir, "train", limit=num_clips, seed=cfg.seed)
     frames = min(reference.shape[2], val.shape[2], generated.shape[2])  # every set compared at one length
     reference, val_cut, generated_cut = reference[:, :, :frames], val[:, :, :frames], generated[:, :, :frames]
     rows = compare_with_baselines(net, reference, val_cut, generated_cut, cfg)

@@ -58,14 +58,6 @@ def reconstruction_loss(kind: str, fake: torch.Tensor, target: torch.Tensor) -> 
     raise ValueError(f"unknown reconstruction loss {kind!r}; expected l1 or l2")
 
 
-def composite_generator_loss(kind: str, fake_logits: list[torch.Tensor], fake: torch.Tensor, target: torch.Tensor,
-                             adv_weight: float = 0.5, recon_weight: float = 0.5,
-                             recon_kind: str = "l2") -> torch.Tensor:
-    """alpha * adversarial (summed over discriminators) + beta * reconstruction; the seed paper uses 0.5/0.5 MSE."""
-    adversarial = sum(generator_loss(kind, logits) for logits in fake_logits)
-    return adv_weight * adversarial + recon_weight * reconstruction_loss(recon_kind, fake, target)
-
-
 @torch.no_grad()
 def clip_weights(module: torch.nn.Module, limit: float) -> None:
     """Original WGAN's Lipschitz constraint: clamp every weight to [-limit, limit]."""

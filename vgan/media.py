@@ -5,11 +5,12 @@ Videos here are uint8 (N, T, H, W, C) arrays; PIL and ffmpeg are imported where 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from vgan.io import atomic_path
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -41,30 +42,21 @@ def contact_sheet(videos: np.ndarray, pad: int = 2) -> np.ndarray:
     return video_grid(as_tiles, columns=frames, pad=pad)[0]
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-
-
 def write_png(image: np.ndarray, path: str | Path) -> None:
     from PIL import Image
 
-    path = Path(path)
-    tmp = _atomic_target(path)
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
 
 
 def write_gif(video: np.ndarray, path: str | Path, fps: float) -> None:
     """Write a (T, H, W, C) uint8 video as a looping GIF."""
     from PIL import Image
 
-    path = Path(path)
-    tmp = _atomic_target(path)
     frames = [Image.fromarray(frame) for frame in video]
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                   duration=max(1, round(1000 / fps)), loop=0)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=max(1, round(1000 / fps)), loop=0)
 
 
 def upscale(video: np.ndarray, factor: int) -> np.ndarray:

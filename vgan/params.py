@@ -143,6 +143,9 @@ class EvaluateParams(_Strict):
     evaluator_batch_size: int = Field(32, ge=1)
     evaluator_lr: float = Field(2e-3, gt=0)
     evaluator_width: int = Field(16, ge=4)
+    evaluator_num_workers: int = Field(2, ge=0, description="loader worker processes of the evaluator's training")
+    evaluator_shuffle_buffer: int = Field(256, ge=0, description="clips shuffled together for the evaluator's "
+                                                                 "training (its batch order depends on it)")
     min_evaluator_accuracy: float = Field(0.0, ge=0, le=1, description="fail evaluate below this")
     # external feature networks (local files only; none is downloaded)
     protocols: list[str] = []
@@ -163,8 +166,7 @@ class EvaluateParams(_Strict):
     def _known_protocols(cls, names: list[str]) -> list[str]:
         if not names:
             return names
-        from vgan.metrics.c3d import ISV_PROTOCOL
-        from vgan.metrics.protocols import PROTOCOLS
+        from vgan.metrics.catalog import ISV_PROTOCOL, PROTOCOLS
 
         return _names_from(names, [*PROTOCOLS, ISV_PROTOCOL], "protocol")
 
@@ -181,7 +183,7 @@ class RegistryParams(_Strict):
     @field_validator("gate_baselines")
     @classmethod
     def _known_baselines(cls, names: list[str]) -> list[str]:
-        from vgan.metrics.baselines import BASELINE_NAMES
+        from vgan.metrics.catalog import BASELINE_NAMES
 
         return _names_from(names, BASELINE_NAMES, "baseline")
 

@@ -5,15 +5,14 @@ models, context | prediction | ground truth from real val clips. ``samples/index
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vgan.errors import DataError
+from vgan.io import read_manifest, write_json
 from vgan.media import contact_sheet, framed, side_by_side, to_uint8, upscale, video_grid, write_gif, write_png
 
 DISPLAY_SIDE = 128  # upscale small clips to at least this many pixels so people can see them
@@ -135,11 +134,11 @@ def real_context_clips(params, generator, limit: int, splits=("val", "train"),
                        seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to ``limit`` real clips (first split that has any; with ``seed`` a seeded random subset) cut to the
     generator's length, with labels."""
-    from vgan.evaluate import real_clips
+    from vgan.data.loader import real_clips
 
     for position, split in enumerate(splits):
         try:
-            clips, labels = real_clips(params, split, limit=limit, seed=seed)
+            clips, labels = real_clips(params.shards.out_dir, split, limit=limit, seed=seed)
             break
         except DataError:
             if position == len(splits) - 1:
@@ -188,8 +187,7 @@ class _Outputs:
 
 
 def _label_names(params, count: int) -> list[str]:
-    path = Path(params.shards.out_dir) / "manifest.json"
-    names = json.loads(path.read_text()).get("label_names", []) if path.exists() else []
+    names = read_manifest(params.shards.out_dir).get("label_names", [])
     return names if len(names) == count else [str(label) for label in range(count)]
 
 
@@ -278,7 +276,5 @@ def write_samples(params, generator_path: str | Path = "models/generator.pt") ->
     summary = {"model": trained.model.name, "step": step, "seed": seed,
                "num_samples": num_samples, "clip_shape": list(videos.shape[1:]),
                "grid": grid, "contact_sheet": sheet, "files": files, "outputs": out.records, "skipped": skipped}
-    tmp = out_dir / f".index.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(tmp, out_dir / "index.json")
+    write_json(out_dir / "index.json", summary, indent=1)
     return summary

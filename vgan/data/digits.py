@@ -6,7 +6,6 @@ The embedded default data set: no download, deterministic for a seed, written as
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vgan.errors import DataError
+from vgan.io import write_json
 
 SUBDIR = "moving_digits"
 LABEL_NAMES = [str(d) for d in range(10)]
@@ -88,9 +88,8 @@ def render_video(digits: list[np.ndarray], frames: int, frame_size: int, rng: np
 
 def synthesize(data_params) -> dict:
     """Write ``num_videos`` moving-digit mp4s and ``index.json`` into ``data.raw_dir``; return the index."""
-    from vgan.progress import progress_bar
-
     from vgan.data.video import encode_mp4
+    from vgan.progress import progress_bar
 
     cfg = data_params
     if cfg.digit_size > cfg.frame_size:
@@ -114,11 +113,5 @@ def synthesize(data_params) -> dict:
                   desc="fetch: moving digits", unit="video"))
     index = {"source": "moving_digits", "label_names": LABEL_NAMES, "videos": videos,
              "origin": f"mnist:{cfg.mnist_dir}" if cfg.mnist_dir else "sklearn.datasets.load_digits"}
-    _write_json_atomic(raw_dir / "index.json", index)
+    write_json(raw_dir / "index.json", index, indent=1)
     return index
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)

@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vgan.errors import DataError
+from vgan.io import sha256_file
 
 CHUNK = 1 << 20
 USER_AGENT = "vgan-fetch/0.1"
@@ -26,13 +27,6 @@ class _Retryable(Exception):
     """A network failure worth another try (dropped connection, timeout, 5xx)."""
 
 
-def sha256_of(path: Path, digest=None):
-    """sha256 of a file; pass `digest` to continue one (resume)."""
-    digest = digest or hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest
 
 
 def _http_attempt(url: str, partial: Path, digest, timeout_s: float, progress: bool):
@@ -79,7 +73,7 @@ def _http_attempt(url: str, partial: Path, digest, timeout_s: float, progress: b
 
 
 def _fetch_http(url: str, partial: Path, retries: int, timeout_s: float, progress: bool):
-    digest = sha256_of(partial) if partial.exists() else hashlib.sha256()
+    digest = sha256_file(partial) if partial.exists() else hashlib.sha256()
     for attempt in range(retries + 1):
         try:
             return _http_attempt(url, partial, digest, timeout_s, progress)
@@ -87,7 +81,7 @@ def _fetch_http(url: str, partial: Path, retries: int, timeout_s: float, progres
             if attempt == retries:
                 raise DataError(f"download failed: {url}: {err} (gave up after {retries + 1} attempts)") from None
             # resume from what is on disk; the digest must cover exactly those bytes
-            digest = sha256_of(partial) if partial.exists() else hashlib.sha256()
+            digest = sha256_file(partial) if partial.exists() else hashlib.sha256()
             time.sleep(min(30.0, 0.5 * 2**attempt))
     raise AssertionError("unreachable")
 
@@ -97,7 +91,7 @@ def _fetch_file(url: str, partial: Path):
     if not source.is_file():
         raise DataError(f"download failed: {url}: no such file {source}")
     shutil.copyfile(source, partial)
-    return sha256_of(partial)
+    return sha256_file(partial)
 
 
 def _fetch_s3(url: str, partial: Path):
@@ -107,7 +101,7 @@ def _fetch_s3(url: str, partial: Path):
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["aws s3 cp failed"])[-1]
             raise DataError(f"download failed: {url}: {reason}")
-        return sha256_of(partial)
+        return sha256_file(partial)
     try:
         import fsspec
 
@@ -116,7 +110,7 @@ def _fetch_s3(url: str, partial: Path):
     except ImportError as err:
         raise DataError(f"{url}: s3:// needs the AWS CLI (`pip install awscli`) or s3fs "
                         f"(`pip install s3fs`) ({err})") from None
-    return sha256_of(partial)
+    return sha256_file(partial)
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str, *, retries: int = 5, timeout_s: float = 60.0,
@@ -124,7 +118,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str, *, retries: int = 5
     """Fetch `url` (http, https, file or s3) to `dest`, promoted only when its sha256 matches."""
     dest = Path(dest)
     expected = sha256.lower()
-    if dest.is_file() and sha256_of(dest).hexdigest() == expected:
+    if dest.is_file() and sha256_file(dest).hexdigest() == expected:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")

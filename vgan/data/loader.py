@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import multiprocessing
 import random
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vgan.errors import DataError
+from vgan.io import MANIFEST_FILE, read_manifest
 
 # forkserver workers would each import torch again (seconds apiece); the server imports it once
 multiprocessing.set_forkserver_preload(["torch", "numpy", "vgan.data.loader"])
@@ -26,12 +26,9 @@ multiprocessing.set_forkserver_preload(["torch", "numpy", "vgan.data.loader"])
 def shard_paths(out_dir: str | Path, split: str) -> list[str]:
     """The shard files of one split, as listed by the manifest the shards stage wrote last."""
     out_dir = Path(out_dir)
-    manifest_path = out_dir / "manifest.json"
-    if not manifest_path.exists():
-        raise DataError(f"{manifest_path} not found: run `vgan shards` first (or it was interrupted)")
-    shards = json.loads(manifest_path.read_text()).get("shards", {})
+    shards = read_manifest(out_dir).get("shards", {})
     if split not in shards:
-        raise DataError(f"{manifest_path} has no split {split!r}; it has {sorted(shards)}")
+        raise DataError(f"{out_dir / MANIFEST_FILE} has no split {split!r}; it has {sorted(shards)}")
     return [str(out_dir / name) for name in shards[split]]
 
 
@@ -226,3 +223,31 @@ def iterate_clips(urls, batch_size: int):
     Runs in this process (no workers) and keeps the last, smaller batch.
     """
     yield from make_loader(urls, batch_size, shuffle_buffer=0, num_workers=0, drop_last=False)
+
+
+def real_clips(out_dir: str | Path, split: str, limit: int | None = None, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real clips of a split (shards in ``out_dir``), float (N, C, T, H, W) in [-1, 1], and labels: the first ``limit`` in shard order,
+    or, with ``seed``, a seeded random ``limit`` of them (shards keep a video's clips together)."""
+    urls = shard_paths(out_dir, split)
+    wanted = None  # None: every clip in order
+    if seed is not None and limit:
+        available = read_manifest(out_dir)["counts"].get(split, 0)
+        if available > limit:
+            wanted = np.zeros(available, bool)
+            wanted[np.random.default_rng(seed).choice(available, limit, replace=False)] = True
+    videos, labels, count, seen = [], [], 0, 0
+    for video, label in iterate_clips(urls, 64):
+        if wanted is not None:
+            keep = np.zeros(len(label), bool)
+            window = wanted[seen:seen + len(label)]
+            keep[: len(window)] = window
+            seen += len(label)
+            video, label = video[torch.from_numpy(keep)], label[torch.from_numpy(keep)]
+        videos.append(video)
+        labels.append(label)
+        count += len(label)
+        if limit and count >= limit:
+            break
+    if not count:
+        raise DataError(f"no {split} clips in {out_dir}; lower shards.val_fraction's rounding or add videos")
+    return torch.cat(videos)[:limit], torch.cat(labels)[:limit]

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vgan.errors import DataError
 from vgan.data.video import VideoError, decode_video
+from vgan.errors import DataError
+from vgan.io import MANIFEST_FILE, sha256_file, write_json
 
 SPLITS = ("train", "val")
-MANIFEST = "manifest.json"
 SHARD_PATTERN = "{split}-{index:06d}.tar"
 
 
@@ -69,14 +69,6 @@ def clip_starts(num_frames: int, span: int, clips_per_video: int) -> list[int]:
     return sorted(set(int(s) for s in starts))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def process_video(task: dict, spec: ClipSpec) -> VideoResult:
     """Probe, decode and cut one video; failures come back as a quarantine reason, not an exception."""
     result = VideoResult(task=task)
@@ -86,13 +78,13 @@ def process_video(task: dict, spec: ClipSpec) -> VideoResult:
         frames, info = decode_video(path, size=spec.size, fps=spec.fps, resize_mode=spec.resize_mode,
                                     timeout_s=spec.timeout_s, threads=spec.threads)
         # hash only what was read successfully: a FIFO or a stalled mount would block here
-        result.sha256 = file_sha256(path)
+        result.sha256 = sha256_file(path).hexdigest()
     except VideoError as err:
         # relative paths: the manifest must not depend on where raw_dir happens to live
         result.reason = str(err).replace(str(path), task["path"])
         result.stderr_tail = err.stderr_tail.replace(str(path), task["path"])
         if path.exists() and stat.S_ISREG(path.stat().st_mode):
-            result.sha256 = file_sha256(path)
+            result.sha256 = sha256_file(path).hexdigest()
         return result
     except OSError as err:
         result.reason = f"{task['path']}: cannot read ({err.strerror or err})"
@@ -229,7 +221,7 @@ def read_index(raw_dir: Path) -> dict:
 
 def _clean(out_dir: Path) -> None:
     # the manifest goes first: a directory without one is visibly incomplete
-    (out_dir / MANIFEST).unlink(missing_ok=True)
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
     for stale in out_dir.glob(".*.partial"):
         stale.unlink()
 
@@ -302,7 +294,5 @@ def build_shards(params) -> dict:
         "inputs": sorted(inputs, key=lambda item: item["path"]),
         "params": cfg.model_dump(mode="json", exclude={"workers", "out_dir"}),
     }
-    tmp = out_dir / f".{MANIFEST}.partial"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out_dir / MANIFEST)
+    write_json(out_dir / MANIFEST_FILE, manifest, indent=2, sort_keys=True)
     return manifest

@@ -9,16 +9,16 @@ top level are "unlabelled". Top-level folders named train/val/test give the spli
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import urllib.parse
 from pathlib import Path, PurePosixPath
 
-from vgan.errors import DataError
 from vgan.data.download import download
 from vgan.data.extract import extract
 from vgan.data.video import VideoError, probe
+from vgan.errors import DataError
+from vgan.io import write_json
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv",
                     ".3gp", ".ts", ".mts", ".gif"}
@@ -34,10 +34,7 @@ def download_dir(data) -> Path:
 
 
 def write_index(raw_dir: Path, index: dict) -> None:
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    tmp = raw_dir / ".index.json.partial"
-    tmp.write_text(json.dumps(index, indent=1) + "\n")
-    os.replace(tmp, raw_dir / "index.json")
+    write_json(raw_dir / "index.json", index, indent=1)
 
 
 def is_candidate(path: Path, timeout_s: float = 30.0) -> bool:

@@ -249,11 +249,6 @@ def decode_video(
     return np.frombuffer(raw, np.uint8).reshape(num_frames, size, size, 3), info
 
 
-def decode(path: str | os.PathLike, **options) -> np.ndarray:
-    """The frames of `decode_video` (same keyword options), without the VideoInfo."""
-    return decode_video(path, **options)[0]
-
-
 def encode_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float, *, crf: int = 18) -> None:
     """Write uint8 (T, H, W, 3) RGB frames as an H.264 yuv420p mp4 with the index up front."""
     frames = np.ascontiguousarray(frames)

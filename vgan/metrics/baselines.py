@@ -7,8 +7,6 @@ import torch
 
 from vgan.errors import VganError
 
-BASELINE_NAMES = ("real_vs_real", "static", "shuffled", "noise")
-
 
 def _time_axis(videos) -> int:
     # uint8 clips are in the on-disk layout (B, T, H, W, C); float clips in the code layout (B, C, T, H, W).

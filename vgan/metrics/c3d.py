@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from vgan.errors import VganError
+from vgan.metrics.catalog import ISV_PROTOCOL
 from vgan.metrics.i3d import quantise_to_uint8
 from vgan.metrics.inception_score import inception_score
 from vgan.metrics.weights import load_torchscript, network_device, verify_weights
@@ -14,7 +15,6 @@ from vgan.metrics.weights import load_torchscript, network_device, verify_weight
 C3D_PARAM = "evaluate.c3d_weights"
 C3D_DESCRIPTION = "the UCF-101 C3D TorchScript for the video inception score (StyleGAN-V's c3d_ucf101.pt)"
 C3D_FRAMES = 16
-ISV_PROTOCOL = "isv2048_ucf"  # 2048 generated 16-frame clips, 10 splits, as StyleGAN-V
 ISV_CLIPS, ISV_SPLITS, ISV_SHUFFLE_SEED = 2048, 10, 42
 
 

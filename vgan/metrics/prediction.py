@@ -58,14 +58,3 @@ def ssim_per_frame(predicted, target) -> np.ndarray:
     c1, c2 = SSIM_K1**2, SSIM_K2**2  # data range 1
     ssim_map = ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)) / ((mean_x**2 + mean_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.mean(dim=(1, 2, 3)).reshape(clips, frames, channels).mean(dim=2).cpu().numpy()
-
-
-def prediction_metrics(predicted, target) -> dict:
-    """PSNR and SSIM of predicted future frames: means over clips and frames, and per future time step."""
-    psnr, ssim = psnr_per_frame(predicted, target), ssim_per_frame(predicted, target)
-    return {
-        "psnr": float(psnr.mean()),
-        "ssim": float(ssim.mean()),
-        "psnr_per_step": psnr.mean(axis=0).tolist(),
-        "ssim_per_step": ssim.mean(axis=0).tolist(),
-    }

@@ -4,50 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vgan.errors import VganError
+from vgan.io import atomic_path
 from vgan.metrics.baselines import to_float_videos
+from vgan.metrics.catalog import PROTOCOLS, Protocol
 from vgan.metrics.frechet import frechet_distance
 from vgan.metrics.kernel import kernel_distance
 
 CACHE_FORMAT = 1  # bump when preprocessing changes, so stale real features are never reused
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How a distance is measured: network, clip counts, frames per clip and their spacing."""
-
-    name: str
-    network: str  # "i3d" or "inception"
-    num_real: int
-    num_generated: int
-    num_frames: int
-    subsample: int = 1
-    one_frame_per_clip: bool = False  # image metrics: one seeded frame of each clip
-
-    @property
-    def frames_needed(self) -> int:
-        return (self.num_frames - 1) * self.subsample + 1
-
-    @property
-    def kernel_name(self) -> str:
-        return self.name.replace("fvd", "kvd", 1).replace("fid", "kid", 1)
-
-
-PROTOCOLS = {protocol.name: protocol for protocol in (
-    Protocol("fvd2048_16f", "i3d", 2048, 2048, 16),
-    Protocol("fvd2048_128f", "i3d", 2048, 2048, 128),
-    Protocol("fvd2048_128f_subsample8f", "i3d", 2048, 2048, 16, subsample=8),
-    Protocol("fid_frames2048", "inception", 2048, 2048, 1, one_frame_per_clip=True),
-)}
 
 
 def get_protocol(name: str) -> Protocol:
@@ -110,15 +81,8 @@ def real_features_cache_path(cache_dir: str | Path, protocol: Protocol, data_fin
 
 
 def _save_atomically(path: Path, features: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, features)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+        np.save(stream, features)
 
 
 def cached_real_features(protocol: Protocol, real_batches: Callable[[], Iterable], extractor: Callable,

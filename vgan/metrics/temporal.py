@@ -77,11 +77,3 @@ def label_consistency(frame_probs) -> float:
     classes = frame_probs.shape[2]
     counts = np.stack([(labels == label).sum(axis=1) for label in range(classes)], axis=1)
     return float((counts.max(axis=1) / labels.shape[1]).mean())
-
-
-def posterior_drift(frame_probs) -> float:
-    """Mean total-variation distance between adjacent frames' posteriors (0 = the label never wavers)."""
-    frame_probs = np.asarray(frame_probs, dtype=np.float64)
-    if frame_probs.ndim != 3 or frame_probs.shape[1] < 2:
-        raise VganError(f"posterior drift needs (N, T>=2, classes) posteriors, got shape {frame_probs.shape}")
-    return float(0.5 * np.abs(np.diff(frame_probs, axis=1)).sum(axis=2).mean())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 
 from vgan.errors import MissingWeightsError
+from vgan.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -22,12 +22,8 @@ class WeightsFile:
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of a file."""
+    return sha256_file(path).hexdigest()
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -1,5 +1,4 @@
-"""The model zoo: one module per architecture, built by name."""
+"""The model zoo: one module per architecture, built by name (``vgan.models.registry.build_model``).
 
-from vgan.models.registry import ARCHITECTURES, build_model
-
-__all__ = ["ARCHITECTURES", "build_model"]
+Nothing is imported here, so that reading the `model` params (``vgan.models.options``) loads no network code.
+"""

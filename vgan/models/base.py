@@ -78,7 +78,3 @@ class VideoDiscriminator(nn.Module):
     """Base class of discriminators; ``view`` names the generator view it judges."""
 
     view = "video"
-
-
-def label_embedding(num_classes: int, dim: int) -> nn.Embedding | None:
-    return nn.Embedding(num_classes, dim) if num_classes else None

@@ -4,6 +4,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+# the model zoo: each name is a module vgan.models.<name> (see vgan.models.registry)
+ARCHITECTURES = ("vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "motionshape", "progressive", "predictor")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -70,8 +73,6 @@ class ModelParams(_Strict):
     @field_validator("name")
     @classmethod
     def _known_architecture(cls, name: str) -> str:
-        from vgan.models.registry import ARCHITECTURES  # no torch: the registry imports modules lazily
-
         if name not in ARCHITECTURES:
             raise ValueError(f"unknown architecture; expected one of {', '.join(sorted(ARCHITECTURES))}")
         return name

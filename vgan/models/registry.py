@@ -1,31 +1,22 @@
-"""Architectures by name: ``build_model(model_params) -> (G, {name: D})``."""
+"""Architectures by name: ``build_model(model_params) -> (G, {name: D})``.
+
+Each name in ``ARCHITECTURES`` is a module ``vgan.models.<name>`` exposing ``build(params) -> (G, dict of Ds)``,
+``RECOMMENDED_OVERRIDES`` and optionally ``load_pretrained(G, params)``; it is imported when first used.
+"""
 
 from __future__ import annotations
 
 import importlib
 
 from vgan.errors import ParamsError
-
-# name -> module under vgan.models exposing build(params) -> (G, dict of Ds), RECOMMENDED_OVERRIDES
-# and optionally load_pretrained(G, params)
-ARCHITECTURES = {
-    "vgan": "vgan.models.vgan",
-    "tgan": "vgan.models.tgan",
-    "mocogan": "vgan.models.mocogan",
-    "dvdgan": "vgan.models.dvdgan",
-    "hrvgan": "vgan.models.hrvgan",
-    "motionshape": "vgan.models.motionshape",
-    "progressive": "vgan.models.progressive",
-    "predictor": "vgan.models.predictor",
-}
+from vgan.models.options import ARCHITECTURES
 
 
 def architecture_module(name: str):
-    module_name = ARCHITECTURES.get(name)
-    if module_name is None:
+    if name not in ARCHITECTURES:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ParamsError(f"parameter model.name = {name!r}: unknown architecture; expected one of {known}")
-    return importlib.import_module(module_name)
+    return importlib.import_module(f"vgan.models.{name}")
 
 
 def build_model(model_params, pretrained: bool = True):

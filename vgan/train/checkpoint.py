@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vgan.errors import TrainingError
+from vgan.io import atomic_path
 from vgan.torch_files import load_torch_file
 
 CHECKPOINT_FORMAT = "vgan-checkpoint-1"
@@ -22,17 +23,10 @@ _NAME = re.compile(r"^step-(\d{8})\.pt$")
 
 def atomic_save(obj, path: str | Path) -> None:
     """torch.save to a temp name in the same folder, fsync, then rename: never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def rng_state() -> dict:
@@ -109,7 +103,7 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location="cpu"):
 
     Returns ``(G, params)`` with G in eval mode.
     """
-    from vgan.models import build_model
+    from vgan.models.registry import build_model
     from vgan.params import Params
 
     path = Path(path)

@@ -11,7 +11,6 @@ import csv
 import itertools
 import json
 import math
-import os
 import random
 import time
 import warnings
@@ -26,10 +25,10 @@ from torch import nn
 from vgan.augment import augment
 from vgan.data.loader import to_model_range
 from vgan.errors import TrainingError
-from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty,
-                         r1_penalty, reconstruction_loss)
-from vgan.models import build_model
+from vgan.io import atomic_path
+from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty, r1_penalty, reconstruction_loss)
 from vgan.models.layers import to_channels_last_3d
+from vgan.models.registry import build_model
 from vgan.train import checkpoint as ckpt
 from vgan.train import distributed
 from vgan.train.ema import ema_decay_at, standing_statistics, update_ema
@@ -383,12 +382,10 @@ class Trainer:
         if not self.state.history:
             return
         columns = sorted({key for row in self.state.history for key in row}, key=lambda k: (k != "step", k))
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as handle:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.state.history)
-        os.replace(tmp, path)
 
     def export_generator(self) -> Path:
         path = self.root / GENERATOR_FILE
