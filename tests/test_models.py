@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -316,12 +318,12 @@ def test_model_table_counts_parameters_and_flops():
     G, discriminators = build_model(ModelParams(name="mocogan", resolution=32, frames=8, width=8, z_dim=16))
     assert by_name["mocogan"]["g_params"] == sum(p.numel() for p in G.parameters())
     assert set(by_name["mocogan"]["d_params"]) == set(discriminators)
-    assert by_name["vgan"]["selected"]
+    assert by_name["motionshape"]["selected"]  # the default architecture
     longer = {row["name"]: row for row in model_table(ModelParams(resolution=32, frames=16, width=8, z_dim=16))}
     # MoCoGAN paints frame by frame (GRU step + image generator): twice the frames, twice the work
     assert longer["mocogan"]["gflops"] / by_name["mocogan"]["gflops"] == pytest.approx(2.0, rel=0.01)
     text = format_table(rows)
-    assert all(name in text for name in NAMES) and "vgan *" in text and "train.loss=wgan-gp" in text
+    assert all(name in text for name in NAMES) and "motionshape *" in text and "train.loss=wgan-gp" in text
 
 
 def test_check_models_passes_for_every_architecture():
@@ -351,7 +353,7 @@ def test_recommended_overrides_are_valid_params(name, tmp_path):
     from vgan.params import load_params
 
     overrides = [f"model.name={name}", *recommended_overrides(name)]
-    params = load_params(tmp_path / "params.yaml", overrides)  # absent file: defaults plus the overrides
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml", overrides)
     assert params.model.name == name
     if name == "hrvgan":
         assert (params.train.loss, params.train.adv_weight, params.train.recon_weight) == ("wgan-gp", 0.5, 0.5)

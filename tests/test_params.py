@@ -4,17 +4,44 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
+import yaml
+
+from conftest import REPO, run_cli
 from vgan.errors import ParamsError
-from vgan.params import load_params
+from vgan.params import Params, load_params
+
+PARAMS = REPO / "params.yaml"
 
 
-def test_defaults_load_and_overrides_apply(tmp_path):
-    params = load_params(tmp_path / "params.yaml", ["train.steps=42", "train.betas=[0.0, 0.99]", "data.mnist_dir=null"])
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        out.update(_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def test_params_yaml_lists_every_key_the_code_reads_with_the_codes_default():
+    listed = _leaves(yaml.safe_load(PARAMS.read_text()))
+    defaults = _leaves(Params().model_dump(mode="json"))
+    assert sorted(set(defaults) - set(listed)) == [], "keys the code reads that params.yaml does not list"
+    assert sorted(set(listed) - set(defaults)) == [], "keys params.yaml lists that the code does not read"
+    assert {key: value for key, value in listed.items() if value != defaults[key]} == {}, "params.yaml != defaults"
+
+
+def test_a_missing_params_file_is_an_error_not_silent_defaults(tmp_path):
+    with pytest.raises(ParamsError, match="params.yaml' does not exist"):
+        load_params(tmp_path / "params.yaml")
+    result = run_cli("vgan", "fetch", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_overrides_apply():
+    params = load_params(PARAMS, ["train.steps=42", "train.betas=[0.0, 0.99]", "data.mnist_dir=null"])
     assert params.train.steps == 42
     assert params.train.betas == (0.0, 0.99)
     assert params.data.mnist_dir is None
-    assert params.registry_model_name() == "vgan-moving-digits-vgan"
+    assert params.registry_model_name() == "vgan-moving-digits-motionshape"
 
 
 @pytest.mark.parametrize("override, expected", [
@@ -25,9 +52,9 @@ def test_defaults_load_and_overrides_apply(tmp_path):
     ("shards.resize_mode=stretch", "parameter shards.resize_mode = 'stretch'"),
     ("steps", "--set 'steps': expected key.path=value"),
 ])
-def test_bad_values_name_key_value_and_expectation(tmp_path, override, expected):
+def test_bad_values_name_key_value_and_expectation(override, expected):
     with pytest.raises(ParamsError) as info:
-        load_params(tmp_path / "params.yaml", [override])
+        load_params(PARAMS, [override])
     assert expected in str(info.value)
 
 
@@ -43,10 +70,10 @@ def test_missing_explicit_file_and_bad_yaml(tmp_path):
         load_params(bad)
 
 
-def test_run_identity_ignores_bookkeeping_but_not_the_model(tmp_path):
-    base = load_params(tmp_path / "params.yaml")
-    longer = load_params(tmp_path / "params.yaml", ["train.steps=5000", "train.log_every=1"])
-    wider = load_params(tmp_path / "params.yaml", ["model.width=64"])
+def test_run_identity_ignores_bookkeeping_but_not_the_model():
+    base = load_params(PARAMS)
+    longer = load_params(PARAMS, ["train.steps=5000", "train.log_every=1"])
+    wider = load_params(PARAMS, ["model.width=64"])
     assert base.run_identity() == longer.run_identity()
     assert base.run_identity() != wider.run_identity()
 

@@ -166,6 +166,7 @@ def test_vgan_fetch_then_shards_from_a_folder(tmp_path):
     (tmp_path / "videos" / "class0" / "broken.mp4").write_text("not a video")
     sets = ["data.source=folder", f"data.folder={tmp_path / 'videos'}", "data.raw_dir=raw", "shards.out_dir=shards",
             "shards.clip_frames=8", "shards.size=16", "shards.workers=2", "shards.val_fraction=0.25"]
+    shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", tmp_path / "params.yaml")
     fetched = run_cli(tmp_path, "fetch", *sets)
     assert fetched.returncode == 0, fetched.stderr
     sharded = run_cli(tmp_path, "shards", *sets)

@@ -20,6 +20,7 @@ from vgan import tracking
 from vgan.errors import TrackingError
 from vgan.params import load_params
 
+REPO_PARAMS = str(Path(__file__).resolve().parents[1] / "params.yaml")
 TINY_MODEL = ["model.resolution=16", "model.frames=4", "model.z_dim=8", "model.width=4"]
 
 
@@ -29,7 +30,7 @@ def beating_static(fd: float, static: float = 1000.0) -> dict:
 
 
 def tiny_params(name: str, *extra: str):
-    return load_params("no-such-dir/params.yaml", [*TINY_MODEL, f"registry.model_name={name}", *extra])
+    return load_params(REPO_PARAMS, [*TINY_MODEL, f"registry.model_name={name}", *extra])
 
 
 def write_generator(path: Path, params, seed: int = 0) -> Path:
@@ -121,11 +122,11 @@ def test_gate_verdicts_name_each_baseline_and_what_is_missing():
 def test_unknown_gate_baseline_is_a_params_error():
     from vgan.errors import ParamsError
 
-    assert load_params("no-such-dir/params.yaml").registry.gate_baselines == ["static"]
+    assert load_params(REPO_PARAMS).registry.gate_baselines == ["static"]
     with pytest.raises(ParamsError, match="registry.gate_baselines = \\['statc'\\].*unknown baseline 'statc'; "
                                           "expected names from real_vs_real, static, shuffled, noise"):
-        load_params("no-such-dir/params.yaml", ["registry.gate_baselines=[statc]"])
-    assert load_params("no-such-dir/params.yaml", ["registry.gate_baselines=[]"]).registry.gate_baselines == []
+        load_params(REPO_PARAMS, ["registry.gate_baselines=[statc]"])
+    assert load_params(REPO_PARAMS, ["registry.gate_baselines=[]"]).registry.gate_baselines == []
 
 
 def test_importing_tracking_does_not_import_mlflow():
@@ -266,6 +267,7 @@ def test_unreachable_server_gives_one_clear_error_after_retries(workdir, monkeyp
 def test_cli_register_reports_an_unreachable_server_in_one_line(workdir):
     params = tiny_params("vgan-offline-cli")
     write_generator(workdir / "generator.pt", params)
+    (workdir / "params.yaml").write_text(Path(REPO_PARAMS).read_text())
     (workdir / "metrics").mkdir()
     (workdir / "metrics" / "evaluate.json").write_text(json.dumps({"fd_evaluator": 1.0}))
     result = subprocess.run(
@@ -289,7 +291,7 @@ from pathlib import Path
 from vgan import tracking
 from vgan.params import load_params
 name, fd, generator, go = sys.argv[1], float(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
-params = load_params("none/params.yaml", {overrides!r} + [f"registry.model_name={{name}}"])
+params = load_params({params_file!r}, {overrides!r} + [f"registry.model_name={{name}}"])
 while not go.exists():  # start both promotions together
     time.sleep(0.01)
 print(json.dumps(tracking.register_and_promote(params, generator, {{"fd_evaluator": fd}}, [],
@@ -305,7 +307,7 @@ def test_racing_promotions_end_with_one_champion_and_a_consistent_record(mlflow_
     generator = write_generator(tmp_path / "generator.pt", params)
     env = {**os.environ, **QUIET_ENV, "MLFLOW_TRACKING_URI": mlflow_server.url}
     go = tmp_path / "go"
-    script = RACE.format(overrides=TINY_MODEL)
+    script = RACE.format(params_file=REPO_PARAMS, overrides=TINY_MODEL)
     racers = [subprocess.Popen([sys.executable, "-c", script, name, str(fd), str(generator), str(go)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
               for fd in (8.0, 6.0)]
@@ -380,8 +382,7 @@ def test_prediction_models_are_refused_by_the_registry_in_one_line(tmp_path):
     from vgan.params import load_params
     from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
 
-    params = load_params(tmp_path / "params.yaml", [*TINY_MODEL, "model.name=predictor",
-                                                    "model.predictor.context_frames=2"])
+    params = load_params(REPO_PARAMS, [*TINY_MODEL, "model.name=predictor", "model.predictor.context_frames=2"])
     G, _ = build_model(params.model)
     atomic_save({"format": GENERATOR_FORMAT, "params": params.model_dump(mode="json"), "step": 1,
                  "G": G.state_dict(), "G_ema": G.state_dict()}, tmp_path / "generator.pt")
@@ -395,6 +396,7 @@ def test_promote_outside_a_project_creates_no_store(tmp_path, monkeypatch, capsy
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "params.yaml").write_text(Path(REPO_PARAMS).read_text())
     assert main(["promote"]) == 1
     assert "no MLflow store at sqlite:///" in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists()

@@ -31,13 +31,13 @@ class HrvganOptions(_Strict):
 class MotionshapeOptions(_Strict):
     max_displacement: float = Field(0.5, gt=0, le=2, description="largest motion, in half-frame widths")
     flow_resolution: Literal[1, 8, 16, 32, 64, 128, 256] = Field(
-        8, description="side of the generated motion field, upsampled to model.resolution (smooth, and cheap); "
+        1, description="side of the generated motion field, upsampled to model.resolution (smooth, and cheap); "
                     "1 = one displacement per frame (rigid motion)")
-    grayscale: bool = Field(False, description="one grey appearance channel, repeated to model.channels (for grey "
+    grayscale: bool = Field(True, description="one grey appearance channel, repeated to model.channels (for grey "
                                                 "data such as the moving digits: no colour noise to learn away)")
-    image_frames: int = Field(4, ge=0, description="random frames per clip an image discriminator judges (0 = none)")
+    image_frames: int = Field(2, ge=0, description="random frames per clip an image discriminator judges (0 = none)")
     video_downsample: Literal[1, 2, 4] = Field(
-        1, description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
+        2, description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
                        "temporal discriminator; the image discriminator keeps full resolution)")
 
 
@@ -53,8 +53,8 @@ class PredictorOptions(_Strict):
 
 
 class ModelParams(_Strict):
-    name: str = "vgan"
-    resolution: Literal[16, 32, 64, 128, 256] = 64
+    name: str = "motionshape"
+    resolution: Literal[16, 32, 64, 128, 256] = 32
     frames: int = Field(16, ge=4, le=64, multiple_of=4)
     channels: int = Field(3, ge=1)
     z_dim: int = Field(100, ge=1)
