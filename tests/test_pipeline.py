@@ -71,6 +71,7 @@ def test_evaluate_reports_metrics_and_baselines(tiny_repo):
     assert "| real_vs_real |" in report and "contact_sheet" in report and table["standing"] in report
     shown = run_cli("dvc", "metrics", "show", "--json", cwd=tiny_repo).stdout
     assert "fd_evaluator_ci_high" in shown and "evaluate_baselines" not in shown  # the table stays out of the way
+    assert list(json.loads(shown)[""]["data"]) == ["metrics/evaluate.json"]  # the headline only
 
 
 def test_registry_applies_the_quality_gate_to_the_evaluated_numbers(tiny_repo):
