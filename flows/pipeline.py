@@ -197,7 +197,7 @@ def registry_markdown(summary: dict) -> str:
 
 @task(name="report")
 def publish_report(repo: str, stage_results: list[dict], with_registry: bool) -> dict:
-    """Markdown artifacts: stages, metrics, and champion vs challenger (read through vgan.tracking)."""
+    """Markdown artifacts: stages, metrics, and champion vs challenger (read through vgan.model_registry)."""
     repo_path = Path(repo)
     stages_md = "| stage | status | seconds |\n|---|---|---|\n" + "\n".join(
         f"| {r['stage']} | {r['status']} | {r['seconds']} |" for r in stage_results)
@@ -212,14 +212,14 @@ def publish_report(repo: str, stage_results: list[dict], with_registry: bool) ->
 
 
 def registry_summary(repo: Path) -> dict:
-    """Read the registry for the repo's params (mlflow stays inside vgan.tracking)."""
+    """Read the registry for the repo's params (mlflow stays inside vgan)."""
     previous = Path.cwd()
     os.chdir(repo)  # the default store and params.yaml are relative to the repo
     try:
-        from vgan import tracking
+        from vgan import model_registry
         from vgan.params import load_params
 
-        return tracking.registry_summary(load_params(repo / "params.yaml"))
+        return model_registry.registry_summary(load_params(repo / "params.yaml"))
     finally:
         os.chdir(previous)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from servers import QUIET_ENV, free_port, mlflow_on_postgres, mlflow_server, postgres_server  # noqa: F401
-from vgan import tracking
+from vgan import model_registry, tracking
 from vgan.errors import TrackingError
 from vgan.params import load_params
 
@@ -87,7 +87,7 @@ def run_python(code: str, env: dict | None = None, cwd: Path | None = None) -> s
 ])
 def test_decide(value, champion, direction, margin, promoted):
     champion_version = None if champion is None else "3"
-    decision, reason = tracking.decide(value, champion, champion_version, "fd", direction, margin)
+    decision, reason = model_registry.decide(value, champion, champion_version, "fd", direction, margin)
     assert decision is promoted
     assert reason
 
@@ -100,23 +100,23 @@ def test_decide(value, champion, direction, margin, promoted):
 ])
 def test_a_version_failing_the_gate_is_never_champion(gate_passes, champion, promoted, reason):
     static = 9.0 if gate_passes else 3.0
-    gate = tracking.check_gate(4.0, {"static": static}, "fd", "minimize")
+    gate = model_registry.check_gate(4.0, {"static": static}, "fd", "minimize")
     assert gate[0] is gate_passes
-    decision = tracking.decide(4.0, champion, None if champion is None else "3", "fd", "minimize", 0.0, gate)
+    decision = model_registry.decide(4.0, champion, None if champion is None else "3", "fd", "minimize", 0.0, gate)
     assert decision[0] is promoted and decision[1].startswith(reason)
 
 
 def test_gate_verdicts_name_each_baseline_and_what_is_missing():
-    assert tracking.check_gate(4.0, {}, "fd", "minimize") == (None, "no quality gate (registry.gate_baselines is empty)")
-    passed, reason = tracking.check_gate(4.0, {"static": 9.0, "shuffled": 12.0}, "fd", "minimize")
+    assert model_registry.check_gate(4.0, {}, "fd", "minimize") == (None, "no quality gate (registry.gate_baselines is empty)")
+    passed, reason = model_registry.check_gate(4.0, {"static": 9.0, "shuffled": 12.0}, "fd", "minimize")
     assert passed and reason == "passes the quality gate: fd 4 is below the baselines' (static 9, shuffled 12)"
-    failed, reason = tracking.check_gate(4.0, {"static": 9.0, "real_vs_real": None}, "fd", "minimize")
+    failed, reason = model_registry.check_gate(4.0, {"static": 9.0, "real_vs_real": None}, "fd", "minimize")
     assert failed is False and reason.startswith("fails the quality gate: no real_vs_real baseline fd recorded")
     assert "metric.baseline_real_vs_real_fd" in reason
-    assert tracking.check_gate(4.0, {"static": 4.0}, "fd", "minimize")[0] is False  # a tie does not beat
-    assert tracking.check_gate(4.0, {"static": 3.0}, "is", "maximize") == (
+    assert model_registry.check_gate(4.0, {"static": 4.0}, "fd", "minimize")[0] is False  # a tie does not beat
+    assert model_registry.check_gate(4.0, {"static": 3.0}, "is", "maximize") == (
         True, "passes the quality gate: is 4 is above the baselines' (static 3)")
-    assert tracking.check_gate(None, {"static": 3.0}, "fd", "minimize") == (False, "fails the quality gate: no finite fd")
+    assert model_registry.check_gate(None, {"static": 3.0}, "fd", "minimize") == (False, "fails the quality gate: no finite fd")
 
 
 def test_unknown_gate_baseline_is_a_params_error():
@@ -147,27 +147,27 @@ def test_register_promote_and_load_the_champion_from_another_process(workdir):
     (workdir / "metrics").mkdir()
     (workdir / "metrics" / "evaluate.json").write_text(json.dumps({"fd_evaluator": 10.0}))
 
-    first = tracking.register_and_promote(params, generator, {"fd_evaluator": 10.0, "is_evaluator": 1.2},
+    first = model_registry.register_and_promote(params, generator, {"fd_evaluator": 10.0, "is_evaluator": 1.2},
                                           [workdir / "metrics" / "evaluate.json"],
                                           baselines={"static": {"fd_evaluator": 50.0}, "noise": {"fd_evaluator": 900.0}})
     assert (first["version"], first["champion_version"], first["promoted"]) == (1, 1, True)
     assert first["reason"].startswith("no champion yet") and first["gate"] == "passed"
-    second = tracking.register_and_promote(params, generator, beating_static(12.0), [])
+    second = model_registry.register_and_promote(params, generator, beating_static(12.0), [])
     assert (second["version"], second["champion_version"], second["promoted"]) == (2, 1, False)
     assert "does not beat champion" in second["reason"]
 
-    summary = tracking.registry_summary(params)
+    summary = model_registry.registry_summary(params)
     assert summary["champion"]["version"] == 1 and summary["challenger"]["version"] == 2
     assert summary["challenger"]["decision"] == "rejected"
     assert summary["champion"]["data_hash"] == tracking.data_hash() != "none"
 
-    again = tracking.promote(params, version=2)
+    again = model_registry.promote(params, version=2)
     assert again["promoted"] is False and again["champion_version"] == 1
-    third = tracking.register_and_promote(params, generator, beating_static(9.5), [])
+    third = model_registry.register_and_promote(params, generator, beating_static(9.5), [])
     assert (third["version"], third["champion_version"], third["promoted"]) == (3, 3, True)
 
     # better than the champion, but worse than a static real frame: challenger only, and the version says why
-    fourth = tracking.register_and_promote(params, generator, beating_static(5.0, static=4.0), [])
+    fourth = model_registry.register_and_promote(params, generator, beating_static(5.0, static=4.0), [])
     assert (fourth["version"], fourth["champion_version"], fourth["promoted"], fourth["gate"]) == (4, 3, False, "failed")
     assert fourth["reason"] == ("fails the quality gate: fd_evaluator 5 is not below the static baseline's 4; "
                                 "champion v3 unchanged")
@@ -179,8 +179,8 @@ def test_register_promote_and_load_the_champion_from_another_process(workdir):
     assert mlflow.MlflowClient().get_model_version("vgan-local-test", "1").tags[
         "metric.baseline_noise_fd_evaluator"] == "900"
     # `vgan promote` re-decides from the registry alone, with the gate of the params it is given
-    assert tracking.promote(params)["champion_version"] == 3
-    ungated = tracking.promote(tiny_params("vgan-local-test", "registry.gate_baselines=[]"))
+    assert model_registry.promote(params)["champion_version"] == 3
+    ungated = model_registry.promote(tiny_params("vgan-local-test", "registry.gate_baselines=[]"))
     assert (ungated["champion_version"], ungated["gate"]) == (4, "off")
 
     # artifacts land in <repo>/mlartifacts (set explicitly), the generator as a torch.export program
@@ -211,11 +211,11 @@ def test_conditional_generator_falls_back_to_pickle_when_export_fails(workdir, m
         raise RuntimeError("torch.export cannot trace this model")
 
     monkeypatch.setattr(torch.export, "export", refuse)
-    result = tracking.register_and_promote(params, generator, beating_static(1.0), [])
+    result = model_registry.register_and_promote(params, generator, beating_static(1.0), [])
     assert result["promoted"] is True
     assert list((workdir / "mlartifacts").rglob("model.pth")) and not list((workdir / "mlartifacts").rglob("model.pt2"))
 
-    model = tracking.load_champion(params)
+    model = model_registry.load_champion(params)
     videos = model.predict(pd.DataFrame({"seed": [1, 1, 2], "label": [0, 2, 1]}))
     assert videos.shape == (3, 4, 16, 16, 3) and videos.dtype.name == "uint8"
     assert (videos[0] != videos[1]).any()  # same latent, different label
@@ -258,7 +258,7 @@ def test_unreachable_server_gives_one_clear_error_after_retries(workdir, monkeyp
     monkeypatch.setenv("VGAN_TRACKING_BACKOFF_S", "0.05")
     params = tiny_params("vgan-offline-test")
     with pytest.raises(TrackingError, match=r"unreachable \(.* failed 2 times.*re-run the stage"):
-        tracking.promote(params)
+        model_registry.promote(params)
     with pytest.raises(TrackingError, match="unreachable"):
         with tracking.stage_run(params, "train"):
             pass
@@ -288,14 +288,14 @@ def test_cli_register_reports_an_unreachable_server_in_one_line(workdir):
 RACE = """
 import json, sys, time
 from pathlib import Path
-from vgan import tracking
+from vgan import model_registry
 from vgan.params import load_params
 name, fd, generator, go = sys.argv[1], float(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
 params = load_params({params_file!r}, {overrides!r} + [f"registry.model_name={{name}}"])
 while not go.exists():  # start both promotions together
     time.sleep(0.01)
-print(json.dumps(tracking.register_and_promote(params, generator, {{"fd_evaluator": fd}}, [],
-                                               baselines={{"static": {{"fd_evaluator": 100.0}}}})))
+print(json.dumps(model_registry.register_and_promote(params, generator, {{"fd_evaluator": fd}}, [],
+                                                     baselines={{"static": {{"fd_evaluator": 100.0}}}})))
 """
 
 
@@ -358,7 +358,7 @@ def test_mlflow_on_postgresql_registers_and_serves_the_champion(postgres_server,
     assert mlflow_on_postgres.extra["backend"].startswith("postgresql://")
     params = tiny_params("vgan-postgres-test", "model.num_classes=2")
     generator = write_generator(tmp_path / "generator.pt", params)
-    result = tracking.register_and_promote(params, generator, beating_static(3.0), [])
+    result = model_registry.register_and_promote(params, generator, beating_static(3.0), [])
     assert (result["version"], result["champion_version"], result["promoted"]) == (1, 1, True)
 
     out = run_python("""
@@ -387,7 +387,7 @@ def test_prediction_models_are_refused_by_the_registry_in_one_line(tmp_path):
     atomic_save({"format": GENERATOR_FORMAT, "params": params.model_dump(mode="json"), "step": 1,
                  "G": G.state_dict(), "G_ema": G.state_dict()}, tmp_path / "generator.pt")
     with pytest.raises(TrackingError, match="predicts from context clips"):
-        tracking.register_and_promote(params, tmp_path / "generator.pt", {"fd_evaluator": 1.0}, [])
+        model_registry.register_and_promote(params, tmp_path / "generator.pt", {"fd_evaluator": 1.0}, [])
     assert not (tmp_path / "mlflow.db").exists()
 
 

@@ -72,14 +72,14 @@ def _registry_lines(stage: str, result: dict, what: str) -> str:
 
 
 def cmd_register(params, args):
-    from vgan import tracking
+    from vgan import model_registry
     from vgan.evaluate import BASELINES_FILE, METRICS_FILE
 
     if not METRICS_FILE.exists():
         raise VganError(f"no {METRICS_FILE}; run `vgan evaluate` first")
     # the baseline table lets the registry (and a later `vgan promote`) apply the quality gate from tags alone
     baselines = json.loads(BASELINES_FILE.read_text())["scores"] if BASELINES_FILE.exists() else {}
-    result = tracking.register_and_promote(
+    result = model_registry.register_and_promote(
         params, Path(args.generator), json.loads(METRICS_FILE.read_text()),
         [Path(p) for p in ("samples", "reports/evaluation.md", BASELINES_FILE, args.params) if Path(p).exists()],
         baselines=baselines)
@@ -88,9 +88,9 @@ def cmd_register(params, args):
 
 
 def cmd_promote(params, args):
-    from vgan import tracking
+    from vgan import model_registry
 
-    result = tracking.promote(params, version=args.version)
+    result = model_registry.promote(params, version=args.version)
     print(_registry_lines("promote", result, ""))
 
 

@@ -272,6 +272,7 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     """Write metrics/evaluate.json (headline), metrics/evaluate_baselines.json (the table) and
     reports/evaluation.md; log them to MLflow. Returns the headline metrics."""
     from vgan import tracking
+    from vgan.metrics.catalog import baseline_key
     from vgan.io import write_json
     from vgan.metrics.baselines import standing_sentence
     from vgan.metrics.evaluator import load_evaluator
@@ -303,7 +304,7 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     standing = standing_sentence(rows, num_clips, cfg.ci_level)
     metrics = {"evaluator_val_accuracy": info["val_accuracy"], "num_clips": num_clips,
                **{key: rows["model"][key] for key in HEADLINE_METRICS},
-               **{tracking.baseline_key(name, "fd_evaluator"): rows[name]["fd_evaluator"] for name in HEADLINE_BASELINES}}
+               **{baseline_key(name, "fd_evaluator"): rows[name]["fd_evaluator"] for name in HEADLINE_BASELINES}}
     if generator.context_frames:
         metrics.update(_prediction_metrics(val, generated, generator.context_frames, cfg.psnr_cap_db))
     protocol_keys = ()

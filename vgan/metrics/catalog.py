@@ -38,3 +38,8 @@ PROTOCOLS = {protocol.name: protocol for protocol in (
     Protocol("fvd2048_128f_subsample8f", "i3d", 2048, 2048, 16, subsample=8),
     Protocol("fid_frames2048", "inception", 2048, 2048, 1, one_frame_per_clip=True),
 )}
+
+
+def baseline_key(name: str, metric: str) -> str:
+    """The metric (and version tag ``metric.<key>``) holding a baseline's value of ``metric``."""
+    return f"baseline_{name}_{metric}"

@@ -1,0 +1,298 @@
+"""The MLflow model registry: register the generator, apply the quality gate, move champion/challenger.
+
+Every registered version gets alias ``challenger``; ``champion`` moves to it only when it beats the current
+champion on ``registry.metric`` and passes the gate (``registry.gate_baselines``). The decision, the gate's
+verdict and their reasons are tags on the version. Store access and retries: ``vgan.tracking``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import socket
+import time
+import uuid
+from pathlib import Path
+
+from vgan.errors import TrackingError
+from vgan.metrics.catalog import baseline_key
+from vgan.model_export import log_generator_model
+from vgan.tracking import (StageLogger, _client, _experiment_id, _finite_metrics, _is_transient, _mlflow, _retrying,
+                           _sqlite_file, repo_root, run_tags, tracking_uri)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+LOCK_SUFFIX = ".promotion-lock"
+LOCK_WAIT_S = 300.0
+LOCK_STALE_S = 900.0
+
+
+def _metric_of(version, metric: str) -> float | None:
+    raw = version.tags.get(f"metric.{metric}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _beats(value: float, other: float, direction: str) -> bool:
+    return value < other if direction == "minimize" else value > other
+
+
+def check_gate(value: float | None, baseline_values: dict[str, float | None], metric: str,
+               direction: str) -> tuple[bool | None, str]:
+    """The quality gate (pure): whether ``value`` beats every listed baseline's, and why; None = no gate."""
+    if not baseline_values:
+        return None, "no quality gate (registry.gate_baselines is empty)"
+    if value is None:
+        return False, f"fails the quality gate: no finite {metric}"
+    word = "below" if direction == "minimize" else "above"
+    failures = []
+    for name, baseline in baseline_values.items():
+        if baseline is None:
+            failures.append(f"no {name} baseline {metric} recorded on this version (tag metric."
+                            f"{baseline_key(name, metric)}; run `vgan evaluate`, then `vgan register`)")
+        elif not _beats(value, baseline, direction):
+            failures.append(f"{metric} {value:.4g} is not {word} the {name} baseline's {baseline:.4g}")
+    if failures:
+        return False, "fails the quality gate: " + "; ".join(failures)
+    passed = ", ".join(f"{name} {baseline:.4g}" for name, baseline in baseline_values.items())
+    return True, f"passes the quality gate: {metric} {value:.4g} is {word} the baselines' ({passed})"
+
+
+def decide(value: float | None, champion_value: float | None, champion_version: str | None,
+           metric: str, direction: str, min_improvement: float,
+           gate: tuple[bool | None, str] = (None, "")) -> tuple[bool, str]:
+    """Whether a challenger with ``value`` replaces the champion, and why (pure; used under the lock).
+
+    gate: :func:`check_gate`'s verdict; a version that fails it is never champion, whatever the champion is.
+    """
+    if value is None:
+        return False, f"challenger has no finite {metric}; champion unchanged"
+    if gate[0] is False:
+        outcome = f"champion v{champion_version} unchanged" if champion_version else "no champion is made"
+        return False, f"{gate[1]}; {outcome}"
+    if champion_version is None:
+        return True, f"no champion yet; {metric}={value:.6g}"
+    if champion_value is None:
+        return True, f"champion v{champion_version} has no {metric}; challenger {metric}={value:.6g}"
+    improvement = champion_value - value if direction == "minimize" else value - champion_value
+    comparison = f"{metric} {value:.6g} vs champion v{champion_version} {champion_value:.6g} ({direction}, " \
+                 f"improvement {improvement:.6g}, required > {min_improvement:g})"
+    if improvement > min_improvement:
+        return True, f"beats champion: {comparison}"
+    return False, f"does not beat champion: {comparison}"
+
+
+_GATE_STATES = {True: "passed", False: "failed", None: "off"}
+
+
+def _alias_version(client, name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except Exception as exc:  # noqa: BLE001
+        if getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+@contextlib.contextmanager
+def _promotion_lock(client, name: str):
+    """Mutual exclusion across processes and hosts: creating a registered model is atomic in the store."""
+    lock_name = f"{name}{LOCK_SUFFIX}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            client.create_registered_model(
+                lock_name, tags={"vgan.lock_owner": owner, "vgan.locked_at": f"{time.time():.3f}"},
+                description=f"held while vgan promotes a version of {name}; safe to delete if no promotion runs")
+            break
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS" and not _is_transient(exc):
+                raise
+        with contextlib.suppress(Exception):
+            held = client.get_registered_model(lock_name)
+            locked_at = float(held.tags.get("vgan.locked_at", "0") or 0)
+            if time.time() - locked_at > LOCK_STALE_S:
+                client.delete_registered_model(lock_name)  # its owner died mid-promotion
+                continue
+        if time.monotonic() > deadline:
+            raise TrackingError(f"another promotion of {name} has held registered model {lock_name!r} for over "
+                                f"{LOCK_WAIT_S:.0f} s; delete it if no promotion is running")
+        time.sleep(0.1 + random.random() * 0.4)
+    try:
+        yield
+    finally:
+        _retrying("releasing the promotion lock", lambda: client.delete_registered_model(lock_name))
+
+
+def _promote_version(client, params, name: str, version: str) -> dict:
+    """Under the lock: move challenger (forward only) and champion (if better); tag decision on the version."""
+    metric, direction = params.registry.metric, params.registry.direction
+    with _promotion_lock(client, name):
+        candidate = client.get_model_version(name, version)
+        challenger = _alias_version(client, name, CHALLENGER)
+        if challenger is None or int(challenger.version) <= int(version):
+            client.set_registered_model_alias(name, CHALLENGER, version)
+        candidate_value = _metric_of(candidate, metric)
+        gate_names = params.registry.gate_baselines
+        baseline_values = {baseline: _metric_of(candidate, baseline_key(baseline, metric)) for baseline in gate_names}
+        gate = check_gate(candidate_value, baseline_values, metric, direction)
+        gate_record = {"gate": _GATE_STATES[gate[0]], "gate_reason": gate[1], "gate_baselines": list(gate_names)}
+        champion = _alias_version(client, name, CHAMPION)
+        if champion is not None and str(champion.version) == str(version):
+            # keep the record of why it became champion; nothing changes (a gate failing now is reported)
+            reason = f"already champion ({candidate.tags.get('vgan.reason', 'no recorded reason')})"
+            return {"name": name, "version": int(version), "champion_version": int(version), "promoted": True,
+                    "reason": reason, "metric": metric, "value": candidate_value, **gate_record,
+                    "tracking_uri": tracking_uri()}
+        previous = str(champion.version) if champion else None
+        promoted, reason = decide(candidate_value, _metric_of(champion, metric) if champion else None,
+                                  previous, metric, direction, params.registry.min_improvement, gate)
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        decision_tags = {
+            "vgan.decision": "promoted" if promoted else "rejected",
+            "vgan.reason": reason,
+            "vgan.gate": gate_record["gate"],
+            "vgan.gate_reason": gate[1],
+            "vgan.gate_baselines": ",".join(gate_names),
+            "vgan.compared_to": previous or "",
+            "vgan.decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        for key, value in decision_tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        if promoted and previous:
+            client.set_model_version_tag(name, previous, "vgan.superseded_by", str(version))
+        champion_now = _alias_version(client, name, CHAMPION)
+    return {"name": name, "version": int(version), "champion_version": int(champion_now.version) if champion_now else None,
+            "promoted": promoted, "reason": reason, "metric": metric, "value": candidate_value, **gate_record,
+            "tracking_uri": tracking_uri()}
+
+
+def _artifact_folder(path: Path) -> str | None:
+    """Where a file or folder goes in the run: its place in the repo (``samples``, ``metrics``...)."""
+    try:
+        relative = path.resolve().relative_to(repo_root())
+    except ValueError:
+        return path.name if path.is_dir() else None
+    folder = relative if path.is_dir() else relative.parent
+    return None if str(folder) in ("", ".") else folder.as_posix()
+
+
+def register_and_promote(params, generator_path: str | Path, metrics: dict, artifacts: list[Path],
+                         baselines: dict | None = None) -> dict:
+    """Log the generator, metrics and artifacts; register a version; alias challenger; maybe champion.
+
+    baselines: {baseline name: {metric: value}} (evaluate's table); each baseline's ``registry.metric`` becomes
+    metric ``baseline_<name>_<metric>`` and a version tag, so the quality gate needs nothing but the registry.
+    """
+    from vgan.train.checkpoint import load_generator
+
+    generator, _ = load_generator(generator_path, use_ema=True, map_location="cpu")
+    if generator.context_frames:
+        # the served model maps seeds (and labels) to videos; a predictor needs context clips instead
+        raise TrackingError(f"model.name = {params.model.name!r} predicts from context clips; the registry's "
+                            f"seed-to-video model does not serve prediction models yet (its metrics are in "
+                            f"metrics/evaluate.json)")
+    mlflow, client = _client()
+    experiment_id = _experiment_id(client, params)
+    tags = run_tags(params, "register")
+    name = params.registry_model_name()
+    flat_metrics = _finite_metrics(metrics)
+    metric = params.registry.metric
+    flat_metrics.update(_finite_metrics({baseline_key(baseline, metric): row[metric]
+                                         for baseline, row in (baselines or {}).items()
+                                         if baseline != "model" and isinstance(row.get(metric), (int, float))}))
+
+    def log_run() -> tuple[str, object, str]:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{tags['vgan.pipeline_id'][:8]}",
+                              tags=tags) as run:
+            logger = StageLogger(client, run.info.run_id)
+            logger.log_params(params.model_dump(mode="json"))
+            logger.log_metrics(flat_metrics)
+            for path in artifacts:
+                if Path(path).exists():
+                    logger.log_artifact(path, _artifact_folder(Path(path)))
+            model_info, serialization = log_generator_model(
+                generator, {"model_name": name, "trained_steps": getattr(generator, "trained_steps", None)})
+        return run.info.run_id, model_info, serialization
+
+    run_id, model_info, serialization = _retrying("logging the generator", log_run, attempts=2)
+
+    def register():
+        with contextlib.suppress(Exception):
+            client.create_registered_model(name, tags={"vgan.dataset": params.data.source},
+                                           description=f"vgan video generator trained on {params.data.source}")
+        version_tags = {f"metric.{key}": f"{value:.8g}" for key, value in flat_metrics.items()}
+        version_tags.update({key: value for key, value in tags.items() if key.startswith("vgan.")})
+        version_tags.update({"vgan.run_id": run_id, "vgan.serialization": serialization,
+                             "vgan.primary_metric": params.registry.metric})
+        return client.create_model_version(name, model_info.model_uri, run_id=run_id, tags=version_tags,
+                                           model_id=model_info.model_id)
+
+    model_version = _retrying(f"registering {name}", register)
+    result = _retrying("promoting", lambda: _promote_version(client, params, name, model_version.version))
+    StageLogger(client, run_id).set_tags({"vgan.registered_version": model_version.version,
+                                          "vgan.decision": "promoted" if result["promoted"] else "rejected"})
+    return {**result, "run_id": run_id}
+
+
+def promote(params, version: int | str | None = None) -> dict:
+    """Re-run the promotion decision for ``version`` (default: the challenger) of the registry model."""
+    uri = tracking_uri()
+    database = _sqlite_file(uri)
+    if database is not None and not database.exists():
+        # opening it would create an empty store here (e.g. outside the project) before failing
+        raise TrackingError(f"no MLflow store at {uri}: run `vgan register` first, from the project folder, or set "
+                            f"MLFLOW_TRACKING_URI")
+    _, client = _client()
+    name = params.registry_model_name()
+
+    def pick() -> str:
+        if version is not None:
+            return str(client.get_model_version(name, str(version)).version)
+        challenger = _alias_version(client, name, CHALLENGER)
+        if challenger is None:
+            raise TrackingError(f"registered model {name!r} has no {CHALLENGER!r} version; run `vgan register` first")
+        return str(challenger.version)
+
+    chosen = _retrying(f"finding the version of {name} to promote", pick)
+    return _retrying("promoting", lambda: _promote_version(client, params, name, chosen))
+
+
+def champion_uri(params) -> str:
+    """``models:/<name>@champion`` for ``mlflow.pyfunc.load_model``."""
+    return f"models:/{params.registry_model_name()}@{CHAMPION}"
+
+
+def load_champion(params):
+    """The champion as a pyfunc model: ``predict(pd.DataFrame({"seed": [...]}))`` -> uint8 (N, T, H, W, C)."""
+    mlflow = _mlflow()
+    return _retrying("loading the champion", lambda: mlflow.pyfunc.load_model(champion_uri(params)))
+
+
+def _version_record(version, metric: str) -> dict:
+    tags = version.tags
+    return {"version": int(version.version), "value": _metric_of(version, metric),
+            "decision": tags.get("vgan.decision", ""), "reason": tags.get("vgan.reason", ""),
+            "gate": tags.get("vgan.gate", ""),
+            "git_commit": tags.get("vgan.git_commit", ""), "data_hash": tags.get("vgan.data_hash", ""),
+            "run_id": tags.get("vgan.run_id", "")}
+
+
+def registry_summary(params) -> dict:
+    """Champion and challenger of the registry model (version, primary metric, decision, reason)."""
+    _, client = _client()
+    name, metric = params.registry_model_name(), params.registry.metric
+
+    def read() -> dict:
+        found = {alias: _alias_version(client, name, alias) for alias in (CHAMPION, CHALLENGER)}
+        return {"name": name, "metric": metric, "direction": params.registry.direction,
+                **{alias: _version_record(v, metric) if v else None for alias, v in found.items()}}
+
+    return _retrying(f"reading the registry entry {name}", read)
