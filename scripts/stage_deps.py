@@ -40,8 +40,10 @@ def builders(package: str) -> list[str]:
     folder = ROOT / Path(*package.split("."))
     if not (folder / "__init__.py").is_file():
         return []
-    return [f"{package}.{path.stem}" for path in sorted(folder.glob("*.py"))
-            if any(isinstance(node, ast.FunctionDef) and node.name == "build" for node in ast.parse(path.read_text()).body)]
+    def defines_build(path: Path) -> bool:
+        return any(isinstance(node, ast.FunctionDef) and node.name == "build" for node in ast.parse(path.read_text()).body)
+
+    return [f"{package}.{path.stem}" for path in sorted(folder.glob("*.py")) if defines_build(path)]
 
 
 def _imports(nodes, module: str, packages=(PACKAGE,)) -> set[str]:

@@ -225,9 +225,11 @@ def iterate_clips(urls, batch_size: int):
     yield from make_loader(urls, batch_size, shuffle_buffer=0, num_workers=0, drop_last=False)
 
 
-def real_clips(out_dir: str | Path, split: str, limit: int | None = None, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real clips of a split (shards in ``out_dir``), float (N, C, T, H, W) in [-1, 1], and labels: the first ``limit`` in shard order,
-    or, with ``seed``, a seeded random ``limit`` of them (shards keep a video's clips together)."""
+def real_clips(out_dir: str | Path, split: str, limit: int | None = None,
+               seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real clips of a split (shards in ``out_dir``), float (N, C, T, H, W) in [-1, 1], and labels: the first
+    ``limit`` in shard order, or, with ``seed``, a seeded random ``limit`` of them (shards keep a video's clips
+    together)."""
     urls = shard_paths(out_dir, split)
     wanted = None  # None: every clip in order
     if seed is not None and limit:

@@ -1,6 +1,10 @@
 """The one training loop: every architecture, several discriminators, exact resume.
 
 Imports only torch/numpy at module level; MLflow logging arrives through ``logger``.
+Why one ~500-line module: the ``Trainer`` owns the state that makes resume bit-exact (weights, optimisers,
+data position, every random stream, the EMA's statistics), and the steps, the checkpoint round trip and the
+loop all read and write it; the parts that need no such state live beside it (``checkpoint``, ``ema``,
+``distributed``, ``vgan.losses``, ``vgan.augment``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from vgan.augment import augment
 from vgan.data.loader import to_model_range
 from vgan.errors import TrainingError
 from vgan.io import atomic_path
-from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty, r1_penalty, reconstruction_loss)
+from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty,
+                         r1_penalty, reconstruction_loss)
 from vgan.models.layers import to_channels_last_3d
 from vgan.models.registry import build_model
 from vgan.train import checkpoint as ckpt
@@ -63,6 +68,14 @@ def select_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+# Random streams of one run, each derived from train.seed by a fixed rule so no two coincide: the preview
+# latents and labels, the training latents (shared by every rank), each rank's draws inside the models, and
+# each epoch's data order.
+PREVIEW_LATENTS, PREVIEW_LABELS, TRAINING_LATENTS = 1, 2, 3  # seed + this
+RANK_STRIDE = 1_000_003  # rank r's global streams: seed + RANK_STRIDE * r (+ the step, after a world-size change)
+EPOCH_STRIDE = 100_003  # epoch e's data order: seed * EPOCH_STRIDE + e
 
 
 def seed_everything(seed: int) -> None:
@@ -107,13 +120,13 @@ class Trainer:
         if world_size > 1:
             # same initial weights everywhere; draws inside models (MoCoGAN's frame pick, WGAN-GP's
             # interpolation) are independent per rank, latents come from the shared stream below
-            seed_everything(self.cfg.seed + 1_000_003 * rank)
+            seed_everything(self.cfg.seed + RANK_STRIDE * rank)
             if self.cfg.sync_batchnorm:
                 distributed.convert_batchnorm(self.G, self.device.type)
                 distributed.convert_batchnorm(self.Ds, self.device.type)
         # one latent stream on every rank: each draws the global batch's latents and keeps its slice, so N
         # ranks see the noise one process with the global batch would
-        self.latent_rng = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 3)
+        self.latent_rng = torch.Generator(device=self.device).manual_seed(self.cfg.seed + TRAINING_LATENTS)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         for module in (self.G, self.Ds, self.G_ema):
             module.to(self.device)
@@ -128,8 +141,9 @@ class Trainer:
         self._last_saved = -1
         self._preview_context = None
         self._ema_statistics_step = -1  # the step G_ema's batch-norm statistics were computed at
-        self.fixed_z = self.G.sample_z(16, generator=torch.Generator().manual_seed(self.cfg.seed + 1)).to(self.device)
-        self.fixed_y = self.G.sample_labels(16, generator=torch.Generator().manual_seed(self.cfg.seed + 2))
+        preview = torch.Generator().manual_seed(self.cfg.seed + PREVIEW_LATENTS)
+        self.fixed_z = self.G.sample_z(16, generator=preview).to(self.device)
+        self.fixed_y = self.G.sample_labels(16, generator=torch.Generator().manual_seed(self.cfg.seed + PREVIEW_LABELS))
         self.fixed_y = None if self.fixed_y is None else self.fixed_y.to(self.device)
 
     # -- state -----------------------------------------------------------------------------------
@@ -178,7 +192,7 @@ class Trainer:
                     warnings.warn(f"{path} was written by {len(ranks) if ranks else 1} rank(s), this run has "
                                   f"{self.world_size}: the data epoch restarts and per-rank random streams are "
                                   f"re-seeded (the weights and optimiser state resume exactly)")
-                seed_everything(self.cfg.seed + 1_000_003 * self.rank + state["step"])
+                seed_everything(self.cfg.seed + RANK_STRIDE * self.rank + state["step"])
                 own = {"epoch": own["epoch"] + 1, "batches_in_epoch": 0, "rng": None}
         self.state = TrainState(step=state["step"], epoch=own["epoch"], batches_in_epoch=own["batches_in_epoch"],
                                 consecutive_bad_steps=state["guard"]["consecutive_bad_steps"],
@@ -212,7 +226,7 @@ class Trainer:
         while True:
             skip = self.state.batches_in_epoch
             produced = 0
-            iterator = iter(self.make_batches(self.state.epoch, self.cfg.seed * 100_003 + self.state.epoch))
+            iterator = iter(self.make_batches(self.state.epoch, self.cfg.seed * EPOCH_STRIDE + self.state.epoch))
             for index in itertools.count():
                 with ckpt.preserved_rng():  # loaders may draw from global RNGs; training's stream stays exact
                     batch = next(iterator, None)
