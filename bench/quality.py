@@ -31,6 +31,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 
 from vgan import QUIET_ENV  # noqa: E402
+from vgan.io import write_json, write_text  # noqa: E402
 from vgan.models.registry import ARCHITECTURES, recommended_overrides  # noqa: E402
 
 
@@ -164,11 +165,8 @@ def main() -> None:
                    "torch": torch.__version__, "git_commit": git_commit(),
                    "date": time.strftime("%Y-%m-%d"), "default_model": default_model,
                    "budget_minutes": budget, "runs": runs}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        for path, text in ((args.out, json.dumps(results, indent=1) + "\n"), (args.docs, markdown(results))):
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+        write_json(args.out, results, indent=1)
+        write_text(args.docs, markdown(results))
 
     budget = args.minutes
     for seed in args.seeds:
