@@ -33,3 +33,16 @@ def test_each_stage_out_of_order_or_misused_is_one_line_and_writes_nothing(tmp_p
     assert err.startswith(f"vgan {argv[0]}: error: ") and message in err, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_debug_adds_the_traceback_after_the_one_line_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    quiet_code, quiet = main(["train"]), capsys.readouterr().err
+    loud_code, loud = main(["--debug", "train"]), capsys.readouterr().err
+    monkeypatch.setenv("VGAN_DEBUG", "1")
+    env_code, from_env = main(["train"]), capsys.readouterr().err
+    assert quiet_code == loud_code == env_code != 0
+    assert len(quiet.strip().splitlines()) == 1 and "Traceback" not in quiet
+    for text in (loud, from_env):
+        assert text.startswith(quiet.strip()) and "Traceback (most recent call last)" in text

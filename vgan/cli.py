@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from vgan import QUIET_ENV
@@ -122,6 +123,8 @@ STAGES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgan", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vgan {__import__('vgan').__version__}")
+    parser.add_argument("--debug", action="store_true", default=os.environ.get("VGAN_DEBUG", "") not in ("", "0"),
+                        help="on an error, print the full traceback after the one-line message (or set VGAN_DEBUG=1)")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
     for name, (_, help_text) in STAGES.items():
         stage = sub.add_parser(name, help=help_text, description=help_text)
@@ -151,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         handler(params, args)
     except VganError as exc:
         print(f"vgan {args.stage}: error: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"vgan {args.stage}: interrupted", file=sys.stderr)
