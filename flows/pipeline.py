@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from vgan import QUIET_ENV
+from vgan.params import dotted
 
 # Stages that read from the network or a shared store get retries; the rest fail fast.
 IO_STAGES = {"fetch": 3, "register": 2}
@@ -153,16 +154,6 @@ def stage_task(stage: str):
 
 # --- report -----------------------------------------------------------------------------------
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -173,7 +164,7 @@ def metrics_markdown(repo: Path) -> str:
     path = repo / "metrics" / "evaluate.json"
     if not path.exists():
         return "_no metrics/evaluate.json yet_"
-    rows = _flatten(json.loads(path.read_text()))
+    rows = dotted(json.loads(path.read_text()))
     table = "| metric | value |\n|---|---|\n" + "\n".join(f"| {key} | {_fmt(value)} |" for key, value in rows.items())
     baselines = repo / "metrics" / "evaluate_baselines.json"
     if baselines.exists():  # the sentence placing the model among the baselines (the table is in the file)

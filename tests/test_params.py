@@ -8,21 +8,14 @@ import yaml
 
 from conftest import REPO, run_cli
 from vgan.errors import ParamsError
-from vgan.params import Params, load_params
+from vgan.params import Params, dotted, load_params
 
 PARAMS = REPO / "params.yaml"
 
 
-def _leaves(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        out.update(_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def test_params_yaml_lists_every_key_the_code_reads_with_the_codes_default():
-    listed = _leaves(yaml.safe_load(PARAMS.read_text()))
-    defaults = _leaves(Params().model_dump(mode="json"))
+    listed = dotted(yaml.safe_load(PARAMS.read_text()))
+    defaults = dotted(Params().model_dump(mode="json"))
     assert sorted(set(defaults) - set(listed)) == [], "keys the code reads that params.yaml does not list"
     assert sorted(set(listed) - set(defaults)) == [], "keys params.yaml lists that the code does not read"
     assert {key: value for key, value in listed.items() if value != defaults[key]} == {}, "params.yaml != defaults"

@@ -248,6 +248,18 @@ def _apply_override(tree: dict, assignment: str) -> None:
     node[keys[-1]] = value
 
 
+def dotted(tree: dict, prefix: str = "") -> dict:
+    """A nested mapping as one level keyed by dotted paths (``{"train": {"steps": 5}}`` -> ``{"train.steps": 5}``);
+    the leaves are kept as they are. The one flattener of params, metrics and tables."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """'line L, column C: what is wrong' (1-based, as editors count) where the parser says where."""
     mark = getattr(exc, "problem_mark", None)

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from vgan.errors import TrackingError
+from vgan.params import dotted
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
@@ -211,32 +212,17 @@ def _experiment_id(client, params) -> str:
 
 # --- stage runs -------------------------------------------------------------------------------
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
-    return flat
+def _param_strings(tree: dict) -> dict[str, str]:
+    """MLflow params are strings: lists as JSON, the rest as ``str``."""
+    return {key: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+            for key, value in dotted(tree).items()}
 
 
 def _finite_metrics(metrics: dict) -> dict[str, float]:
     out = {}
-    for key, value in _flatten_numbers(metrics).items():
-        if math.isfinite(value):
-            out[key] = value
-    return out
-
-
-def _flatten_numbers(tree: dict, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten_numbers(value, f"{prefix}{key}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[f"{prefix}{key}"] = float(value)
+    for key, value in dotted(metrics).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
     return out
 
 
@@ -250,7 +236,7 @@ class StageLogger:
     def log_params(self, values: dict) -> None:
         from mlflow.entities import Param
 
-        flat = [Param(key, value[:6000]) for key, value in _flatten(values).items()]
+        flat = [Param(key, value[:6000]) for key, value in _param_strings(values).items()]
         for start in range(0, len(flat), 100):
             batch = flat[start:start + 100]
             _retrying("logging params", lambda: self._client.log_batch(self.run_id, params=batch))
