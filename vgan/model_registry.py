@@ -19,8 +19,8 @@ from pathlib import Path
 from vgan.errors import TrackingError
 from vgan.metrics.catalog import baseline_key
 from vgan.model_export import log_generator_model
-from vgan.tracking import (StageLogger, _client, _experiment_id, _finite_metrics, _is_transient, _mlflow, _retrying,
-                           _sqlite_file, repo_root, run_tags, tracking_uri)
+from vgan.tracking import (StageLogger, experiment_id_for, finite_metrics, import_mlflow, is_transient, repo_root,
+                           retrying, run_tags, sqlite_file, store_client, tracking_uri)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -112,7 +112,7 @@ def _promotion_lock(client, name: str):
                 description=f"held while vgan promotes a version of {name}; safe to delete if no promotion runs")
             break
         except Exception as exc:  # noqa: BLE001
-            if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS" and not _is_transient(exc):
+            if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS" and not is_transient(exc):
                 raise
         with contextlib.suppress(Exception):
             held = client.get_registered_model(lock_name)
@@ -127,7 +127,7 @@ def _promotion_lock(client, name: str):
     try:
         yield
     finally:
-        _retrying("releasing the promotion lock", lambda: client.delete_registered_model(lock_name))
+        retrying("releasing the promotion lock", lambda: client.delete_registered_model(lock_name))
 
 
 def _promote_version(client, params, name: str, version: str) -> dict:
@@ -199,13 +199,13 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
         raise TrackingError(f"model.name = {params.model.name!r} predicts from context clips; the registry's "
                             f"seed-to-video model does not serve prediction models yet (its metrics are in "
                             f"metrics/evaluate.json)")
-    mlflow, client = _client()
-    experiment_id = _experiment_id(client, params)
+    mlflow, client = store_client()
+    experiment_id = experiment_id_for(client, params)
     tags = run_tags(params, "register")
     name = params.registry_model_name()
-    flat_metrics = _finite_metrics(metrics)
+    flat_metrics = finite_metrics(metrics)
     metric = params.registry.metric
-    flat_metrics.update(_finite_metrics({baseline_key(baseline, metric): row[metric]
+    flat_metrics.update(finite_metrics({baseline_key(baseline, metric): row[metric]
                                          for baseline, row in (baselines or {}).items()
                                          if baseline != "model" and isinstance(row.get(metric), (int, float))}))
 
@@ -222,7 +222,7 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
                 generator, {"model_name": name, "trained_steps": getattr(generator, "trained_steps", None)})
         return run.info.run_id, model_info, serialization
 
-    run_id, model_info, serialization = _retrying("logging the generator", log_run, attempts=2)
+    run_id, model_info, serialization = retrying("logging the generator", log_run, attempts=2)
 
     def register():
         with contextlib.suppress(Exception):
@@ -235,8 +235,8 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
         return client.create_model_version(name, model_info.model_uri, run_id=run_id, tags=version_tags,
                                            model_id=model_info.model_id)
 
-    model_version = _retrying(f"registering {name}", register)
-    result = _retrying("promoting", lambda: _promote_version(client, params, name, model_version.version))
+    model_version = retrying(f"registering {name}", register)
+    result = retrying("promoting", lambda: _promote_version(client, params, name, model_version.version))
     StageLogger(client, run_id).set_tags({"vgan.registered_version": model_version.version,
                                           "vgan.decision": "promoted" if result["promoted"] else "rejected"})
     return {**result, "run_id": run_id}
@@ -245,12 +245,12 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
 def promote(params, version: int | str | None = None) -> dict:
     """Re-run the promotion decision for ``version`` (default: the challenger) of the registry model."""
     uri = tracking_uri()
-    database = _sqlite_file(uri)
+    database = sqlite_file(uri)
     if database is not None and not database.exists():
         # opening it would create an empty store here (e.g. outside the project) before failing
         raise TrackingError(f"no MLflow store at {uri}: run `vgan register` first, from the project folder, or set "
                             f"MLFLOW_TRACKING_URI")
-    _, client = _client()
+    _, client = store_client()
     name = params.registry_model_name()
 
     def pick() -> str:
@@ -261,8 +261,8 @@ def promote(params, version: int | str | None = None) -> dict:
             raise TrackingError(f"registered model {name!r} has no {CHALLENGER!r} version; run `vgan register` first")
         return str(challenger.version)
 
-    chosen = _retrying(f"finding the version of {name} to promote", pick)
-    return _retrying("promoting", lambda: _promote_version(client, params, name, chosen))
+    chosen = retrying(f"finding the version of {name} to promote", pick)
+    return retrying("promoting", lambda: _promote_version(client, params, name, chosen))
 
 
 def champion_uri(params) -> str:
@@ -272,8 +272,8 @@ def champion_uri(params) -> str:
 
 def load_champion(params):
     """The champion as a pyfunc model: ``predict(pd.DataFrame({"seed": [...]}))`` -> uint8 (N, T, H, W, C)."""
-    mlflow = _mlflow()
-    return _retrying("loading the champion", lambda: mlflow.pyfunc.load_model(champion_uri(params)))
+    mlflow = import_mlflow()
+    return retrying("loading the champion", lambda: mlflow.pyfunc.load_model(champion_uri(params)))
 
 
 def _version_record(version, metric: str) -> dict:
@@ -287,7 +287,7 @@ def _version_record(version, metric: str) -> dict:
 
 def registry_summary(params) -> dict:
     """Champion and challenger of the registry model (version, primary metric, decision, reason)."""
-    _, client = _client()
+    _, client = store_client()
     name, metric = params.registry_model_name(), params.registry.metric
 
     def read() -> dict:
@@ -295,4 +295,4 @@ def registry_summary(params) -> dict:
         return {"name": name, "metric": metric, "direction": params.registry.direction,
                 **{alias: _version_record(v, metric) if v else None for alias, v in found.items()}}
 
-    return _retrying(f"reading the registry entry {name}", read)
+    return retrying(f"reading the registry entry {name}", read)

@@ -49,15 +49,15 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / DEFAULT_DB}"
 
 
-def _sqlite_file(uri: str) -> Path | None:
+def sqlite_file(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` store; None for any other store."""
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
 def _local_artifact_root(uri: str) -> Path | None:
     """Artifact folder for a local store (beside the sqlite file); None for a server, which decides."""
-    if _sqlite_file(uri) is not None:
-        return _sqlite_file(uri).resolve().parent / ARTIFACT_DIR
+    if sqlite_file(uri) is not None:
+        return sqlite_file(uri).resolve().parent / ARTIFACT_DIR
     if uri.startswith("file:") or "://" not in uri:
         return None  # a file store keeps artifacts inside itself
     return None
@@ -123,7 +123,7 @@ def run_tags(params, stage: str) -> dict[str, str]:
 
 # --- retries ----------------------------------------------------------------------------------
 
-def _is_transient(exc: Exception) -> bool:
+def is_transient(exc: Exception) -> bool:
     """A failure worth retrying: the store is unreachable, busy, or answered 5xx/429."""
     if getattr(exc, "error_code", None) in _TRANSIENT_CODES:
         return True
@@ -135,7 +135,7 @@ def _is_store_error(exc: Exception) -> bool:
     return exc.__class__.__module__.split(".")[0] in ("mlflow", "requests", "urllib3", "sqlalchemy")
 
 
-def _retrying(what: str, call: Callable, attempts: int | None = None):
+def retrying(what: str, call: Callable, attempts: int | None = None):
     """Run ``call``; on a transient failure wait 1, 2, 4... s (jittered) and try again."""
     attempts = attempts or int(os.environ.get("VGAN_TRACKING_RETRIES", "4"))
     delay = float(os.environ.get("VGAN_TRACKING_BACKOFF_S", "1.0"))
@@ -145,7 +145,7 @@ def _retrying(what: str, call: Callable, attempts: int | None = None):
         except TrackingError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified below
-            if not _is_transient(exc):
+            if not is_transient(exc):
                 if not _is_store_error(exc):
                     raise
                 raise TrackingError(f"MLflow at {tracking_uri()}: {what} failed: {_one_line(exc)}") from exc
@@ -163,7 +163,7 @@ def _one_line(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {text[:300]}"
 
 
-def _mlflow():
+def import_mlflow():
     """Import mlflow, point it at the store, and let our backoff (not mlflow's minutes-long one) retry."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
@@ -184,12 +184,12 @@ def _mlflow():
     return mlflow
 
 
-def _client():
-    mlflow = _mlflow()
+def store_client():
+    mlflow = import_mlflow()
     return mlflow, mlflow.MlflowClient()
 
 
-def _experiment_id(client, params) -> str:
+def experiment_id_for(client, params) -> str:
     name = experiment_name(params)
 
     def get_or_create():
@@ -207,7 +207,7 @@ def _experiment_id(client, params) -> str:
                 return client.get_experiment_by_name(name).experiment_id
             raise
 
-    return _retrying(f"opening experiment {name!r}", get_or_create)
+    return retrying(f"opening experiment {name!r}", get_or_create)
 
 
 # --- stage runs -------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def _param_strings(tree: dict) -> dict[str, str]:
             for key, value in dotted(tree).items()}
 
 
-def _finite_metrics(metrics: dict) -> dict[str, float]:
+def finite_metrics(metrics: dict) -> dict[str, float]:
     out = {}
     for key, value in dotted(metrics).items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -230,7 +230,7 @@ class StageLogger:
     """What a stage logs into its MLflow run; every call retries, then raises TrackingError."""
 
     def __init__(self, client, run_id: str):
-        self._client = client
+        self.client = client
         self.run_id = run_id
 
     def log_params(self, values: dict) -> None:
@@ -239,39 +239,39 @@ class StageLogger:
         flat = [Param(key, value[:6000]) for key, value in _param_strings(values).items()]
         for start in range(0, len(flat), 100):
             batch = flat[start:start + 100]
-            _retrying("logging params", lambda: self._client.log_batch(self.run_id, params=batch))
+            retrying("logging params", lambda: self.client.log_batch(self.run_id, params=batch))
 
     def log_metrics(self, values: dict, step: int | None = None) -> None:
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        metrics = [Metric(key, value, stamp, step or 0) for key, value in _finite_metrics(values).items()]
+        metrics = [Metric(key, value, stamp, step or 0) for key, value in finite_metrics(values).items()]
         for start in range(0, len(metrics), 1000):
             batch = metrics[start:start + 1000]
-            _retrying("logging metrics", lambda: self._client.log_batch(self.run_id, metrics=batch))
+            retrying("logging metrics", lambda: self.client.log_batch(self.run_id, metrics=batch))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
         if path.is_dir():
-            _retrying(f"uploading {path}", lambda: self._client.log_artifacts(self.run_id, str(path), artifact_path))
+            retrying(f"uploading {path}", lambda: self.client.log_artifacts(self.run_id, str(path), artifact_path))
         elif path.exists():
-            _retrying(f"uploading {path}", lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
+            retrying(f"uploading {path}", lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
         else:
             raise TrackingError(f"cannot log artifact {path}: it does not exist")
 
     def set_tags(self, tags: dict) -> None:
         for key, value in tags.items():
-            _retrying("tagging the run", lambda: self._client.set_tag(self.run_id, key, str(value)))
+            retrying("tagging the run", lambda: self.client.set_tag(self.run_id, key, str(value)))
 
 
 @contextlib.contextmanager
 def stage_run(params, stage: str) -> Iterator[StageLogger]:
     """An MLflow run for one stage, tagged with commit, data hash, params hash and pipeline id."""
-    _, client = _client()
-    experiment_id = _experiment_id(client, params)
+    _, client = store_client()
+    experiment_id = experiment_id_for(client, params)
     tags = run_tags(params, stage)
     run_name = f"{stage}-{tags['vgan.pipeline_id'][:8]}"
-    run = _retrying("starting a run", lambda: client.create_run(experiment_id, run_name=run_name, tags=tags))
+    run = retrying("starting a run", lambda: client.create_run(experiment_id, run_name=run_name, tags=tags))
     logger = StageLogger(client, run.info.run_id)
     try:
         yield logger
@@ -279,4 +279,4 @@ def stage_run(params, stage: str) -> Iterator[StageLogger]:
         with contextlib.suppress(Exception):
             client.set_terminated(run.info.run_id, "FAILED")
         raise
-    _retrying("closing the run", lambda: client.set_terminated(run.info.run_id, "FINISHED"))
+    retrying("closing the run", lambda: client.set_terminated(run.info.run_id, "FINISHED"))
