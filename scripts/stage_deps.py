@@ -24,7 +24,7 @@ CLI = "vgan.cli"
 
 
 def module_file(name: str) -> Path | None:
-    """The source file of a module of the package, or None when the name is not one."""
+    """The source file of a module of ours (``vgan.*`` or ``flows.*``), or None when the name is not one."""
     if not all(name.split(".")):
         return None
     base = ROOT / Path(*name.split("."))
@@ -40,6 +40,7 @@ def builders(package: str) -> list[str]:
     folder = ROOT / Path(*package.split("."))
     if not (folder / "__init__.py").is_file():
         return []
+
     def defines_build(path: Path) -> bool:
         return any(isinstance(node, ast.FunctionDef) and node.name == "build" for node in ast.parse(path.read_text()).body)
 
