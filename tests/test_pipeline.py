@@ -120,3 +120,11 @@ def test_experiment_with_more_steps_shows_in_exp_show(tiny_repo):
     run_cli("dvc", "exp", "run", "--set-param", "train.steps=8", "-n", "longer", cwd=tiny_repo, env=env)
     shown = run_cli("dvc", "exp", "show", "--json", cwd=tiny_repo).stdout
     assert "longer" in shown and '"steps": 8' in shown.replace(": 8,", ": 8")
+
+
+def test_training_plots_are_three_charts_with_labelled_axes(tiny_repo):
+    shown = run_cli("dvc", "plots", "show", "--json", cwd=tiny_repo).stdout
+    assert sorted(json.loads(shown)["data"]) == ["Discriminator margin (real - fake logits)", "Throughput (videos/s)",
+                                                 "Training losses"]  # no fourth, default chart of the CSV
+    for label in ("loss (train.loss)", "mean real logit - mean fake logit", "videos/s"):
+        assert f'"title": "{label}"' in shown
