@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgan.data.loader import real_clips
 from vgan.errors import DataError, VganError
-from vgan.io import read_manifest
+from vgan.io import MANIFEST_FILE, read_manifest
 from vgan.report import REPORT_FILE, write_report
 
 METRICS_FILE = Path("metrics/evaluate.json")
@@ -59,7 +58,7 @@ def evaluation_size(params) -> int:
 
 def build_evaluator(params, progress: bool = True) -> dict:
     """Train the evaluator on real train clips; refuse (write nothing) below the accuracy floor."""
-    from vgan.data.loader import make_loader, shard_paths
+    from vgan.data.loader import make_loader, real_clips, shard_paths
     from vgan.io import write_json
     from vgan.metrics.evaluator import accuracy, save_evaluator, train_evaluator
 
@@ -241,7 +240,7 @@ def protocol_metrics(params, generator, networks: dict, device, context=None, co
     from vgan.metrics.protocols import get_protocol, protocol_distances, real_clip_indices, take_indices
 
     cfg, split = params.evaluate, params.evaluate.protocol_real_split
-    manifest_text = (Path(params.shards.out_dir) / "manifest.json").read_text()
+    manifest_text = (Path(params.shards.out_dir) / MANIFEST_FILE).read_text()
     available = json.loads(manifest_text)["counts"].get(split, 0)
     fingerprint = hashlib.sha256(f"{split}\n{manifest_text}".encode()).hexdigest()
     generator = generator.to(device)
@@ -271,8 +270,9 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     """Write metrics/evaluate.json (headline), metrics/evaluate_baselines.json (the table) and
     reports/evaluation.md; log them to MLflow. Returns the headline metrics."""
     from vgan import tracking
-    from vgan.metrics.catalog import baseline_key
+    from vgan.data.loader import real_clips
     from vgan.io import write_json
+    from vgan.metrics.catalog import baseline_key
     from vgan.metrics.baselines import standing_sentence
     from vgan.metrics.evaluator import load_evaluator
     from vgan.sample import generate, real_context_clips
