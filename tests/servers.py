@@ -1,10 +1,14 @@
-"""Real servers for the marked tests: Prefect, MLflow (sqlite or PostgreSQL backend) and PostgreSQL.
+"""Real servers for the marked tests: Prefect, MLflow (sqlite or PostgreSQL backend, local or S3 artifacts),
+PostgreSQL and an S3-compatible object store (moto's server).
 
 Each server is a subprocess on 127.0.0.1 at a free port, started at most once per pytest process
 (the fixtures below share one instance even when several test modules import them; every server
 that a selected test needs starts in parallel on the first request) and stopped by its PID at the
 end of the session. Use from a test module with
 ``from servers import mlflow_server, prefect_server, postgres_server  # noqa: F401``.
+
+S3 clients (boto3, s3fs, DVC, MLflow) find the store the way a user's would, through the environment:
+``s3_env(server)`` gives the AWS_* variables (fake credentials, ``AWS_ENDPOINT_URL``) to set.
 """
 
 from __future__ import annotations
@@ -120,19 +124,58 @@ def start_prefect(home: Path | None = None, timeout: float = 120) -> Server:
     return server
 
 
-def start_mlflow(backend_uri: str | None = None, home: Path | None = None, timeout: float = 120) -> Server:
-    """``mlflow server`` on a sqlite (default) or given backend, artifacts proxied into a local folder."""
+def start_mlflow(backend_uri: str | None = None, home: Path | None = None, timeout: float = 120,
+                 artifacts: str | None = None, extra_env: dict | None = None) -> Server:
+    """``mlflow server`` on a sqlite (default) or given backend, artifacts proxied into a local folder (default)
+    or ``artifacts`` (e.g. ``s3://bucket/prefix``, with ``extra_env`` holding the store's AWS_* variables)."""
     home = Path(home or tempfile.mkdtemp(prefix="vgan-mlflow-"))
     port = free_port()
     backend_uri = backend_uri or f"sqlite:///{home / 'mlflow.db'}"
-    env = {**os.environ, **QUIET_ENV}
+    artifacts = artifacts or str(home / "artifacts")
+    env = {**os.environ, **QUIET_ENV, **(extra_env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     argv = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", backend_uri, "--artifacts-destination", str(home / "artifacts")]
+            "--backend-store-uri", backend_uri, "--artifacts-destination", artifacts]
     process, log = _spawn("mlflow", argv, env, home)
-    server = Server("mlflow server", f"http://127.0.0.1:{port}", process, home, log, {"backend": backend_uri})
+    server = Server("mlflow server", f"http://127.0.0.1:{port}", process, home, log,
+                    {"backend": backend_uri, "artifacts": artifacts})
     _wait_http(server, "/health", timeout)
     return server
+
+
+def start_s3(home: Path | None = None, timeout: float = 60) -> Server:
+    """moto's S3-compatible server (buckets in memory); clients reach it through ``s3_env(server)``."""
+    home = Path(home or tempfile.mkdtemp(prefix="vgan-s3-"))
+    port = free_port()
+    env = {**os.environ, **QUIET_ENV}
+    process, log = _spawn("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env, home)
+    server = Server("s3 (moto)", f"http://127.0.0.1:{port}", process, home, log)
+    _wait_http(server, "/moto-api/", timeout)
+    return server
+
+
+def s3_env(server: Server) -> dict[str, str]:
+    """The variables every S3 client here reads: credentials, region and the endpoint (no config files)."""
+    return {"AWS_ACCESS_KEY_ID": "vgan-test", "AWS_SECRET_ACCESS_KEY": "vgan-test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": server.url,
+            "MLFLOW_S3_ENDPOINT_URL": server.url}
+
+
+def create_bucket(server: Server, name: str) -> str:
+    import boto3
+
+    env = s3_env(server)
+    client = boto3.client("s3", endpoint_url=server.url, region_name=env["AWS_DEFAULT_REGION"],
+                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    client.create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+def _start_mlflow_on_s3() -> Server:
+    store = _get("s3")
+    bucket = create_bucket(store, "vgan-mlflow")
+    return start_mlflow(artifacts=f"{bucket}/artifacts", extra_env=s3_env(store))
 
 
 def postgres_bin(tool: str) -> str | None:
@@ -203,6 +246,8 @@ _STARTERS = {
     "postgres": (("postgres_server", "mlflow_on_postgres"), lambda: start_postgres()),
     "mlflow-postgres": (("mlflow_on_postgres",),
                         lambda: start_mlflow(backend_uri=create_database(_get("postgres"), "mlflow"))),
+    "s3": (("s3_server", "mlflow_on_s3"), lambda: start_s3()),
+    "mlflow-s3": (("mlflow_on_s3",), _start_mlflow_on_s3),
 }
 _FUTURES: dict = {}
 _POOL = ThreadPoolExecutor(max_workers=len(_STARTERS), thread_name_prefix="vgan-server")
@@ -234,7 +279,7 @@ def _stop(key: str) -> None:
 
 
 def _stop_all() -> None:
-    for key in ("mlflow-postgres", "mlflow", "prefect", "postgres"):
+    for key in ("mlflow-postgres", "mlflow-s3", "mlflow", "prefect", "postgres", "s3"):
         _stop(key)
     for server in _RUNNING.values():
         server.stop()
@@ -270,3 +315,19 @@ def mlflow_on_postgres(request, postgres_server):
     _warm_up(request)
     yield _get("mlflow-postgres")
     _stop("mlflow-postgres")
+
+
+@pytest.fixture(scope="session")
+def s3_server(request):
+    _warm_up(request)
+    yield _get("s3")
+    _stop("mlflow-s3")
+    _stop("s3")
+
+
+@pytest.fixture(scope="session")
+def mlflow_on_s3(request, s3_server):
+    """An MLflow server whose artifacts (models, samples) live in the S3 store, proxied for clients."""
+    _warm_up(request)
+    yield _get("mlflow-s3")
+    _stop("mlflow-s3")

@@ -49,9 +49,34 @@ def sha256_file(path: str | Path, digest=None):
     return digest
 
 
+def is_url(location: str | Path) -> bool:
+    """True for ``s3://…``, ``http(s)://…`` and other fsspec URLs; False for local paths."""
+    return "://" in str(location)
+
+
+def join_location(location: str | Path, name: str) -> str:
+    """``name`` inside a folder or under a URL prefix."""
+    return f"{str(location).rstrip('/')}/{name}" if is_url(location) else str(Path(location) / name)
+
+
 def read_manifest(out_dir: str | Path) -> dict:
-    """The manifest `vgan shards` wrote in ``out_dir``; a missing one is a one-line error."""
+    """The manifest `vgan shards` wrote in ``out_dir`` (a folder, or a URL prefix the shards were uploaded
+    to); a missing one is a one-line error."""
+    if is_url(out_dir):
+        return _read_remote_manifest(join_location(out_dir, MANIFEST_FILE))
     path = Path(out_dir) / MANIFEST_FILE
     if not path.exists():
         raise DataError(f"no {path}; run `vgan shards` first (or it was interrupted)")
     return json.loads(path.read_text())
+
+
+def _read_remote_manifest(url: str) -> dict:
+    import fsspec
+
+    try:
+        with fsspec.open(url, "rb") as stream:
+            return json.load(stream)
+    except FileNotFoundError:
+        raise DataError(f"no {url}: upload the whole shards folder (manifest.json and the .tar files) there") from None
+    except Exception as err:  # botocore and aiohttp errors share no base class with OSError
+        raise DataError(f"cannot read {url}: {err.__class__.__name__}: {err}") from None

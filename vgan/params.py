@@ -116,6 +116,9 @@ class TrainParams(_Strict):
                                                    "process would compute them (off = per-rank statistics)")
     num_workers: int = Field(2, ge=0)
     shuffle_buffer: int = Field(256, ge=0)
+    shards_url: str = Field("", pattern=r"^$|^[a-z][a-z0-9+.-]*://.+",
+                            description="read the train shards from this URL prefix (s3://bucket/shards, "
+                                        "http(s)://…) instead of shards.out_dir; empty = the local folder")
 
 
 class SampleParams(_Strict):

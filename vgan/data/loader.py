@@ -1,7 +1,8 @@
-"""Read clip shards (local paths, http:// URLs or pipe: commands) as deterministic training batches.
+"""Read clip shards (local paths, s3:// or http(s):// URLs, pipe: commands) as deterministic training batches.
 
-Shards are read with WebDataset's tar reader, so any URL it opens works, for example S3 through the
-AWS CLI: `pipe:aws s3 cp s3://bucket/shards/train-000000.tar -`.
+Shards are read with WebDataset's tar reader, so any URL it opens works. s3:// is streamed through s3fs
+(credentials and endpoint from the usual AWS variables, e.g. AWS_ENDPOINT_URL for an S3-compatible store):
+the bytes go from the object store to the decoder without a copy on disk.
 """
 
 from __future__ import annotations
@@ -17,19 +18,37 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vgan.errors import DataError
-from vgan.io import MANIFEST_FILE, read_manifest
+from vgan.io import MANIFEST_FILE, join_location, read_manifest
 
 # forkserver workers would each import torch again (seconds apiece); the server imports it once
 multiprocessing.set_forkserver_preload(["torch", "numpy", "vgan.data.loader"])
 
 
 def shard_paths(out_dir: str | Path, split: str) -> list[str]:
-    """The shard files of one split, as listed by the manifest the shards stage wrote last."""
-    out_dir = Path(out_dir)
+    """The shard files (or URLs) of one split, as listed by the manifest the shards stage wrote last.
+
+    ``out_dir`` is the shards folder or a URL prefix it was uploaded to (``s3://bucket/shards``)."""
     shards = read_manifest(out_dir).get("shards", {})
     if split not in shards:
-        raise DataError(f"{out_dir / MANIFEST_FILE} has no split {split!r}; it has {sorted(shards)}")
-    return [str(out_dir / name) for name in shards[split]]
+        raise DataError(f"{join_location(out_dir, MANIFEST_FILE)} has no split {split!r}; it has {sorted(shards)}")
+    return [join_location(out_dir, name) for name in shards[split]]
+
+
+def open_s3(url: str, mode: str = "rb", bufsize: int = 8192, **_):
+    """WebDataset's opener for s3:// URLs: a streamed read through s3fs, nothing written to disk."""
+    from fsspec.core import url_to_fs
+
+    filesystem, path = url_to_fs(url)
+    # readahead: the tar reader reads forward only, so one sequential window serves every member
+    return filesystem.open(path, mode, block_size=8 * 2**20, cache_type="readahead")
+
+
+def _tar_samples(urls):
+    from webdataset.gopen import gopen_schemes
+    from webdataset.tariterators import tarfile_samples
+
+    gopen_schemes.setdefault("s3", open_s3)  # in each process that reads (DataLoader workers too)
+    return tarfile_samples(urls)
 
 
 def to_model_range(clips_uint8: torch.Tensor) -> torch.Tensor:
@@ -111,24 +130,22 @@ class ClipStream(IterableDataset):
         return rank * self.num_workers + worker, world * self.num_workers
 
     def _samples(self, slot: int, slots: int, rng: random.Random):
-        from webdataset.tariterators import tarfile_samples
-
         if self.resampled:
             # with replacement, independently per slot: every rank and worker always has data (DDP-safe)
             def urls():
                 while True:
                     yield {"url": rng.choice(self.urls)}
 
-            yield from tarfile_samples(urls())
+            yield from _tar_samples(urls())
             return
         order = list(self.urls)
         if self.shuffle_buffer > 0:
             random.Random(f"{self.seed}:{self.epoch}").shuffle(order)  # same order in every slot
         if len(order) >= slots:
-            yield from tarfile_samples({"url": url} for url in order[slot::slots])
+            yield from _tar_samples({"url": url} for url in order[slot::slots])
         else:
             # fewer shards than slots: every slot reads them all and keeps every slots-th sample
-            for position, sample in enumerate(tarfile_samples({"url": url} for url in order)):
+            for position, sample in enumerate(_tar_samples({"url": url} for url in order)):
                 if position % slots == slot:
                     yield sample
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
 
 import torch
 
 from vgan.errors import DataError, ParamsError
+from vgan.io import read_manifest
+
+
+def train_shards_location(params) -> str:
+    """Where training reads its shards: ``train.shards_url`` (e.g. s3://bucket/shards) or the local folder."""
+    return params.train.shards_url or params.shards.out_dir
 
 
 def check_clip_shape(params) -> dict:
     """The shards' clip shape must be what the model generates."""
-    manifest_path = Path(params.shards.out_dir) / "manifest.json"
-    if not manifest_path.exists():
-        raise DataError(f"no {manifest_path}; run `vgan shards` first")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(train_shards_location(params))
     frames, height, width, _ = manifest["clip_shape"]
     model = params.model
     if (frames, height, width) != (model.frames, model.resolution, model.resolution):
@@ -34,9 +36,10 @@ def shard_batches(params, rank: int = 0, world_size: int = 1):
     """``batches(epoch, seed)`` for the Trainer: a deterministic loader over this rank's train shards."""
     from vgan.data.loader import make_loader, shard_paths
 
-    urls = shard_paths(params.shards.out_dir, "train")
+    location = train_shards_location(params)
+    urls = shard_paths(location, "train")
     if not urls:
-        raise DataError(f"no train shards in {params.shards.out_dir}; run `vgan shards` first")
+        raise DataError(f"no train shards in {location}; run `vgan shards` first")
     cfg = params.train
     if cfg.batch_size % world_size:
         raise ParamsError(f"parameter train.batch_size = {cfg.batch_size}: the global batch must split evenly over "
