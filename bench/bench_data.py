@@ -1,6 +1,7 @@
-"""Data-path benchmark: shards throughput vs plain ffmpeg decode, loader clips/s, shards peak memory.
+"""Data-path benchmark: shards throughput vs plain ffmpeg decode, Dask vs local pool, loader clips/s, shards peak memory.
 
-    .venv/bin/python bench/bench_data.py            # a few minutes on 2 cores; writes bench/results/data.json
+    .venv/bin/python bench/bench_data.py              # a few minutes on 2 cores; writes bench/results/data.json
+    .venv/bin/python bench/bench_data.py --dask-only  # the Dask row alone; writes bench/results/data_dask.json
 
 Timings are compared as ratios inside one run (the machine may be shared); each side keeps its best of
 `--repeats` runs.
@@ -9,15 +10,19 @@ Timings are compared as ratios inside one run (the machine may be shared); each 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,14 +66,66 @@ def plain_decode_seconds(paths: list[Path], workers: int) -> float:
     return time.perf_counter() - start
 
 
-def shards_seconds(raw: Path, out: Path, workers: int) -> tuple[float, dict]:
+def shards_seconds(raw: Path, out: Path, workers: int, executor: str = "local") -> tuple[float, dict]:
     from vgan.data.shards import build_shards
 
     params = Params(data=DataParams(raw_dir=str(raw)), shards=ShardsParams(
-        out_dir=str(out), clip_frames=16, size=64, clips_per_video=0, workers=workers))
+        out_dir=str(out), clip_frames=16, size=64, clips_per_video=0, workers=workers, executor=executor))
     start = time.perf_counter()
     manifest = build_shards(params)
     return time.perf_counter() - start, manifest
+
+
+@contextmanager
+def dask_cluster(workers: int, log_dir: Path):
+    """`dask scheduler` + `workers` one-thread `dask worker`s on loopback, as docs/deploy.md starts them;
+    yields the `dask://` address for shards.executor."""
+    from distributed import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dask = str(Path(sys.executable).parent / "dask")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argvs = [[dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]]
+    argvs += [[dask, "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--no-nanny", "--no-dashboard",
+               "--local-directory", str(log_dir / f"worker{number}")] for number in range(workers)]
+    processes = []
+    try:
+        for number, argv in enumerate(argvs):
+            with open(log_dir / f"dask{number}.log", "wb") as log:
+                processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                  start_new_session=True))
+        with Client(f"tcp://127.0.0.1:{port}", timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield f"dask://127.0.0.1:{port}"
+    finally:
+        for process in reversed(processes):
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
+
+
+def dask_vs_local(raw: Path, work: Path, workers: int, repeats: int) -> dict:
+    """The same shards by `workers` Dask workers (one thread each) and by the local pool of `workers`;
+    ratio = local seconds / Dask seconds (1 = no cost for going through a scheduler over tcp). Each local run
+    starts its pool (forkserver workers importing vgan) as `vgan shards` does; the Dask workers are already
+    running, as a cluster's are."""
+    log_dir = work / "dask"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    local, remote = [], []
+    with dask_cluster(workers, log_dir) as executor:
+        for _ in range(repeats):
+            local.append(shards_seconds(raw, work / "local_shards", workers)[0])
+            seconds, manifest = shards_seconds(raw, work / "dask_shards", workers, executor)
+            remote.append(seconds)
+    return {"videos": len(manifest["inputs"]), "workers": workers, "clips": sum(manifest["counts"].values()),
+            "local_pool_s": round(min(local), 3), "dask_s": round(min(remote), 3),
+            "ratio": round(min(local) / min(remote), 3),
+            "identical_bytes": digests(work / "local_shards") == digests(work / "dask_shards")}
 
 
 def loader_clips_per_s(out: Path, workers: int, batch_size: int, min_clips: int, uint8: bool) -> tuple[float, int]:
@@ -121,14 +178,20 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=48)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "data.json"))
+    parser.add_argument("--dask-only", action="store_true", help="only the Dask vs local pool row")
+    parser.add_argument("--out", default=None, help="default bench/results/data.json (data_dask.json with --dask-only)")
     args = parser.parse_args()
+    out = Path(args.out or REPO / "bench" / "results" / ("data_dask.json" if args.dask_only else "data.json"))
     work = Path(tempfile.mkdtemp(prefix="vgan-bench-data-"))
     try:
         raw = work / "raw"
         # UCF101-like inputs: 320x240, 25 fps, 6 s
         names = make_videos(raw, args.videos, "320x240", 6.0, 25)
         write_index(raw, names)
+        dask = dask_vs_local(raw, work, args.workers, args.repeats)
+        if args.dask_only:
+            report({"dask": dask}, [dask_row(dask)], out)
+            return
         paths = [raw / name for name in names]
         plain, ours, manifest = [], [], None
         for repeat in range(args.repeats):
@@ -159,16 +222,13 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                           "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-                           "ffmpeg": subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True)
-                           .stdout.split("\n")[0]},
-               "throughput": throughput, "loader": loader, "memory": memory,
+    results = {"throughput": throughput, "dask": dask, "loader": loader, "memory": memory,
                "targets": {"throughput_ratio": ">= 0.7", "loader_clips_per_s": ">= 1500",
                            "memory_ratio": "<= 1.2"}}
     rows = [
         ("decode+resize+shard vs ffmpeg -f null", f"{throughput['shards_s']:.2f} s vs {throughput['ffmpeg_null_s']:.2f} s",
          f"ratio {throughput['ratio']:.2f}", ">= 0.7"),
+        dask_row(dask),
         ("loader 16x64x64, 2 workers (train path)", f"{clips} clips, uint8", f"{loader['clips_per_s']:.0f} clips/s",
          ">= 1500"),
         ("loader, float32 built on the host", f"{clips} clips, float", f"{float_per_s:.0f} clips/s", ""),
@@ -176,12 +236,26 @@ def main() -> None:
         ("shards peak RSS, 500 videos", f"{large['clips']} clips", f"{large['main_peak_mib']} MiB", ""),
         ("peak RSS ratio 500 / 50", "", f"{memory['main_ratio_500_vs_50']:.2f}", "<= 1.2"),
     ]
+    report(results, rows, out)
+
+
+def dask_row(dask: dict) -> tuple[str, str, str, str]:
+    same = "same bytes" if dask["identical_bytes"] else "BYTES DIFFER"
+    return (f"shards: Dask {dask['workers']} workers vs local pool", f"{dask['dask_s']:.2f} s vs {dask['local_pool_s']:.2f} s",
+            f"{dask['ratio']:.2f}x, {same}", "same bytes")
+
+
+def report(results: dict, rows: list[tuple], out: Path) -> None:
+    """Print the table and write the JSON (with the machine it ran on)."""
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
+               "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+               "ffmpeg": subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0]}
     print(f"{'measure':<40} {'detail':<26} {'result':<20} target")
     for row in rows:
         print(f"{row[0]:<40} {row[1]:<26} {row[2]:<20} {row[3]}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, **results}, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

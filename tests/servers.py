@@ -1,11 +1,12 @@
 """Real servers for the marked tests: Prefect, MLflow (sqlite or PostgreSQL backend, local or S3 artifacts),
-PostgreSQL and an S3-compatible object store (moto's server).
+PostgreSQL, an S3-compatible object store (moto's server) and Dask.
 
 Each server is a subprocess on 127.0.0.1 at a free port, started at most once per pytest process
 (the fixtures below share one instance even when several test modules import them; every server
 that a selected test needs starts in parallel on the first request) and stopped by its PID at the
 end of the session. Use from a test module with
-``from servers import mlflow_server, prefect_server, postgres_server  # noqa: F401``.
+``from servers import mlflow_server, prefect_server, postgres_server  # noqa: F401``. The Dask
+scheduler and workers have no shared fixture: a test that kills workers starts its own cluster.
 
 S3 clients (boto3, s3fs, DVC, MLflow) find the store the way a user's would, through the environment:
 ``s3_env(server)`` gives the AWS_* variables (fake credentials, ``AWS_ENDPOINT_URL``) to set.
@@ -176,6 +177,37 @@ def _start_mlflow_on_s3() -> Server:
     store = _get("s3")
     bucket = create_bucket(store, "vgan-mlflow")
     return start_mlflow(artifacts=f"{bucket}/artifacts", extra_env=s3_env(store))
+
+
+def start_dask_scheduler(home: Path | None = None, timeout: float = 60) -> Server:
+    """``dask scheduler`` on loopback, dashboard off; ``url`` is its tcp:// address."""
+    home = Path(home or tempfile.mkdtemp(prefix="vgan-dask-"))
+    port = free_port()
+    argv = [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    process, log = _spawn("dask-scheduler", argv, {**os.environ, **QUIET_ENV}, home)
+    server = Server("dask scheduler", f"tcp://127.0.0.1:{port}", process, home, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dask scheduler exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"dask scheduler did not listen within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def start_dask_worker(scheduler: Server, name: str) -> Server:
+    """One ``dask worker`` process with one thread that can import vgan; no nanny, so a killed worker stays
+    dead (the test's way to lose one). Registration is the caller's to wait for (``Client.wait_for_workers``)."""
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, **QUIET_ENV, "PYTHONPATH": python_path}
+    argv = [str(BIN / "dask"), "worker", scheduler.url, "--name", name, "--nthreads", "1", "--no-nanny",
+            "--no-dashboard", "--local-directory", str(scheduler.home / name)]
+    process, log = _spawn(f"dask-worker-{name}", argv, env, scheduler.home)
+    return Server(f"dask worker {name}", scheduler.url, process, scheduler.home, log)
 
 
 def postgres_bin(tool: str) -> str | None:

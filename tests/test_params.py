@@ -43,6 +43,8 @@ def test_overrides_apply():
     ("model.resolution=48", "parameter model.resolution = 48: input should be 16, 32, 64, 128 or 256"),
     ("train.lossy=bce", "unknown parameter 'train.lossy'"),
     ("shards.resize_mode=stretch", "parameter shards.resize_mode = 'stretch'"),
+    ("shards.executor=tcp://10.0.0.5:8786", "parameter shards.executor = 'tcp://10.0.0.5:8786': value error, "
+                                            "expected 'local' or 'dask://host:port'"),
     ("steps", "--set 'steps': expected key.path=value"),
 ])
 def test_bad_values_name_key_value_and_expectation(override, expected):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -74,8 +75,18 @@ class ShardsParams(_Strict):
     val_fraction: float = Field(0.15, ge=0, lt=1)
     shard_mb: float = Field(64.0, gt=0)
     workers: int = Field(0, ge=0, description="0 = all cores")
+    executor: str = Field("local", description="local = a process pool of `workers`; "
+                                               "dask://host:port = the workers of that Dask scheduler")
     seed: int = 0
     decode_timeout_s: float = Field(120.0, gt=0)
+
+    @field_validator("executor")
+    @classmethod
+    def _local_or_dask(cls, value: str) -> str:
+        match = re.fullmatch(r"dask://[^\s/]+:(\d{1,5})", value)
+        if value == "local" or (match and 0 < int(match.group(1)) < 65536):
+            return value
+        raise ValueError("expected 'local' or 'dask://host:port' (the address of a running `dask scheduler`)")
 
 
 class TrainParams(_Strict):

@@ -5,21 +5,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import re
 import stat
 import tarfile
 import typing
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from vgan.data.executors import open_executor
 from vgan.data.video import VideoError, decode_video
 from vgan.errors import DataError
 from vgan.io import MANIFEST_FILE, sha256_file, write_json
@@ -101,23 +98,6 @@ def process_video(task: dict, spec: ClipSpec) -> VideoResult:
 
 def _process_task(args: tuple[dict, ClipSpec]) -> VideoResult:
     return process_video(*args)
-
-
-def ordered_map(fn, items, workers: int):
-    """Map in a process pool, results in input order, at most 2 × workers in flight (bounded memory)."""
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    items = iter(items)
-    # forkserver: a parent that has started threads (Prefect, tqdm) cannot fork safely
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        pending = deque(pool.submit(fn, item) for item in islice(items, 2 * workers))
-        while pending:
-            result = pending.popleft().result()
-            for item in islice(items, 1):
-                pending.append(pool.submit(fn, item))
-            yield result
 
 
 class ShardWriter:
@@ -237,31 +217,11 @@ def _sample_members(key: str, start: int, clip: np.ndarray, result: VideoResult,
             "cls": str(task["label"]).encode()}
 
 
-def build_shards(params) -> dict:
-    """Decode, clip and shard every video listed in the raw index; returns the manifest it wrote."""
-    data, cfg = params.data, params.shards
-    raw_dir, out_dir = Path(data.raw_dir), Path(cfg.out_dir)
-    index = read_index(raw_dir)
-    if index["source"] in typing.get_args(type(data).model_fields["source"].annotation) and index["source"] != data.source:
-        raise DataError(f"{raw_dir} holds videos fetched from data.source={index['source']!r}, but params say "
-                        f"data.source={data.source!r}: run `vgan fetch` (or `dvc repro`) with these params first")
-    splits = assign_splits(index["videos"], cfg.val_fraction, cfg.seed)
-    ids = video_ids([video["path"] for video in index["videos"]])
-    workers = cfg.workers or os.cpu_count() or 1
-    spec = ClipSpec(size=cfg.size, fps=cfg.fps, resize_mode=cfg.resize_mode, clip_frames=cfg.clip_frames,
-                    frame_stride=cfg.frame_stride, clips_per_video=cfg.clips_per_video,
-                    timeout_s=cfg.decode_timeout_s, threads=1 if workers > 1 else 0)
-    tasks = [{"path": v["path"], "abs_path": str(raw_dir / v["path"]), "label": v["label"],
-              "split": splits[v["path"]], "id": ids[v["path"]]} for v in index["videos"]]
-    # a seeded order mixes classes inside every shard; the pool keeps it whatever the worker count
-    tasks.sort(key=lambda task: _rank(cfg.seed, "order:" + task["path"]))
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _clean(out_dir)
-    writers = {split: ShardWriter(out_dir, split, int(cfg.shard_mb * 1e6)) for split in SPLITS}
+def _write_samples(results, total: int, writers: dict[str, ShardWriter], index: dict) -> tuple[list, list, dict]:
+    """Write each video's clips as they arrive (the only writer); returns the inputs, quarantine and
+    videos per split for the manifest."""
     inputs, quarantine, videos_per_split = [], [], {split: 0 for split in SPLITS}
-    results = ordered_map(_process_task, ((task, spec) for task in tasks), workers)
-    for result in tqdm(results, total=len(tasks), desc="shards", unit="video", disable=None):
+    for result in tqdm(results, total=total, desc="shards", unit="video", disable=None):
         task = result.task
         inputs.append({"path": task["path"], "sha256": result.sha256, "split": task["split"],
                        "label": task["label"], "clips": len(result.clips)})
@@ -273,6 +233,34 @@ def build_shards(params) -> dict:
             members = _sample_members(f"{task['id']}_{clip_index}", start, clip, result, index["source"],
                                       index["label_names"])
             writers[task["split"]].write(f"{task['id']}_{clip_index}", members)
+    return inputs, quarantine, videos_per_split
+
+
+def build_shards(params) -> dict:
+    """Decode, clip and shard every video listed in the raw index; returns the manifest it wrote."""
+    data, cfg = params.data, params.shards
+    raw_dir, out_dir = Path(data.raw_dir), Path(cfg.out_dir)
+    index = read_index(raw_dir)
+    if index["source"] in typing.get_args(type(data).model_fields["source"].annotation) and index["source"] != data.source:
+        raise DataError(f"{raw_dir} holds videos fetched from data.source={index['source']!r}, but params say "
+                        f"data.source={data.source!r}: run `vgan fetch` (or `dvc repro`) with these params first")
+    splits = assign_splits(index["videos"], cfg.val_fraction, cfg.seed)
+    ids = video_ids([video["path"] for video in index["videos"]])
+    tasks = [{"path": v["path"], "abs_path": os.path.abspath(raw_dir / v["path"]), "label": v["label"],
+              "split": splits[v["path"]], "id": ids[v["path"]]} for v in index["videos"]]
+    # a seeded order mixes classes inside every shard; the executor keeps it whatever runs the decodes
+    tasks.sort(key=lambda task: _rank(cfg.seed, "order:" + task["path"]))
+
+    # connected before anything is touched: an unreachable cluster leaves the last output as it was
+    with open_executor(cfg.executor, cfg.workers or os.cpu_count() or 1) as executor:
+        spec = ClipSpec(size=cfg.size, fps=cfg.fps, resize_mode=cfg.resize_mode, clip_frames=cfg.clip_frames,
+                        frame_stride=cfg.frame_stride, clips_per_video=cfg.clips_per_video,
+                        timeout_s=cfg.decode_timeout_s, threads=executor.ffmpeg_threads)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _clean(out_dir)
+        writers = {split: ShardWriter(out_dir, split, int(cfg.shard_mb * 1e6)) for split in SPLITS}
+        results = executor.map_in_order(_process_task, ((task, spec) for task in tasks))
+        inputs, quarantine, videos_per_split = _write_samples(results, len(tasks), writers, index)
     shard_names = {split: writer.close() for split, writer in writers.items()}
     counts = {split: writer.samples for split, writer in writers.items()}
 
@@ -292,7 +280,7 @@ def build_shards(params) -> dict:
         "shards": shard_names,
         "quarantine": sorted(quarantine, key=lambda item: item["path"]),
         "inputs": sorted(inputs, key=lambda item: item["path"]),
-        "params": cfg.model_dump(mode="json", exclude={"workers", "out_dir"}),
+        "params": cfg.model_dump(mode="json", exclude={"workers", "executor", "out_dir"}),
     }
     write_json(out_dir / MANIFEST_FILE, manifest, indent=2, sort_keys=True)
     return manifest
