@@ -242,9 +242,13 @@ def test_stage_run_is_tagged_and_linked_by_pipeline_id(workdir, monkeypatch):
     runs = mlflow.search_runs(experiment_names=["vgan-moving-digits"], filter_string="tags.`vgan.pipeline_id` = 'pipeline-42'",
                               output_format="list")
     by_stage = {run.data.tags["vgan.stage"]: run for run in runs}
-    assert set(by_stage) == {"train", "evaluate"}
-    train = by_stage["train"]
+    assert set(by_stage) == {"pipeline", "train", "evaluate"}
+    train, parent = by_stage["train"], by_stage["pipeline"]
     assert train.info.status == "FINISHED" and by_stage["evaluate"].info.status == "FAILED"
+    # one parent run per pipeline run: both stages nested under it, every param on it, the last outcome
+    assert {by_stage[s].data.tags["mlflow.parentRunId"] for s in ("train", "evaluate")} == {parent.info.run_id}
+    assert parent.info.status == "FAILED" and parent.data.params["train.steps"] == str(params.train.steps)
+    assert train.data.tags["mlflow.source.name"] == "vgan train"
     assert train.data.params == {"train.steps": "3", "train.lr_g": "0.001"}
     assert train.data.metrics == {"loss_d": 0.5, "nested.acc": 0.75}  # NaN is not logged
     assert train.data.tags["vgan.params_hash"] == params.group_hash()

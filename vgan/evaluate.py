@@ -324,6 +324,8 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     write_json(BASELINES_FILE, table)
     write_report(params, trained, generator.trained_steps, metrics, table, protocol_keys)
     with tracking.stage_run(params, "evaluate") as logger:
+        logger.log_params({"evaluate": params.evaluate.model_dump(mode="json"),
+                           "model": params.model.model_dump(mode="json")})
         logger.log_metrics({**metrics, "baselines": table["scores"]})
         for step, values in enumerate(zip(metrics.get("psnr_per_step") or [], metrics.get("ssim_per_step") or []), 1):
             logger.log_metrics({"psnr_step": values[0], "ssim_step": values[1]}, step=step)

@@ -17,10 +17,11 @@ import uuid
 from pathlib import Path
 
 from vgan.errors import TrackingError
-from vgan.metrics.catalog import baseline_key
+from vgan.metrics.catalog import BASELINE_NAMES, baseline_key
 from vgan.model_export import log_generator_model
-from vgan.tracking import (StageLogger, experiment_id_for, finite_metrics, import_mlflow, is_transient, repo_root,
-                           retrying, run_tags, sqlite_file, store_client, tracking_uri)
+from vgan.tracking import (StageLogger, experiment_id_for, finish_pipeline_run, finite_metrics, import_mlflow,
+                           is_transient, pipeline_run, repo_root, retrying, run_tags, sqlite_file, store_client,
+                           tracking_uri)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -202,6 +203,7 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
     mlflow, client = store_client()
     experiment_id = experiment_id_for(client, params)
     tags = run_tags(params, "register")
+    tags["mlflow.parentRunId"] = parent = pipeline_run(client, experiment_id, params, tags)
     name = params.registry_model_name()
     flat_metrics = finite_metrics(metrics)
     metric = params.registry.metric
@@ -218,17 +220,26 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
             for path in artifacts:
                 if Path(path).exists():
                     logger.log_artifact(path, _artifact_folder(Path(path)))
+            _log_preview(client, run.info.run_id, artifacts, getattr(generator, "trained_steps", None))
             model_info, serialization = log_generator_model(
                 generator, {"model_name": name, "trained_steps": getattr(generator, "trained_steps", None)})
         return run.info.run_id, model_info, serialization
 
-    run_id, model_info, serialization = retrying("logging the generator", log_run, attempts=2)
+    try:
+        run_id, model_info, serialization = retrying("logging the generator", log_run, attempts=2)
+    except BaseException:
+        finish_pipeline_run(client, parent, "FAILED")
+        raise
+    _link_model_to_training(client, experiment_id, tags["vgan.pipeline_id"], model_info.model_id,
+                            getattr(generator, "trained_steps", None))
 
     def register():
         with contextlib.suppress(Exception):
             client.create_registered_model(name, tags={"vgan.dataset": params.data.source},
                                            description=f"vgan video generator trained on {params.data.source}")
-        version_tags = {f"metric.{key}": f"{value:.8g}" for key, value in flat_metrics.items()}
+        # the primary metric and each baseline's value of it (the gate's inputs); the rest stays on the run
+        primary = {metric} | {baseline_key(baseline, metric) for baseline in BASELINE_NAMES}
+        version_tags = {f"metric.{key}": f"{value:.8g}" for key, value in flat_metrics.items() if key in primary}
         version_tags.update({key: value for key, value in tags.items() if key.startswith("vgan.")})
         version_tags.update({"vgan.run_id": run_id, "vgan.serialization": serialization,
                              "vgan.primary_metric": params.registry.metric})
@@ -239,7 +250,41 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
     result = retrying("promoting", lambda: _promote_version(client, params, name, model_version.version))
     StageLogger(client, run_id).set_tags({"vgan.registered_version": model_version.version,
                                           "vgan.decision": "promoted" if result["promoted"] else "rejected"})
+    finish_pipeline_run(client, parent, "FINISHED")
     return {**result, "run_id": run_id}
+
+
+def _log_preview(client, run_id: str, artifacts: list[Path], step: int | None) -> None:
+    """The contact sheet as an MLflow image (the run page's image panel) and one sample GIF at the top of the
+    run's artifacts, so a reviewer sees the videos without opening folders."""
+    samples = next((Path(p) for p in artifacts if Path(p).is_dir() and Path(p).name == "samples"), None)
+    if samples is None:
+        return
+    sheets = sorted(samples.glob("*contact_sheet*.png"))
+    gifs = sorted(samples.glob("*_grid.gif")) or sorted(samples.glob("*.gif"))  # the grid shows every sample
+    if sheets:
+        from PIL import Image
+
+        with Image.open(sheets[0]) as sheet:
+            image = sheet.convert("RGB")
+        retrying("logging the contact sheet", lambda: client.log_image(run_id, image, key="contact_sheet",
+                                                                       step=step or 0))
+        retrying("logging the contact sheet", lambda: client.log_artifact(run_id, str(sheets[0])))
+    if gifs:
+        retrying("logging a sample", lambda: client.log_artifact(run_id, str(gifs[0])))
+
+
+def _link_model_to_training(client, experiment_id: str, pipeline: str, model_id: str, step: int | None) -> None:
+    """Record the logged model as an output of the pipeline's train run (the train run page links to it)."""
+    from mlflow.entities import LoggedModelOutput
+
+    def link() -> None:
+        runs = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+                                  filter_string=f"tags.`vgan.pipeline_id` = '{pipeline}' and tags.`vgan.stage` = 'train'")
+        if runs:
+            client.log_outputs(runs[0].info.run_id, [LoggedModelOutput(model_id, step or 0)])
+
+    retrying("linking the model to its train run", link)
 
 
 def promote(params, version: int | str | None = None) -> dict:

@@ -1,4 +1,5 @@
-"""MLflow's store and runs: where the store is, retries, run tags and one run per stage.
+"""MLflow's store and runs: where the store is, retries, run tags, one run per stage nested under one
+parent run per pipeline run, datasets and system metrics.
 
 MLflow is used here, in ``vgan.model_export`` (the generator as an MLflow model) and in
 ``vgan.model_registry`` (registration and champion/challenger promotion), and nowhere else.
@@ -29,6 +30,7 @@ from vgan.params import dotted
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
+PIPELINE_STAGE = "pipeline"  # the vgan.stage tag of the parent run of one pipeline run
 _TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "INTERNAL_ERROR"}
 _TRANSIENT_TEXT = ("api request to", "connection", "database is locked", "timed out", "max retries exceeded")
 
@@ -118,6 +120,8 @@ def run_tags(params, stage: str) -> dict[str, str]:
         "vgan.dataset": params.data.source,
         "vgan.model": params.model.name,
         "mlflow.source.git.commit": commit.removesuffix("-dirty"),
+        "mlflow.source.name": f"vgan {stage}",  # the UI's "Source" column
+        "mlflow.source.type": "LOCAL",
     }
 
 
@@ -263,13 +267,60 @@ class StageLogger:
         for key, value in tags.items():
             retrying("tagging the run", lambda: self.client.set_tag(self.run_id, key, str(value)))
 
+    def log_dataset(self, name: str, manifest: dict, location: str, context: str = "training") -> None:
+        """The shards as an MLflow dataset: digest of the manifest, where they are, their shape and counts."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+        schema = {"frames.npy": {"dtype": "uint8", "shape": manifest.get("clip_shape")},
+                  "cls": {"labels": manifest.get("label_names")}}
+        profile = {"clips": manifest.get("counts"), "videos": manifest.get("videos"),
+                   "quarantined": len(manifest.get("quarantine", []))}
+        dataset = Dataset(name=name, digest=digest, source_type="s3" if location.startswith("s3://") else "local",
+                          source=json.dumps({"uri": location}), schema=json.dumps(schema),
+                          profile=json.dumps(profile))
+        entry = DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])
+        retrying("logging the dataset", lambda: self.client.log_inputs(self.run_id, datasets=[entry]))
+
+
+# --- one parent run per pipeline run, the stage runs nested under it ---------------------------
+
+def pipeline_run(client, experiment_id: str, params, tags: dict) -> str:
+    """The parent run of this pipeline run (same pipeline id), created with every param on first use;
+    marked RUNNING while one of its stages runs (``finish_pipeline_run`` marks the outcome)."""
+    pipeline = tags["vgan.pipeline_id"]
+
+    def find() -> str | None:
+        runs = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time ASC"],
+                                  filter_string=f"tags.`vgan.pipeline_id` = '{pipeline}' and "
+                                                f"tags.`vgan.stage` = '{PIPELINE_STAGE}'")
+        return runs[0].info.run_id if runs else None
+
+    found = retrying("finding the pipeline run", find)
+    if found:
+        retrying("reopening the pipeline run", lambda: client.update_run(found, status="RUNNING"))
+        return found
+    parent_tags = {**tags, "vgan.stage": PIPELINE_STAGE, "mlflow.source.name": "dvc repro"}
+    run = retrying("starting the pipeline run", lambda: client.create_run(
+        experiment_id, run_name=f"{PIPELINE_STAGE}-{pipeline[:8]}", tags=parent_tags))
+    StageLogger(client, run.info.run_id).log_params(params.model_dump(mode="json"))
+    return run.info.run_id
+
+
+def finish_pipeline_run(client, run_id: str, status: str) -> None:
+    with contextlib.suppress(Exception):  # cosmetic: a stage's own outcome is already recorded
+        client.set_terminated(run_id, status)
+
 
 @contextlib.contextmanager
 def stage_run(params, stage: str) -> Iterator[StageLogger]:
-    """An MLflow run for one stage, tagged with commit, data hash, params hash and pipeline id."""
+    """An MLflow run for one stage, nested under its pipeline's run, tagged with commit, data hash, params
+    hash and pipeline id."""
     _, client = store_client()
     experiment_id = experiment_id_for(client, params)
     tags = run_tags(params, stage)
+    parent = pipeline_run(client, experiment_id, params, tags)
+    tags["mlflow.parentRunId"] = parent
     run_name = f"{stage}-{tags['vgan.pipeline_id'][:8]}"
     run = retrying("starting a run", lambda: client.create_run(experiment_id, run_name=run_name, tags=tags))
     logger = StageLogger(client, run.info.run_id)
@@ -278,5 +329,27 @@ def stage_run(params, stage: str) -> Iterator[StageLogger]:
     except BaseException:
         with contextlib.suppress(Exception):
             client.set_terminated(run.info.run_id, "FAILED")
+        finish_pipeline_run(client, parent, "FAILED")
         raise
     retrying("closing the run", lambda: client.set_terminated(run.info.run_id, "FINISHED"))
+    finish_pipeline_run(client, parent, "FINISHED")
+
+
+@contextlib.contextmanager
+def system_metrics(logger: StageLogger) -> Iterator[None]:
+    """CPU, memory, disk, network (and GPU where pynvml is installed) logged to the run every
+    ``VGAN_SYSTEM_METRICS_S`` seconds (default 10; 0 = off) while the block runs."""
+    interval = float(os.environ.get("VGAN_SYSTEM_METRICS_S", "10"))
+    if interval <= 0:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(logger.run_id, sampling_interval=interval, samples_before_logging=1,
+                                   tracking_uri=tracking_uri())
+    monitor.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            monitor.finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 
 import torch
 
@@ -67,7 +68,7 @@ def train(params, progress: bool = True, logger=None) -> dict:
     from vgan.train import distributed
     from vgan.train.loop import Trainer, select_device
 
-    check_clip_shape(params)
+    manifest = check_clip_shape(params)
     rank, world_size = distributed.setup(select_device(params.train.device).type)
     try:
         batches = shard_batches(params, rank, world_size)  # bad input fails before a tracking run opens
@@ -77,6 +78,9 @@ def train(params, progress: bool = True, logger=None) -> dict:
 
                 logger = stack.enter_context(tracking.stage_run(params, "train"))
                 logger.log_params(_flat_params(params))
+                location = params.train.shards_url or str(Path(params.shards.out_dir).resolve())
+                logger.log_dataset(f"{manifest.get('source', 'shards')}-shards", manifest, location)
+                stack.enter_context(tracking.system_metrics(logger))
             trainer = Trainer(params, batches, logger=logger, rank=rank, world_size=world_size)
             summary = trainer.run(progress=progress and rank == 0)
             if rank == 0:
