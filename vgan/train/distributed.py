@@ -9,6 +9,7 @@ taken over the global batch (``convert_batchnorm``).
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -24,8 +25,36 @@ def setup(device_type: str) -> tuple[int, int]:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        store = _attempt_store()
+        if store is None:
+            dist.init_process_group(backend=backend)
+        else:
+            dist.init_process_group(backend=backend, store=store, rank=int(os.environ["RANK"]),
+                                    world_size=world_size)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _attempt_store() -> dist.Store | None:
+    """This restart attempt's own namespace in torchrun's shared store, or None for torch's default store.
+
+    torchrun's c10d agent keeps one store for every attempt (torch 2.13), and the process group publishes
+    each rank's address under fixed keys there; after ``--max-restarts`` restarts the worker group, the
+    new ranks read the dead ranks' addresses and fail with "Connection refused" (pytorch/pytorch#135712).
+    A prefix per attempt hides the stale keys. ``TORCHELASTIC_RESTART_COUNT`` names the attempt alike on
+    every rank only under one agent (one node); agents on several nodes count restarts on their own, so
+    there the documented remedy is the agents' ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` (a fresh store
+    per attempt, hosted by rank 0), and this returns None.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    if int(os.environ.get("GROUP_WORLD_SIZE", "1")) > 1:
+        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 and os.environ.get("RANK") == "0":
+            warnings.warn("torchrun restarts on several nodes need TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in every "
+                          "agent's environment (with --rdzv-backend=c10d): with the agents' shared store a "
+                          "restarted worker group cannot connect (pytorch/pytorch#135712)")
+        return None
+    store, _, _ = next(dist.rendezvous("env://"))
+    return dist.PrefixStore(f"vgan/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def average_gradients(parameters, world_size: int, loss: torch.Tensor | None = None) -> torch.Tensor | None:

@@ -169,6 +169,7 @@ class Trainer:
         found = ckpt.load_latest_checkpoint(self.checkpoint_dir, map_location="cpu")
         if found is None and self.cfg.resume_from:
             found = ckpt.load_checkpoint(self.cfg.resume_from, map_location="cpu"), Path(self.cfg.resume_from)
+        self._check_ranks_resume_alike(found)
         if found is None:
             return False
         state, path = found
@@ -204,6 +205,21 @@ class Trainer:
         if self.rank == 0:
             print(f"resumed from {path} at step {self.state.step}")
         return True
+
+    def _check_ranks_resume_alike(self, found: tuple[dict, Path] | None) -> None:
+        """Raise on every rank unless every rank found a checkpoint of the same step (or none found one)."""
+        if self.world_size <= 1:
+            return
+        # each rank reads the checkpoint folder itself, and rank 0 alone writes it: on nodes that do not share
+        # the folder, rank 0 would resume while the others start afresh, and their lockstep collectives would
+        # mix two trainings. Every rank takes the same decision here, so none is left waiting for the others.
+        steps = distributed.gather_objects(None if found is None else int(found[0]["step"]), self.world_size)
+        if len(set(steps)) > 1:
+            seen = ", ".join(f"rank {rank}: {'none' if step is None else f'step {step}'}"
+                             for rank, step in enumerate(steps))
+            raise TrainingError(f"the ranks found different checkpoints to resume from in {self.checkpoint_dir} "
+                                f"({seen}); rank 0 alone writes checkpoints, so put train.checkpoint_dir on a "
+                                f"filesystem every node shares")
 
     def save_checkpoint(self) -> Path | None:
         """Rank 0 writes; every rank must call it (their data positions and RNG states are gathered)."""
