@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -345,6 +346,7 @@ def system_metrics(logger: StageLogger) -> Iterator[None]:
         return
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines in the stage output
     monitor = SystemMetricsMonitor(logger.run_id, sampling_interval=interval, samples_before_logging=1,
                                    tracking_uri=tracking_uri())
     monitor.start()
