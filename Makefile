@@ -30,7 +30,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-# ffmpeg (all stages), postgresql (the MLflow-on-PostgreSQL test) and bsdtar (UCF101's RAR archive).
+# ffmpeg (all stages), postgresql (the MLflow-on-PostgreSQL test), bsdtar (UCF101's RAR archive) and
+# chromium (the test that draws `dvc plots show`'s page with no network).
 system-deps:
 	@bash scripts/install_system_deps.sh
 

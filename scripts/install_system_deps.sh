@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vgan needs, when missing: ffmpeg (required: decoding/encoding), and
-# libarchive-tools (bsdtar, for UCF101's RAR archive) and postgresql (one registry test), which are
-# optional: without them those tests skip with the reason. Idempotent.
+# libarchive-tools (bsdtar, for UCF101's RAR archive), postgresql (one registry test) and chromium (draws
+# the `dvc plots show` page offline in a test), which are optional: without them those tests skip with the
+# reason. Idempotent.
 set -uo pipefail
 
 missing_required=() missing_optional=()
 { command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || missing_required+=(ffmpeg)
 command -v bsdtar >/dev/null 2>&1 || missing_optional+=(libarchive-tools)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing_optional+=(postgresql)
+command -v chromium >/dev/null 2>&1 || missing_optional+=(chromium)
 [ ${#missing_required[@]} -eq 0 ] && [ ${#missing_optional[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

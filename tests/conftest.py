@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from configobj import ConfigObj
 
 from vgan import QUIET_ENV
 
@@ -70,6 +71,9 @@ def make_repo(root: Path) -> Path:
     subprocess.run(["git", "config", "user.name", "vgan tests"], cwd=root, check=True)
     run_cli("dvc", "init", "-q", cwd=root)
     run_cli("dvc", "remote", "add", "-d", "local", str(root / ".dvc-remote"), cwd=root)
+    # The project's plots settings, as a clone has them: its offline page template (under vgan/, copied above).
+    for key, value in ConfigObj(str(REPO / ".dvc" / "config")).get("plots", {}).items():
+        run_cli("dvc", "config", f"plots.{key}", value, cwd=root)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
     subprocess.run(["git", "commit", "-qm", "tiny pipeline"], cwd=root, check=True)
     return root
