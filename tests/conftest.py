@@ -83,9 +83,7 @@ def make_repo(root: Path) -> Path:
 def tiny_repo(tmp_path_factory) -> Path:
     """A temp git + DVC repo on the tiny config, after one full `dvc repro` (shared by the session)."""
     root = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
-    # system metrics every second: the tiny training lasts seconds, not the default 10 s sampling interval
-    run_cli("dvc", "repro", cwd=root, env={"MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
-                                           "VGAN_SYSTEM_METRICS_S": "1"})
+    run_cli("dvc", "repro", cwd=root, env={"MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db"})
     return root
 
 

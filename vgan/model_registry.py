@@ -160,13 +160,13 @@ def _promote_version(client, params, name: str, version: str) -> dict:
             "vgan.decision": "promoted" if promoted else "rejected",
             "vgan.reason": reason,
             "vgan.gate": gate_record["gate"],
-            "vgan.gate_reason": gate[1],
             "vgan.gate_baselines": ",".join(gate_names),
             "vgan.compared_to": previous or "",
-            "vgan.decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         for key, value in decision_tags.items():
             client.set_model_version_tag(name, version, key, value)
+        # the versions table shows descriptions in a column of their own: the decision is readable at a glance
+        client.update_model_version(name, version, description=f"{decision_tags['vgan.decision']}: {reason}")
         if promoted and previous:
             client.set_model_version_tag(name, previous, "vgan.superseded_by", str(version))
         champion_now = _alias_version(client, name, CHAMPION)
@@ -240,15 +240,15 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
         # the primary metric and each baseline's value of it (the gate's inputs); the rest stays on the run
         primary = {metric} | {baseline_key(baseline, metric) for baseline in BASELINE_NAMES}
         version_tags = {f"metric.{key}": f"{value:.8g}" for key, value in flat_metrics.items() if key in primary}
-        version_tags.update({key: value for key, value in tags.items() if key.startswith("vgan.")})
-        version_tags.update({"vgan.run_id": run_id, "vgan.serialization": serialization,
-                             "vgan.primary_metric": params.registry.metric})
+        # provenance; the stage, pipeline and params tags stay on the run (vgan.run_id leads there)
+        version_tags.update({key: tags[key] for key in ("vgan.git_commit", "vgan.data_hash")})
         return client.create_model_version(name, model_info.model_uri, run_id=run_id, tags=version_tags,
                                            model_id=model_info.model_id)
 
     model_version = retrying(f"registering {name}", register)
     result = retrying("promoting", lambda: _promote_version(client, params, name, model_version.version))
     StageLogger(client, run_id).set_tags({"vgan.registered_version": model_version.version,
+                                          "vgan.serialization": serialization,
                                           "vgan.decision": "promoted" if result["promoted"] else "rejected"})
     finish_pipeline_run(client, parent, "FINISHED")
     return {**result, "run_id": run_id}
@@ -327,7 +327,7 @@ def _version_record(version, metric: str) -> dict:
             "decision": tags.get("vgan.decision", ""), "reason": tags.get("vgan.reason", ""),
             "gate": tags.get("vgan.gate", ""),
             "git_commit": tags.get("vgan.git_commit", ""), "data_hash": tags.get("vgan.data_hash", ""),
-            "run_id": tags.get("vgan.run_id", "")}
+            "run_id": version.run_id or ""}
 
 
 def registry_summary(params) -> dict:

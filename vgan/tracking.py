@@ -355,3 +355,7 @@ def system_metrics(logger: StageLogger) -> Iterator[None]:
     finally:
         with contextlib.suppress(Exception):
             monitor.finish()
+            # one last sample as the block ends: a run shorter than the interval gets one too
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
