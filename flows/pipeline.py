@@ -1,8 +1,11 @@
 """The whole chain as a Prefect flow: one task per DVC stage, each running ``dvc repro <stage>``.
 
 DVC stays the only cache (a finished stage is skipped, so re-running a failed flow resumes) and
-``dvc.lock`` stays true. Publishes markdown artifacts: the stage table, the metric table from
-``metrics/evaluate.json`` and champion vs challenger from the registry. Run it with
+``dvc.lock`` stays true. Each stage's output goes line by line into its task run's logs while it runs
+(and into ``.dvc/tmp/flow-logs/``); each stage waits on the one before, so the run's graph draws the
+stage order. Publishes a markdown artifact (stages, metrics from ``metrics/evaluate.json``, champion
+vs challenger from the registry) and a keyed table artifact (headline metrics beside their baselines,
+the registry decision) whose history compares runs. Run it with
 ``python -m flows.pipeline`` (no server needed: Prefect starts a temporary one) or against a server
 with ``PREFECT_API_URL`` set.
 """
@@ -11,16 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import selectors
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.utilities.annotations import quote
 
 from vgan import QUIET_ENV
 from vgan.params import dotted
@@ -32,7 +39,16 @@ RETRY_DELAYS_S = [10, 30, 60]  # VGAN_FLOW_RETRY_DELAYS="5,20,60" overrides
 STAGE_TIMEOUTS_S = {"fetch": 3600, "shards": 3600, "train": 24 * 3600, "sample": 1800, "evaluator": 3600,
                     "evaluate": 3600, "register": 1800}
 DEFAULT_TIMEOUT_S = 6 * 3600
+METRICS_TABLE_KEY = "vgan-pipeline-metrics"
 STDERR_TAIL_LINES = 40
+# Streaming a command's output into the run's logs: a progress bar's redraws are logged this often at most.
+PROGRESS_LOG_EVERY_S = 5.0
+MAX_LOG_LINE_BYTES = 64 * 1024  # a longer run without a line break is logged as one line
+MAX_LOG_LINE_CHARS = 4000  # what one log record keeps (the files keep everything)
+READ_BYTES = 64 * 1024
+POLL_S = 0.5
+INTERRUPT_GRACE_S = 60  # after SIGINT at the time limit, SIGKILL this much later
+EXIT_DRAIN_S = 5.0  # after the command exits, read what its pipes still hold for this long at most
 
 
 class StageFailed(RuntimeError):
@@ -83,30 +99,138 @@ def dvc(*args: str) -> list[str]:
     return [sys.executable, "-m", "dvc", *args]
 
 
-def run_command(argv: list[str], repo: Path, log_name: str, timeout_s: float, env: dict | None = None) -> dict:
-    """Run one command in ``repo`` with stdout/stderr to files; stop it (SIGINT, then SIGKILL) at the limit."""
+class StreamLog:
+    """One output stream of a command: every byte to its log file, its lines to a logger as they come.
+
+    Progress bars redraw one line with carriage returns; only the newest redraw is kept, and it is logged
+    at most every ``PROGRESS_LOG_EVERY_S`` (a finished line, ending in a newline, is always logged).
+    """
+
+    def __init__(self, file, log: Callable[[str], None] | None):
+        self.file, self.log = file, log
+        self.pending = b""  # the unfinished line
+        self.progress: str | None = None  # the newest redraw not yet logged
+        self.progress_logged: str | None = None  # the redraw logged last, while its line is unfinished
+        self.progress_logged_at = -math.inf
+
+    def feed(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self.file.flush()  # the files are readable while a stage runs, as before
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        for line in lines:
+            self._line(line)
+        if b"\r" in self.pending:
+            *redraws, current = self.pending.split(b"\r")
+            newest = current if current.strip() else next((r for r in reversed(redraws) if r.strip()), b"")
+            if newest.strip():
+                self.progress = _decoded(newest)
+            self.pending = b"\r" + current
+        if len(self.pending) > MAX_LOG_LINE_BYTES:  # output with no line breaks at all
+            self._line(self.pending)
+            self.pending = b""
+
+    def tick(self, now: float) -> None:
+        """Log the newest redraw when the last one logged is old enough."""
+        if self.progress is not None and now - self.progress_logged_at >= PROGRESS_LOG_EVERY_S:
+            self._emit(self.progress)
+            self.progress, self.progress_logged, self.progress_logged_at = None, self.progress, now
+
+    def close(self) -> None:
+        if self.pending.strip():
+            self._line(self.pending)
+        self.pending = b""
+
+    def _line(self, raw: bytes) -> None:
+        text = _decoded(raw.rstrip(b"\r").rsplit(b"\r", 1)[-1])
+        if text.strip() and text != self.progress_logged:  # the finished line is the redraw's last state
+            self._emit(text)
+        self.progress = self.progress_logged = None
+
+    def _emit(self, text: str) -> None:
+        if self.log is not None:
+            self.log(text[:MAX_LOG_LINE_CHARS])
+
+
+def _decoded(raw: bytes) -> str:
+    return raw.decode(errors="replace").rstrip()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)  # the group id is the command's PID (start_new_session=True)
+    except ProcessLookupError:  # the command and every child of it already exited
+        pass
+
+
+def _follow(process: subprocess.Popen, streams: dict, deadline: float) -> bool:
+    """Copy the command's pipes into their ``StreamLog`` until it exits; interrupt it at ``deadline``.
+
+    One selector serves both pipes, so neither fills up while the other is read. Returns whether the
+    command ran past ``deadline`` (SIGINT then, SIGKILL ``INTERRUPT_GRACE_S`` later).
+    """
+    selector = selectors.DefaultSelector()
+    for pipe in streams:
+        selector.register(pipe, selectors.EVENT_READ)
+    timed_out, kill_at, drain_until = False, None, None
+    try:
+        while True:
+            now = time.monotonic()
+            if process.poll() is not None:
+                if drain_until is None:  # a child left running may hold the pipes open: stop reading soon
+                    drain_until = now + EXIT_DRAIN_S
+                if not selector.get_map() or now > drain_until:
+                    break
+            elif not timed_out and now >= deadline:
+                timed_out, kill_at = True, now + INTERRUPT_GRACE_S
+                _signal_group(process, signal.SIGINT)  # DVC and vgan stop cleanly on Ctrl-C
+            elif kill_at is not None and now >= kill_at:
+                _signal_group(process, signal.SIGKILL)
+                kill_at = None
+            if selector.get_map():
+                for key, _ in selector.select(timeout=POLL_S):
+                    chunk = os.read(key.fd, READ_BYTES)
+                    if chunk:
+                        streams[key.fileobj].feed(chunk)
+                    else:
+                        selector.unregister(key.fileobj)
+            else:  # both pipes closed: the command is exiting (or closed them early); wait for it, not a poll period
+                try:
+                    process.wait(timeout=POLL_S)
+                except subprocess.TimeoutExpired:
+                    pass
+            for stream in streams.values():
+                stream.tick(time.monotonic())
+    finally:
+        selector.close()
+        for stream in streams.values():
+            stream.close()
+    return timed_out
+
+
+def run_command(argv: list[str], repo: Path, log_name: str, timeout_s: float, env: dict | None = None,
+                log: Callable[[str], None] | None = None) -> dict:
+    """Run one command in ``repo``: stdout/stderr to files and, line by line while it runs, to ``log``
+    (e.g. a Prefect run logger's ``info``); stop it (SIGINT, then SIGKILL) at the limit."""
     logs = repo / ".dvc" / "tmp" / "flow-logs" if (repo / ".dvc").is_dir() else repo / ".flow-logs"
     logs.mkdir(parents=True, exist_ok=True)
     out_path, err_path = logs / f"{log_name}.out", logs / f"{log_name}.err"
+    # a pipe makes Python block-buffer print(): without this a stage's prints would arrive when it ends
+    command_extra = {"PYTHONUNBUFFERED": "1", **(env or {})}
     started = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        process = subprocess.Popen(argv, cwd=repo, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                   env=command_env(env), start_new_session=True)
-        timed_out = False
+        process = subprocess.Popen(argv, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL, env=command_env(command_extra), start_new_session=True)
         try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(process.pid, signal.SIGINT)  # DVC and vgan stop cleanly on Ctrl-C
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            timed_out = _follow(process, {process.stdout: StreamLog(out, log), process.stderr: StreamLog(err, log)},
+                                started + timeout_s)
+            process.wait()
         except BaseException:
-            os.killpg(process.pid, signal.SIGKILL)
+            _signal_group(process, signal.SIGKILL)
             process.wait()
             raise
+        finally:
+            process.stdout.close()
+            process.stderr.close()
     return {"returncode": process.returncode, "timed_out": timed_out, "seconds": round(time.monotonic() - started, 1),
             "stdout": out_path.read_text(errors="replace"), "stderr_tail": _tail(err_path),
             "stdout_tail": _tail(out_path)}
@@ -127,7 +251,8 @@ def run_stage(stage: str, repo: str, timeout_s: float, pipeline_id: str) -> dict
     """``dvc repro <stage>``: runs it when its deps/params changed, skips it otherwise."""
     logger = get_run_logger()
     argv = dvc("repro", stage)
-    result = run_command(argv, Path(repo), f"stage-{stage}", timeout_s, env={"VGAN_PIPELINE_ID": pipeline_id})
+    result = run_command(argv, Path(repo), f"stage-{stage}", timeout_s, env={"VGAN_PIPELINE_ID": pipeline_id},
+                         log=logger.info)
     result["limit_s"] = timeout_s
     if result["returncode"] != 0:
         _failure_artifact(stage, f"dvc repro {stage}", result)
@@ -186,9 +311,56 @@ def registry_markdown(summary: dict) -> str:
     return head + table
 
 
+def metrics_table(repo: Path) -> list[dict]:
+    """Table rows: each headline metric of metrics/evaluate.json (``model``) beside the baselines' values of it."""
+    from vgan.metrics.catalog import BASELINE_NAMES, baseline_key
+
+    path = repo / "metrics" / "evaluate.json"
+    if not path.exists():
+        return []
+    metrics = dotted(json.loads(path.read_text()))
+    baselines = repo / "metrics" / "evaluate_baselines.json"
+    scores = json.loads(baselines.read_text())["scores"] if baselines.exists() else {}  # every baseline, every metric
+    baseline_keys = {baseline_key(name, key) for name in BASELINE_NAMES for key in metrics}
+    headline = [key for key, value in metrics.items() if key not in baseline_keys
+                and isinstance(value, (int, float)) and not isinstance(value, bool)]
+
+    def baseline_value(name: str, key: str):
+        value = metrics.get(baseline_key(name, key), (scores.get(name) or {}).get(key))
+        return value if isinstance(value, (int, float)) else None
+
+    cells = {key: {name: baseline_value(name, key) for name in BASELINE_NAMES} for key in headline}
+    columns = [name for name in BASELINE_NAMES if any(row[name] is not None for row in cells.values())]
+    return [{"name": key, "model": metrics[key], **{name: cells[key][name] for name in columns}} for key in headline]
+
+
+def registry_rows(repo: Path) -> list[dict]:
+    """Table rows: what ``vgan register`` decided for this run's version (metrics/register.json)."""
+    path = repo / "metrics" / "register.json"
+    if not path.exists():
+        return []
+    decision = json.loads(path.read_text())
+    alias = "champion" if decision.get("champion_version") == decision["version"] else "challenger"
+    values = {"registered model": decision["name"], "version": decision["version"], "alias": alias,
+              "decision": "promoted" if decision["promoted"] else "rejected", "reason": decision["reason"]}
+    return [{"name": name, "registry": value} for name, value in values.items()]
+
+
+def results_table(repo: Path, with_registry: bool) -> list[dict]:
+    """One table for the artifact: the metric rows, then the registry rows, every row with every column.
+
+    The registry's values get their own, last column: a long reason there leaves the baselines' columns
+    (narrow numbers) in view instead of pushing them off the page.
+    """
+    rows = metrics_table(repo) + (registry_rows(repo) if with_registry else [])
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    return [{column: row.get(column) for column in columns} for row in rows]
+
+
 @task(name="report")
 def publish_report(repo: str, stage_results: list[dict], with_registry: bool) -> dict:
-    """Markdown artifacts: stages, metrics, and champion vs challenger (read through vgan.model_registry)."""
+    """Artifacts: markdown (stages, metrics, champion vs challenger read through vgan.model_registry) and a
+    table (metrics beside their baselines, the registry decision)."""
     repo_path = Path(repo)
     stages_md = "| stage | status | seconds |\n|---|---|---|\n" + "\n".join(
         f"| {r['stage']} | {r['status']} | {r['seconds']} |" for r in stage_results)
@@ -199,18 +371,27 @@ def publish_report(repo: str, stage_results: list[dict], with_registry: bool) ->
         summary = registry_summary(repo_path)
         markdown += f"\n## Registry: champion vs challenger\n\n{registry_markdown(summary)}\n"
     create_markdown_artifact(key="vgan-pipeline-report", markdown=markdown, description="metrics and registry")
+    table = results_table(repo_path, with_registry)
+    if table:  # one keyed table per run: the artifact's history compares runs
+        create_table_artifact(table=table, key=METRICS_TABLE_KEY,
+                              description="headline metrics (model and baselines) and the registry decision")
     return {"markdown": markdown, "registry": summary}
 
 
-def registry_summary(repo: Path) -> dict:
-    """Read the registry for the repo's params (mlflow stays inside vgan)."""
+def registry_summary(repo: Path, overrides: list[str] | None = None) -> dict:
+    """Read the registry for the repo's params (mlflow stays inside vgan).
+
+    overrides: ``key.path=value`` assignments to params.yaml (as ``dvc exp run -S`` takes them) that the
+    registry name may depend on; assignments to other files (``file.yaml:key=value``) are left out.
+    """
     previous = Path.cwd()
     os.chdir(repo)  # the default store and params.yaml are relative to the repo
     try:
         from vgan import model_registry
         from vgan.params import load_params
 
-        return model_registry.registry_summary(load_params(repo / "params.yaml"))
+        to_params = [item for item in overrides or [] if ":" not in item.split("=", 1)[0]]
+        return model_registry.registry_summary(load_params(repo / "params.yaml", to_params))
     finally:
         os.chdir(previous)
 
@@ -227,8 +408,11 @@ def pipeline(repo: str = ".", stages: list[str] | None = None, pipeline_id: str 
     pipeline_id = pipeline_id or os.environ.get("VGAN_PIPELINE_ID") or str(flow_run.id or f"local-{os.getpid()}")
     results = []
     for stage in chosen:
-        results.append(stage_task(stage)(stage, str(repo_path), stage_timeout(stage, repo_path), pipeline_id))
-    report = publish_report(str(repo_path), results, with_registry="register" in chosen)
+        # waiting on the previous stage records the edge, so the run's graph draws the stage order
+        results.append(stage_task(stage)(stage, str(repo_path), stage_timeout(stage, repo_path), pipeline_id,
+                                         wait_for=results[-1:]))
+    # quoted: the report reads every stage's row but follows only the last stage in the graph
+    report = publish_report(str(repo_path), quote(results), with_registry="register" in chosen, wait_for=results[-1:])
     return {"stages": results, "pipeline_id": pipeline_id, "registry": report["registry"]}
 
 

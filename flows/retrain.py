@@ -4,7 +4,9 @@
     python -m flows.retrain serve --cron "0 3 * * *" [--repo .] [--name nightly] [--set ...]
 
 ``serve`` registers the deployment with its cron schedule on the Prefect server named by
-``PREFECT_API_URL`` and runs its flow runs until stopped (Ctrl-C).
+``PREFECT_API_URL`` and runs its flow runs until stopped (Ctrl-C). Every run says whether it moved the
+champion alias (version before and after): in its result, a log line, the markdown artifact
+``vgan-retrain-report`` and the table ``vgan-retrain-champion`` (one row per run in its history).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import yaml
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.pipeline import (QUIET_ENV, StageFailed, _failure_artifact, dvc, pipeline, registry_markdown,
                             registry_summary, retry_delays, run_command, stage_names)
@@ -24,6 +26,7 @@ from flows.pipeline import (QUIET_ENV, StageFailed, _failure_artifact, dvc, pipe
 TRANSFER_TIMEOUT_S = 6 * 3600
 EXPERIMENT_TIMEOUT_S = 24 * 3600
 PROMOTE_TIMEOUT_S = 900
+CHAMPION_TABLE_KEY = "vgan-retrain-champion"
 
 
 def has_remote(repo: Path) -> bool:
@@ -44,7 +47,8 @@ def _checked(step: str, command: str, result: dict) -> dict:
 @task(name="dvc-pull", retries=3)
 def pull_data(repo: str) -> str:
     """``dvc pull --allow-missing``: fetch data and outputs cached on the remote."""
-    result = run_command(dvc("pull", "--allow-missing"), Path(repo), "dvc-pull", TRANSFER_TIMEOUT_S)
+    result = run_command(dvc("pull", "--allow-missing"), Path(repo), "dvc-pull", TRANSFER_TIMEOUT_S,
+                         log=get_run_logger().info)
     result["limit_s"] = TRANSFER_TIMEOUT_S
     return _checked("dvc-pull", "dvc pull --allow-missing", result)["stdout_tail"]
 
@@ -53,7 +57,8 @@ def pull_data(repo: str) -> str:
 def run_experiment(repo: str, assignments: list[str], pipeline_id: str, timeout_s: float) -> dict:
     """``dvc exp run -S key=value ...``: the whole pipeline as a DVC experiment (see `dvc exp show`)."""
     argv = dvc("exp", "run", *[item for assignment in assignments for item in ("-S", assignment)])
-    result = run_command(argv, Path(repo), "dvc-exp-run", timeout_s, env={"VGAN_PIPELINE_ID": pipeline_id})
+    result = run_command(argv, Path(repo), "dvc-exp-run", timeout_s, env={"VGAN_PIPELINE_ID": pipeline_id},
+                         log=get_run_logger().info)
     result["limit_s"] = timeout_s
     _checked("dvc-exp-run", " ".join(["dvc exp run", *[f"-S {a}" for a in assignments]]), result)
     return {"command": "dvc exp run", "overrides": assignments, "seconds": result["seconds"],
@@ -63,14 +68,14 @@ def run_experiment(repo: str, assignments: list[str], pipeline_id: str, timeout_
 @task(name="promote", retries=2)
 def promote_challenger(repo: str) -> str:
     """``vgan promote``: re-check the challenger against the champion (idempotent)."""
-    result = run_command(["vgan", "promote"], Path(repo), "vgan-promote", PROMOTE_TIMEOUT_S)
+    result = run_command(["vgan", "promote"], Path(repo), "vgan-promote", PROMOTE_TIMEOUT_S, log=get_run_logger().info)
     result["limit_s"] = PROMOTE_TIMEOUT_S
     return _checked("promote", "vgan promote", result)["stdout_tail"]
 
 
 @task(name="dvc-push", retries=3)
 def push_outputs(repo: str) -> str:
-    result = run_command(dvc("push"), Path(repo), "dvc-push", TRANSFER_TIMEOUT_S)
+    result = run_command(dvc("push"), Path(repo), "dvc-push", TRANSFER_TIMEOUT_S, log=get_run_logger().info)
     result["limit_s"] = TRANSFER_TIMEOUT_S
     return _checked("dvc-push", "dvc push", result)["stdout_tail"]
 
@@ -79,43 +84,81 @@ def _experiment_timeout(max_minutes: float | None) -> float:
     return max_minutes * 60 * 1.5 + 3600 if max_minutes else EXPERIMENT_TIMEOUT_S
 
 
+def champion_change(before: dict, after: dict) -> dict:
+    """Whether the run moved the ``champion`` alias: its version before and after (None: no champion)."""
+    old, new = ((summary.get("champion") or {}).get("version") for summary in (before, after))
+    moved = old != new
+    if moved:
+        sentence = f"champion of {after['name']} moved: {_version(old)} -> {_version(new)}"
+    else:
+        sentence = f"champion of {after['name']} unchanged: {_version(new)}"
+    return {"model": after["name"], "before": old, "after": new, "moved": moved, "sentence": sentence}
+
+
+def _version(number: int | None) -> str:
+    return "none" if number is None else f"v{number}"
+
+
+def champion_table(change: dict, after: dict) -> list[dict]:
+    """One row per retraining run (a keyed table's history lists every run): the champion before and after."""
+    challenger = after.get("challenger") or {}
+    return [{"model": change["model"], "champion before": change["before"], "champion after": change["after"],
+             "moved": change["moved"], "challenger": challenger.get("version"),
+             "challenger decision": challenger.get("decision"), "reason": challenger.get("reason")}]
+
+
 @flow(name="vgan-retrain", log_prints=True)
 def retrain(repo: str = ".", overrides: list[str] | None = None, max_minutes: float | None = None,
             pull: bool = True, push: bool = True) -> dict:
     """Pull, reproduce (``dvc exp run`` with overrides or a time budget, else stage by stage), promote, push.
 
     ``max_minutes`` is the training time budget (``train.max_minutes``): training stops there and the
-    generator trained so far goes on through sample, evaluate and register.
+    generator trained so far goes on through sample, evaluate and register. The result's ``champion``
+    says whether the run moved the champion alias (its version before and after).
     """
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
     repo_path = Path(repo).resolve()
     pipeline_id = str(flow_run.id or f"local-{os.getpid()}")
-    remote = has_remote(repo_path)
-    steps: dict = {"remote": remote}
-    if pull and remote:
-        steps["pull"] = pull_data.with_options(retry_delay_seconds=retry_delays(3))(str(repo_path))
-    elif pull:
-        logger.info("no DVC remote configured: nothing to pull")
     assignments = list(overrides or [])
     if max_minutes is not None:
         assignments.append(f"train.max_minutes={max_minutes}")
-    if assignments:
-        steps["run"] = run_experiment(str(repo_path), assignments, pipeline_id, _experiment_timeout(max_minutes))
-    else:
-        steps["run"] = pipeline(repo=str(repo_path), pipeline_id=pipeline_id)
     with_registry = "register" in stage_names(repo_path)
+    # read with the run's overrides: they may name another registry model
+    before = registry_summary(repo_path, assignments) if with_registry else None
+    remote = has_remote(repo_path)
+    steps: dict = {"remote": remote}
+    upstream: list = []  # the step each step waits on: the run's graph draws pull -> run -> promote -> push
+    if pull and remote:
+        pulled = pull_data.with_options(retry_delay_seconds=retry_delays(3))(str(repo_path), return_state=True)
+        steps["pull"], upstream = pulled.result(), [pulled]
+    elif pull:
+        logger.info("no DVC remote configured: nothing to pull")
+    if assignments:
+        steps["run"] = run_experiment(str(repo_path), assignments, pipeline_id, _experiment_timeout(max_minutes),
+                                      wait_for=upstream)
+    else:
+        steps["run"] = pipeline(repo=str(repo_path), pipeline_id=pipeline_id, wait_for=upstream)
+    # the result, not the state: a subflow's result names its flow run, which is the node the graph draws
+    upstream = [steps["run"]]
     if with_registry:
-        steps["promote"] = promote_challenger.with_options(retry_delay_seconds=retry_delays(2))(str(repo_path))
+        promoted = promote_challenger.with_options(retry_delay_seconds=retry_delays(2))(
+            str(repo_path), return_state=True, wait_for=upstream)
+        steps["promote"], upstream = promoted.result(), [promoted]
     if push and remote:
-        steps["push"] = push_outputs.with_options(retry_delay_seconds=retry_delays(3))(str(repo_path))
+        steps["push"] = push_outputs.with_options(retry_delay_seconds=retry_delays(3))(str(repo_path),
+                                                                                        wait_for=upstream)
     markdown = (f"# vgan retrain\n\n- repository: `{repo_path}`\n- DVC remote: {'yes' if remote else 'none'}\n"
                 f"- run: {'`dvc exp run ' + ' '.join('-S ' + a for a in assignments) + '`' if assignments else 'dvc repro, stage by stage'}\n")
     if with_registry:
-        summary = registry_summary(repo_path)
-        steps["registry"] = summary
-        markdown += f"\n## Champion vs challenger\n\n{registry_markdown(summary)}\n"
+        summary = registry_summary(repo_path, assignments)
+        change = champion_change(before, summary)
+        steps["registry"], steps["champion"] = summary, change
+        logger.info(change["sentence"])
+        markdown += f"- {change['sentence']}\n\n## Champion vs challenger\n\n{registry_markdown(summary)}\n"
+        create_table_artifact(table=champion_table(change, summary), key=CHAMPION_TABLE_KEY,
+                              description="whether this retraining run moved the champion")
     create_markdown_artifact(key="vgan-retrain-report", markdown=markdown, description="retraining outcome")
     return steps
 
