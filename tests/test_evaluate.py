@@ -16,7 +16,10 @@ from vgan.errors import MissingWeightsError
 
 class RecordingLogger:
     def __init__(self):
-        self.metrics, self.steps, self.artifacts = {}, [], []
+        self.metrics, self.steps, self.artifacts, self.params = {}, [], [], {}
+
+    def log_params(self, values):
+        self.params.update(values)
 
     def log_metrics(self, values, step=None):
         if step is None:

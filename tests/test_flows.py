@@ -208,7 +208,11 @@ def registry_over_rest_in_subprocess(mlflow_url: str, name: str) -> dict:
                     raise
                 out[alias] = None
                 continue
-            out[alias] = {"version": version["version"], "tags": {t["key"]: t["value"] for t in version.get("tags", [])}}
+            query = urllib.parse.urlencode({"run_id": version["run_id"]})
+            with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?{query}") as r:
+                run_tags = {t["key"]: t["value"] for t in json.loads(r.read())["run"]["data"].get("tags", [])}
+            out[alias] = {"version": version["version"], "tags": {t["key"]: t["value"] for t in version.get("tags", [])},
+                          "run_tags": run_tags}
         print(json.dumps(out))
         """)
     result = subprocess.run([sys.executable, "-c", script, mlflow_url, name], capture_output=True, text=True,
@@ -296,7 +300,9 @@ def test_pipeline_flow_on_servers_retries_fetch_registers_and_reports(on_servers
     assert seen["champion"]["version"] == str(registered["version"])
     tags = seen["champion"]["tags"]
     assert tags["vgan.decision"] == "promoted" and tags["metric.fd_evaluator"] == "5"
-    assert tags["vgan.pipeline_id"] == result["pipeline_id"] == str(state.state_details.flow_run_id)
+    # the pipeline id is on the version's run (the version keeps the decision, the gate's inputs, provenance)
+    run_tags = seen["champion"]["run_tags"]
+    assert run_tags["vgan.pipeline_id"] == result["pipeline_id"] == str(state.state_details.flow_run_id)
     git_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     assert tags["vgan.git_commit"].startswith(git_head)
     assert len(tags["vgan.data_hash"]) == 16  # from dvc.lock (the fetch stage's outputs)
