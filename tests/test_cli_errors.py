@@ -46,3 +46,28 @@ def test_debug_adds_the_traceback_after_the_one_line_message(tmp_path, monkeypat
     assert len(quiet.strip().splitlines()) == 1 and "Traceback" not in quiet
     for text in (loud, from_env):
         assert text.startswith(quiet.strip()) and "Traceback (most recent call last)" in text
+
+
+def test_stage_param_groups_are_the_ones_dvc_yaml_lists():
+    import yaml
+
+    from vgan.cli import STAGE_PARAM_GROUPS
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    listed = {name: tuple(sorted({(p if isinstance(p, str) else next(iter(p))).split(".")[0]
+                                  for p in stage.get("params", [])})) for name, stage in stages.items()}
+    assert {name: tuple(sorted(groups)) for name, groups in STAGE_PARAM_GROUPS.items()} == listed
+
+
+def test_a_parameter_of_another_stage_gets_a_one_line_note(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    # shards reads data/raw, which `vgan fetch` wrote: data.num_videos changes nothing here
+    assert main(["shards", "--set", "data.num_videos=5", "--set", "shards.size=16",
+                 "--set", "data.raw_dir=elsewhere"]) != 0  # nothing fetched into elsewhere/
+    lines = capsys.readouterr().err.strip().splitlines()
+    notes = [line for line in lines if ": note: " in line]
+    assert notes == ["vgan shards: note: --set data.num_videos is a parameter of `vgan fetch`, which this stage does "
+                     "not read (it reads shards); run `vgan fetch` with it, or `dvc repro` after setting it in "
+                     "params.yaml"]  # its own group and a location pass without a note
+    assert "Traceback" not in "\n".join(lines)

@@ -120,6 +120,34 @@ STAGES = {
 }
 
 
+# The params groups each stage reads, as dvc.yaml lists them (a test keeps the two equal), and the stage
+# that reads each group: a --set on another stage's group changes nothing here but this stage's MLflow tags.
+STAGE_PARAM_GROUPS = {"fetch": ("data",), "shards": ("shards",), "train": ("model", "train"), "sample": ("sample",),
+                      "evaluator": ("evaluate",), "evaluate": ("evaluate",), "register": ("registry",)}
+GROUP_STAGE = {"data": "fetch", "shards": "shards", "model": "train", "train": "train", "sample": "sample",
+               "evaluate": "evaluate", "registry": "register"}
+
+
+def foreign_overrides(stage: str, overrides: list[str]) -> list[str]:
+    """One note per --set this stage does not act on: a parameter of an upstream or downstream stage.
+
+    Locations (``*_dir``, ``*_path``, ``*_url``) and ``data.source`` are read across stages, so they pass."""
+    if stage not in STAGE_PARAM_GROUPS:
+        return []
+    notes = []
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        group, _, name = key.partition(".")
+        if group in STAGE_PARAM_GROUPS[stage] or group not in GROUP_STAGE or key == "data.source" \
+                or name.endswith(("_dir", "_path", "_url")):
+            continue
+        owner = GROUP_STAGE[group]
+        notes.append(f"--set {key} is a parameter of `vgan {owner}`, which this stage does not read (it reads "
+                     f"{', '.join(STAGE_PARAM_GROUPS[stage])}); run `vgan {owner}` with it, or `dvc repro` "
+                     f"after setting it in params.yaml")
+    return notes
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgan", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vgan {__import__('vgan').__version__}")
@@ -151,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         from vgan.params import load_params
 
         params = load_params(args.params, args.overrides)
+        for note in foreign_overrides(args.stage, args.overrides):
+            print(f"vgan {args.stage}: note: {note}", file=sys.stderr)
         handler(params, args)
     except VganError as exc:
         print(f"vgan {args.stage}: error: {exc}", file=sys.stderr)
