@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    if not (Path(args.repo) / "dvc.yaml").is_file():
+        print(f"{Path(args.repo).resolve()} has no dvc.yaml; pass --repo", file=sys.stderr)
+        return 2
     if not os.environ.get("PREFECT_API_URL"):
         print("deployments need a running Prefect server: `prefect server start --host 127.0.0.1` and "
               "export PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr)

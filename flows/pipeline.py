@@ -423,6 +423,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    # checked before Prefect starts a server: a wrong --repo or --stage is one line, not a failed flow run
+    repo = Path(args.repo)
+    if not (repo / "dvc.yaml").is_file():
+        print(f"{repo.resolve()} has no dvc.yaml; pass --repo", file=sys.stderr)
+        return 2
+    unknown = sorted(set(args.stages or []) - set(stage_names(repo)))
+    if unknown:
+        print(f"no stage {', '.join(unknown)} in {repo.resolve() / 'dvc.yaml'}; it has {', '.join(stage_names(repo))}",
+              file=sys.stderr)
+        return 2
     state = pipeline(repo=args.repo, stages=args.stages, return_state=True)
     if not state.is_completed():
         print(f"pipeline {state.name}: {state.message}", file=sys.stderr)

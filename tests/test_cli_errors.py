@@ -71,3 +71,32 @@ def test_a_parameter_of_another_stage_gets_a_one_line_note(tmp_path, monkeypatch
                      "not read (it reads shards); run `vgan fetch` with it, or `dvc repro` after setting it in "
                      "params.yaml"]  # its own group and a location pass without a note
     assert "Traceback" not in "\n".join(lines)
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    ("flows.pipeline", ["--repo", "/nonexistent"], "/nonexistent has no dvc.yaml; pass --repo"),
+    ("flows.pipeline", ["--repo", str(REPO), "--stage", "nope"], "no stage nope in "),
+    ("flows.retrain", ["run", "--repo", "/nonexistent"], "/nonexistent has no dvc.yaml; pass --repo"),
+    ("flows.deployments", ["serve", "--repo", "/nonexistent"], "/nonexistent has no dvc.yaml"),
+])
+def test_flow_entry_points_refuse_a_wrong_repo_or_stage_in_one_line(capsys, module, argv, message):
+    import importlib
+
+    assert importlib.import_module(module).main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_corrupt_generator_and_a_yaml_error_are_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "generator.pt").write_bytes(b"not a checkpoint")
+    assert main(["sample"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err == ("vgan sample: error: generator file models/generator.pt is corrupt or not a vgan file "
+                   "(UnpicklingError); run `vgan train` to write it"), err
+    (tmp_path / "bad.yaml").write_text("train:\n  steps: [1\n")
+    assert main(["train", "--params", "bad.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.yaml: not valid YAML: line 3, column 1" in err and len(err.splitlines()) == 1, err
