@@ -20,8 +20,9 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.pipeline import (QUIET_ENV, StageFailed, _failure_artifact, dvc, pipeline, registry_markdown,
-                            registry_summary, retry_delays, run_command, stage_names)
+from flows.commands import dvc, run_command
+from flows.pipeline import (QUIET_ENV, StageFailed, _failure_artifact, pipeline, registry_markdown, registry_summary,
+                            retry_delays, stage_names)
 
 TRANSFER_TIMEOUT_S = 6 * 3600
 EXPERIMENT_TIMEOUT_S = 24 * 3600

@@ -429,7 +429,7 @@ def test_the_real_tiny_pipeline_runs_as_a_flow_on_both_servers(on_servers, tmp_p
 def test_stream_log_logs_lines_and_collapses_progress_redraws():
     import io
 
-    from flows.pipeline import PROGRESS_LOG_EVERY_S, StreamLog
+    from flows.commands import PROGRESS_LOG_EVERY_S, StreamLog
 
     logged, file = [], io.BytesIO()
     stream = StreamLog(file, logged.append)
@@ -452,7 +452,7 @@ def test_stream_log_logs_lines_and_collapses_progress_redraws():
 
 
 def test_run_command_reads_both_pipes_without_deadlock(tmp_path):
-    from flows.pipeline import run_command
+    from flows.commands import run_command
 
     # far more than a pipe's buffer on both streams: reading one pipe to its end first would hang
     script = ("import sys\nfor i in range(4000):\n    print('out', i, 'x' * 100)\n"
@@ -467,14 +467,14 @@ def test_run_command_reads_both_pipes_without_deadlock(tmp_path):
 
 
 def test_run_command_at_its_limit_interrupts_then_kills_the_process_group(tmp_path, monkeypatch):
-    import flows.pipeline as pipeline_module
+    import flows.commands as commands_module
 
-    monkeypatch.setattr(pipeline_module, "INTERRUPT_GRACE_S", 1.0)
+    monkeypatch.setattr(commands_module, "INTERRUPT_GRACE_S", 1.0)
     # ignores Ctrl-C, and leaves a child in its process group
     script = ("import signal, subprocess, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
               "child = subprocess.Popen(['sleep', '120'])\nprint('child', child.pid)\ntime.sleep(120)\n")
     logged = []
-    result = pipeline_module.run_command([sys.executable, "-c", script], tmp_path, "stuck", 1.5, log=logged.append)
+    result = commands_module.run_command([sys.executable, "-c", script], tmp_path, "stuck", 1.5, log=logged.append)
     assert result["timed_out"] and result["returncode"] == -9  # SIGINT ignored, SIGKILL one grace later
     assert 2.4 <= result["seconds"] < 15
     child = int(next(line for line in logged if line.startswith("child ")).split()[1])
