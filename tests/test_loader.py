@@ -94,24 +94,13 @@ def test_resume_by_skipping_batches_and_epochs_differ(tmp_path):
     assert [n for batch in skipped for n in batch] + rest == epoch0 + epoch1
 
 
-@pytest.mark.slow
-def test_resampled_stream_with_epoch_length_for_ddp(tmp_path):
-    urls = write_shards(tmp_path, num_shards=1)  # fewer shards than workers still feeds every worker
-    loader = make_loader(urls, 4, shuffle_buffer=4, num_workers=2, seed=1, resampled=True, epoch_batches=9)
-    batches = list(loader)
-    assert len(batches) == 9 and all(b[0].shape[0] == 4 for b in batches)
-    again = make_loader(urls, 4, shuffle_buffer=4, num_workers=2, seed=1, resampled=True, epoch_batches=9)
-    assert order(again) == [n for b in batches for n in clip_numbers(b)]
-
-
 def test_fewer_shards_than_workers_still_covers_every_clip(tmp_path):
     urls = write_shards(tmp_path, num_shards=1, per_shard=12)
     from vgan.data.loader import ClipStream
 
     seen = []
     for worker in range(3):  # what each of three workers would read
-        stream = ClipStream(urls, 2, shuffle_buffer=0, seed=0, resampled=False, epoch_batches=None,
-                            drop_last=False, num_workers=3)
+        stream = ClipStream(urls, 2, shuffle_buffer=0, seed=0, drop_last=False, num_workers=3)
         stream._slot = lambda worker=worker: (worker, 3)
         seen += [round((float(clips[i, 0, 0, 0, 0]) + 1) * 127.5) for clips, _ in stream for i in range(len(clips))]
     assert sorted(seen) == list(range(12))

@@ -113,13 +113,12 @@ class ClipStream(IterableDataset):
     Each pass over the stream is the next epoch; in persistent workers each copy counts its own passes.
     """
 
-    def __init__(self, urls: list[str], batch_size: int, *, shuffle_buffer: int, seed: int, resampled: bool,
-                 epoch_batches: int | None, drop_last: bool, num_workers: int, uint8: bool = False,
-                 start_epoch: int = 0):
+    def __init__(self, urls: list[str], batch_size: int, *, shuffle_buffer: int, seed: int, drop_last: bool,
+                 num_workers: int, uint8: bool = False, start_epoch: int = 0):
         super().__init__()
         self.uint8 = uint8
         self.urls, self.batch_size, self.shuffle_buffer = list(urls), batch_size, shuffle_buffer
-        self.seed, self.resampled, self.epoch_batches = seed, resampled, epoch_batches
+        self.seed = seed
         self.drop_last, self.num_workers = drop_last, max(1, num_workers)
         self.passes = start_epoch
 
@@ -129,15 +128,7 @@ class ClipStream(IterableDataset):
         worker = info.id if info is not None else 0
         return rank * self.num_workers + worker, world * self.num_workers
 
-    def _samples(self, slot: int, slots: int, rng: random.Random):
-        if self.resampled:
-            # with replacement, independently per slot: every rank and worker always has data (DDP-safe)
-            def urls():
-                while True:
-                    yield {"url": rng.choice(self.urls)}
-
-            yield from _tar_samples(urls())
-            return
+    def _samples(self, slot: int, slots: int):
         order = list(self.urls)
         if self.shuffle_buffer > 0:
             random.Random(f"{self.seed}:{self.epoch}").shuffle(order)  # same order in every slot
@@ -163,27 +154,19 @@ class ClipStream(IterableDataset):
         rng.shuffle(buffer)
         yield from buffer
 
-    def _batch_quota(self, slot: int, slots: int) -> int | None:
-        if self.epoch_batches is None:
-            return None
-        return self.epoch_batches // slots + (1 if slot < self.epoch_batches % slots else 0)
-
     def __iter__(self):
         self.epoch, self.passes = self.passes, self.passes + 1
         slot, slots = self._slot()
         rng = random.Random(f"{self.seed}:{self.epoch}:{slot}")
-        quota = self._batch_quota(slot, slots)
-        clips, labels, produced = [], [], 0
-        for sample in self._shuffled(self._samples(slot, slots, rng), rng):
-            if quota is not None and produced >= quota:
-                return
+        clips, labels = [], []
+        for sample in self._shuffled(self._samples(slot, slots), rng):
             frames, label = _decode_sample(sample)
             clips.append(frames)
             labels.append(label)
             if len(clips) == self.batch_size:
                 yield self._batch(clips), torch.tensor(labels, dtype=torch.int64)
-                clips, labels, produced = [], [], produced + 1
-        if clips and not self.drop_last and (quota is None or produced < quota):
+                clips, labels = [], []
+        if clips and not self.drop_last:
             yield self._batch(clips), torch.tensor(labels, dtype=torch.int64)
 
     def _batch(self, clips: list[np.ndarray]) -> torch.Tensor:
@@ -212,25 +195,24 @@ class ClipLoader:
 
 
 def make_loader(urls, batch_size: int, *, shuffle_buffer: int = 256, num_workers: int = 2, seed: int = 0,
-                resampled: bool = False, epoch_batches: int | None = None, pin_memory: bool = False,
-                drop_last: bool = True, uint8: bool = False, start_epoch: int = 0) -> ClipLoader:
+                pin_memory: bool = False, drop_last: bool = True, uint8: bool = False,
+                start_epoch: int = 0) -> ClipLoader:
     """Training batches from shards; the same seed and worker count always give the same batches.
 
     uint8: yield the clips as stored, uint8 (B, T, H, W, C), for `to_model_range` on the training device
     (4x less to copy and move); otherwise float32 (B, C, T, H, W) in [-1, 1].
     start_epoch: the epoch of the first pass (a resumed run continues the seeded sequence).
 
-    resampled: draw shards with replacement forever (DDP: every rank gets data); epoch_batches caps one pass.
-    Without resampling, shards are split over (rank, worker) slots; one pass is one epoch.
+    Shards are split over (rank, worker) slots (with fewer shards than slots, every slot reads them all and
+    keeps its share of the samples); one pass is one epoch.
     """
     urls = [urls] if isinstance(urls, str) else list(urls)
     if not urls:
         raise DataError("no shard files to read: the split is empty (see manifest.json counts)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    stream = ClipStream(urls, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, resampled=resampled,
-                        epoch_batches=epoch_batches, drop_last=drop_last, num_workers=num_workers, uint8=uint8,
-                        start_epoch=start_epoch)
+    stream = ClipStream(urls, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, drop_last=drop_last,
+                        num_workers=num_workers, uint8=uint8, start_epoch=start_epoch)
     return ClipLoader(stream, num_workers, pin_memory)
 
 
