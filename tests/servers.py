@@ -162,14 +162,18 @@ def s3_env(server: Server) -> dict[str, str]:
             "MLFLOW_S3_ENDPOINT_URL": server.url}
 
 
-def create_bucket(server: Server, name: str) -> str:
+def s3_client(server: Server):
+    """A boto3 client of the store with its settings passed in (this process's environment untouched)."""
     import boto3
 
     env = s3_env(server)
-    client = boto3.client("s3", endpoint_url=server.url, region_name=env["AWS_DEFAULT_REGION"],
-                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-    client.create_bucket(Bucket=name)
+    return boto3.client("s3", endpoint_url=server.url, region_name=env["AWS_DEFAULT_REGION"],
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+def create_bucket(server: Server, name: str) -> str:
+    s3_client(server).create_bucket(Bucket=name)
     return f"s3://{name}"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from conftest import run_cli, write_tiny_params
-from servers import create_bucket, mlflow_on_s3, s3_env, s3_server  # noqa: F401
+from servers import create_bucket, mlflow_on_s3, s3_client, s3_env, s3_server  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
@@ -28,12 +29,9 @@ def aws_env(s3_server, monkeypatch):  # noqa: F811
     return env
 
 
-def upload_folder(folder: Path, url: str) -> list[str]:
-    """Every file of ``folder`` to ``s3://bucket/prefix`` (boto3, endpoint and credentials from the environment)."""
-    import boto3
-
+def upload_folder(client, folder: Path, url: str) -> list[str]:
+    """Every file of ``folder`` to ``s3://bucket/prefix``."""
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    client = boto3.client("s3")
     keys = []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         key = f"{prefix}/{path.name}".lstrip("/")
@@ -42,11 +40,9 @@ def upload_folder(folder: Path, url: str) -> list[str]:
     return keys
 
 
-def list_keys(url: str) -> list[str]:
-    import boto3
-
+def list_keys(client, url: str) -> list[str]:
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
@@ -54,13 +50,7 @@ def list_keys(url: str) -> list[str]:
 def shards_on_s3(s3_server, tiny_shards):  # noqa: F811
     """The tiny shards folder uploaded as it is (manifest + tars) under s3://vgan-shards/tiny."""
     bucket = create_bucket(s3_server, "vgan-shards")
-    saved = dict(os.environ)
-    os.environ.update(s3_env(s3_server))
-    try:
-        upload_folder(tiny_shards / "data/shards", f"{bucket}/tiny")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    upload_folder(s3_client(s3_server), tiny_shards / "data/shards", f"{bucket}/tiny")
     return f"{bucket}/tiny"
 
 
@@ -73,7 +63,7 @@ def test_urls_source_downloads_from_s3_and_checks_the_checksum(aws_env, s3_serve
 
     bucket = create_bucket(s3_server, "vgan-raw")
     video = lavfi_video(tmp_path / "upload" / "walk.mp4")
-    upload_folder(video.parent, f"{bucket}/videos")
+    upload_folder(s3_client(s3_server), video.parent, f"{bucket}/videos")
     digest = hashlib.sha256(video.read_bytes()).hexdigest()
     data = DataParams(source="urls", raw_dir=str(tmp_path / "raw"),
                       urls=[UrlSource(url=f"{bucket}/videos/walk.mp4", sha256=digest)])
@@ -124,44 +114,35 @@ def test_vgan_train_reads_its_shards_from_s3_without_a_local_copy(aws_env, shard
 def clone_from_s3_remote(s3_server, tiny_repo, tmp_path_factory):  # noqa: F811
     """A user pushes the pipeline's data to an S3 DVC remote; a teammate clones the project and pulls it.
 
-    The pusher is a clone of the session's pipeline repo that borrows its DVC cache, so the shared repo's
-    own remotes and commits stay as other tests expect."""
+    The pusher is a copy of the session's pipeline repo that borrows its DVC cache and commits the results
+    there, so the shared repo's own remotes and commits stay as other tests expect, in any test order."""
     env = s3_env(s3_server)
     bucket = create_bucket(s3_server, "vgan-dvc")
     root = tmp_path_factory.mktemp("s3remote")
     pusher, teammate = root / "pusher", root / "teammate"
-    subprocess.run(["git", "add", "-A"], cwd=tiny_repo, check=True)
-    subprocess.run(["git", "commit", "-qm", "pipeline results", "--allow-empty"], cwd=tiny_repo, check=True)
-    subprocess.run(["git", "clone", "-q", str(tiny_repo), str(pusher)], check=True)
+    shutil.copytree(tiny_repo, pusher, symlinks=True,
+                    ignore=lambda folder, names: ["cache"] if Path(folder).name == ".dvc" else [])
     run_cli("dvc", "cache", "dir", "--local", str(tiny_repo / ".dvc/cache"), cwd=pusher)
-    run_cli("dvc", "checkout", cwd=pusher)
+    subprocess.run(["git", "add", "-A"], cwd=pusher, check=True)
+    subprocess.run(["git", "commit", "-qm", "pipeline results", "--allow-empty"], cwd=pusher, check=True)
     run_cli("dvc", "remote", "add", "-d", "team", f"{bucket}/cache", cwd=pusher)
     run_cli("dvc", "remote", "modify", "team", "endpointurl", s3_server.url, cwd=pusher)
     subprocess.run(["git", "commit", "-qam", "team remote on S3"], cwd=pusher, check=True)
     pushed = run_cli("dvc", "push", cwd=pusher, env=env)
     subprocess.run(["git", "clone", "-q", str(pusher), str(teammate)], check=True)
     pulled = run_cli("dvc", "pull", cwd=teammate, env=env)
-    return {"pusher": pusher, "teammate": teammate, "push": pushed, "pull": pulled, "bucket": bucket, "env": env}
+    return {"pusher": pusher, "teammate": teammate, "push": pushed, "pull": pulled, "bucket": bucket, "env": env,
+            "client": s3_client(s3_server)}
 
 
 def test_dvc_remote_on_s3_push_pull_then_repro_is_a_noop(clone_from_s3_remote):
     pusher, teammate, env = (clone_from_s3_remote[k] for k in ("pusher", "teammate", "env"))
-    assert list_keys_with(env, f"{clone_from_s3_remote['bucket']}/cache")  # objects really landed in the bucket
+    assert list_keys(clone_from_s3_remote["client"], f"{clone_from_s3_remote['bucket']}/cache")  # objects landed
     for out in ("data/shards/manifest.json", "models/generator.pt", "metrics/evaluate.json"):
         assert (teammate / out).read_bytes() == (pusher / out).read_bytes(), out
     repro = run_cli("dvc", "repro", cwd=teammate, env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{teammate}/mlflow.db"})
     assert "Data and pipelines are up to date" in repro.stdout, repro.stdout[-2000:]
     assert not (teammate / "mlflow.db").exists()  # nothing ran
-
-
-def list_keys_with(env: dict, url: str) -> list[str]:
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return list_keys(url)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def test_mlflow_artifacts_on_s3_and_the_champion_loads_in_another_process(clone_from_s3_remote, mlflow_on_s3,  # noqa: F811
@@ -183,5 +164,5 @@ def test_mlflow_artifacts_on_s3_and_the_champion_loads_in_another_process(clone_
                             env={**os.environ, **client_env})
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip().splitlines()[-1] == "(2, 8, 16, 16, 3) uint8"
-    stored = list_keys_with(s3_env(s3_server), "s3://vgan-mlflow/artifacts")
+    stored = list_keys(s3_client(s3_server), "s3://vgan-mlflow/artifacts")
     assert any(key.endswith("MLmodel") for key in stored), stored[:20]  # the model's files are in the bucket

@@ -19,9 +19,9 @@ from pathlib import Path
 from vgan.errors import TrackingError
 from vgan.metrics.catalog import BASELINE_NAMES, baseline_key
 from vgan.model_export import log_generator_model
-from vgan.tracking import (StageLogger, experiment_id_for, finish_pipeline_run, finite_metrics, import_mlflow,
-                           is_transient, pipeline_run, repo_root, retrying, run_tags, sqlite_file, store_client,
-                           tracking_uri)
+from vgan.tracking import (StageLogger, experiment_id_for, find_stage_run, finish_pipeline_run, finite_metrics,
+                           import_mlflow, is_transient, pipeline_run, repo_root, retrying, run_tags, sqlite_file,
+                           store_client, tracking_uri)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -278,13 +278,10 @@ def _link_model_to_training(client, experiment_id: str, pipeline: str, model_id:
     """Record the logged model as an output of the pipeline's train run (the train run page links to it)."""
     from mlflow.entities import LoggedModelOutput
 
-    def link() -> None:
-        runs = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
-                                  filter_string=f"tags.`vgan.pipeline_id` = '{pipeline}' and tags.`vgan.stage` = 'train'")
-        if runs:
-            client.log_outputs(runs[0].info.run_id, [LoggedModelOutput(model_id, step or 0)])
-
-    retrying("linking the model to its train run", link)
+    train_run = find_stage_run(client, experiment_id, pipeline, "train", newest=True)
+    if train_run:
+        retrying("linking the model to its train run",
+                 lambda: client.log_outputs(train_run, [LoggedModelOutput(model_id, step or 0)]))
 
 
 def promote(params, version: int | str | None = None) -> dict:

@@ -286,18 +286,20 @@ class StageLogger:
 
 # --- one parent run per pipeline run, the stage runs nested under it ---------------------------
 
+def find_stage_run(client, experiment_id: str, pipeline: str, stage: str, newest: bool = False) -> str | None:
+    """The id of the first (or newest) run of ``stage`` in pipeline run ``pipeline``, or None."""
+    order = "DESC" if newest else "ASC"
+    runs = retrying(f"finding the {stage} run", lambda: client.search_runs(
+        [experiment_id], max_results=1, order_by=[f"attributes.start_time {order}"],
+        filter_string=f"tags.`vgan.pipeline_id` = '{pipeline}' and tags.`vgan.stage` = '{stage}'"))
+    return runs[0].info.run_id if runs else None
+
+
 def pipeline_run(client, experiment_id: str, params, tags: dict) -> str:
     """The parent run of this pipeline run (same pipeline id), created with every param on first use;
     marked RUNNING while one of its stages runs (``finish_pipeline_run`` marks the outcome)."""
     pipeline = tags["vgan.pipeline_id"]
-
-    def find() -> str | None:
-        runs = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time ASC"],
-                                  filter_string=f"tags.`vgan.pipeline_id` = '{pipeline}' and "
-                                                f"tags.`vgan.stage` = '{PIPELINE_STAGE}'")
-        return runs[0].info.run_id if runs else None
-
-    found = retrying("finding the pipeline run", find)
+    found = find_stage_run(client, experiment_id, pipeline, PIPELINE_STAGE)
     if found:
         retrying("reopening the pipeline run", lambda: client.update_run(found, status="RUNNING"))
         return found

@@ -24,11 +24,12 @@ from vgan.io import MANIFEST_FILE, join_location, read_manifest
 multiprocessing.set_forkserver_preload(["torch", "numpy", "vgan.data.loader"])
 
 
-def shard_paths(out_dir: str | Path, split: str) -> list[str]:
+def shard_paths(out_dir: str | Path, split: str, manifest: dict | None = None) -> list[str]:
     """The shard files (or URLs) of one split, as listed by the manifest the shards stage wrote last.
 
-    ``out_dir`` is the shards folder or a URL prefix it was uploaded to (``s3://bucket/shards``)."""
-    shards = read_manifest(out_dir).get("shards", {})
+    ``out_dir`` is the shards folder or a URL prefix it was uploaded to (``s3://bucket/shards``); pass
+    ``manifest`` when it was read already (a remote one costs a request)."""
+    shards = (manifest or read_manifest(out_dir)).get("shards", {})
     if split not in shards:
         raise DataError(f"{join_location(out_dir, MANIFEST_FILE)} has no split {split!r}; it has {sorted(shards)}")
     return [join_location(out_dir, name) for name in shards[split]]

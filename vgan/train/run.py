@@ -33,12 +33,12 @@ def check_clip_shape(params) -> dict:
     return manifest
 
 
-def shard_batches(params, rank: int = 0, world_size: int = 1):
+def shard_batches(params, rank: int = 0, world_size: int = 1, manifest: dict | None = None):
     """``batches(epoch, seed)`` for the Trainer: a deterministic loader over this rank's train shards."""
     from vgan.data.loader import make_loader, shard_paths
 
     location = train_shards_location(params)
-    urls = shard_paths(location, "train")
+    urls = shard_paths(location, "train", manifest)
     if not urls:
         raise DataError(f"no train shards in {location}; run `vgan shards` first")
     cfg = params.train
@@ -71,7 +71,7 @@ def train(params, progress: bool = True, logger=None) -> dict:
     manifest = check_clip_shape(params)
     rank, world_size = distributed.setup(select_device(params.train.device).type)
     try:
-        batches = shard_batches(params, rank, world_size)  # bad input fails before a tracking run opens
+        batches = shard_batches(params, rank, world_size, manifest)  # bad input fails before a tracking run opens
         with contextlib.ExitStack() as stack:
             if logger is None and rank == 0:
                 from vgan import tracking
