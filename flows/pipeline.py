@@ -27,9 +27,9 @@ from flows.commands import STDERR_TAIL_LINES, dvc, run_command
 from vgan import QUIET_ENV
 from vgan.params import dotted
 
-# Stages that read from the network or a shared store get retries; the rest fail fast.
-IO_STAGES = {"fetch": 3, "register": 2}
-RETRY_DELAYS_S = [10, 30, 60]  # VGAN_FLOW_RETRY_DELAYS="5,20,60" overrides
+# One retry layer per call path: the stages retry their own network calls (downloads resume with HTTP Range,
+# `data.download_retries`; MLflow calls back off in vgan.tracking), so the flow runs each stage once (a retry
+# here would multiply those budgets). DVC's transfers (flows.retrain) have no layer of ours and retry there.
 # Per-stage wall-clock limits (seconds); train's follows train.max_minutes when that is set.
 STAGE_TIMEOUTS_S = {"fetch": 3600, "shards": 3600, "train": 24 * 3600, "sample": 1800, "evaluator": 3600,
                     "evaluate": 3600, "register": 1800}
@@ -97,17 +97,9 @@ def run_stage(stage: str, repo: str, timeout_s: float, pipeline_id: str) -> dict
     return {"stage": stage, "status": "skipped" if skipped else "ran", "seconds": result["seconds"]}
 
 
-def retry_delays(retries: int) -> list[float]:
-    """Backoff between attempts of an I/O step (seconds), from VGAN_FLOW_RETRY_DELAYS when set."""
-    raw = os.environ.get("VGAN_FLOW_RETRY_DELAYS")
-    delays = [float(x) for x in raw.split(",") if x.strip()] if raw else RETRY_DELAYS_S
-    return (delays + delays[-1:] * retries)[:retries]
-
-
 def stage_task(stage: str):
-    """The task for one stage: I/O stages retry with backoff; every stage has a time limit."""
-    retries = IO_STAGES.get(stage, 0)
-    return run_stage.with_options(name=f"stage-{stage}", retries=retries, retry_delay_seconds=retry_delays(retries) or 0)
+    """The task for one stage, named for it; it runs once (the stage retries its own I/O) within a time limit."""
+    return run_stage.with_options(name=f"stage-{stage}")
 
 
 # --- report -----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.commands import dvc, run_command
 from flows.pipeline import (QUIET_ENV, StageFailed, _failure_artifact, pipeline, registry_markdown, registry_summary,
-                            retry_delays, stage_names)
+                            stage_names)
 
 TRANSFER_TIMEOUT_S = 6 * 3600
 EXPERIMENT_TIMEOUT_S = 24 * 3600
@@ -43,6 +43,16 @@ def _checked(step: str, command: str, result: dict) -> dict:
         last = (result["stderr_tail"] or result["stdout_tail"] or "no output").splitlines()[-1]
         raise StageFailed(f"{step} failed (exit code {result['returncode']}): {last}")
     return result
+
+
+RETRY_DELAYS_S = [10, 30, 60]  # VGAN_FLOW_RETRY_DELAYS="5,20,60" overrides
+
+
+def retry_delays(retries: int) -> list[float]:
+    """Backoff between attempts of an I/O step (seconds), from VGAN_FLOW_RETRY_DELAYS when set."""
+    raw = os.environ.get("VGAN_FLOW_RETRY_DELAYS")
+    delays = [float(x) for x in raw.split(",") if x.strip()] if raw else RETRY_DELAYS_S
+    return (delays + delays[-1:] * retries)[:retries]
 
 
 @task(name="dvc-pull", retries=3)
@@ -66,7 +76,7 @@ def run_experiment(repo: str, assignments: list[str], pipeline_id: str, timeout_
             "output": result["stdout_tail"]}
 
 
-@task(name="promote", retries=2)
+@task(name="promote")  # no retries here: vgan promote retries its MLflow calls
 def promote_challenger(repo: str) -> str:
     """``vgan promote``: re-check the challenger against the champion (idempotent)."""
     result = run_command(["vgan", "promote"], Path(repo), "vgan-promote", PROMOTE_TIMEOUT_S, log=get_run_logger().info)
@@ -144,8 +154,7 @@ def retrain(repo: str = ".", overrides: list[str] | None = None, max_minutes: fl
     # the result, not the state: a subflow's result names its flow run, which is the node the graph draws
     upstream = [steps["run"]]
     if with_registry:
-        promoted = promote_challenger.with_options(retry_delay_seconds=retry_delays(2))(
-            str(repo_path), return_state=True, wait_for=upstream)
+        promoted = promote_challenger(str(repo_path), return_state=True, wait_for=upstream)
         steps["promote"], upstream = promoted.result(), [promoted]
     if push and remote:
         steps["push"] = push_outputs.with_options(retry_delay_seconds=retry_delays(3))(str(repo_path),

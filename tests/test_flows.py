@@ -47,7 +47,8 @@ import sys, time
 import torch
 from vgan.models.registry import build_model
 from vgan.params import load_params
-from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
+from vgan.generator_file import GENERATOR_FORMAT
+from vgan.train.checkpoint import atomic_save
 print("train: step 1/2 loss_g=0.70")
 time.sleep(1.5)
 for done in range(1, 21):
@@ -242,16 +243,22 @@ def repo(tmp_path_factory) -> Path:
 
 # --- tests ---------------------------------------------------------------------------------------
 
-def test_pipeline_flow_on_servers_retries_fetch_registers_and_reports(on_servers, repo):
+def test_pipeline_flow_on_servers_fails_once_then_registers_and_reports(on_servers, repo):
     from flows.pipeline import pipeline
 
     prefect, mlflow = on_servers
+    # one retry layer: the flow runs a failing stage once (the stages retry their own I/O), says why in one
+    # line, and a re-run picks up from there
+    failed = pipeline(repo=str(repo), return_state=True)
+    assert failed.is_failed()
+    assert "fetch: connection reset by peer (attempt 1)" in failed.message
+    assert (repo / ".fetch-attempts").read_text() == "1"
     state = pipeline(repo=str(repo), return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
     assert [(row["stage"], row["status"]) for row in result["stages"]] == [
         ("fetch", "ran"), ("train", "ran"), ("evaluate", "ran"), ("register", "ran")]
-    assert (repo / ".fetch-attempts").read_text() == "2"  # the first fetch failed, the retry succeeded
+    assert (repo / ".fetch-attempts").read_text() == "2"  # the first run's fetch failed, the re-run's succeeded
 
     registered = json.loads((repo / "metrics" / "register.json").read_text())
     assert registered["promoted"] is True and registered["champion_version"] == registered["version"]

@@ -56,7 +56,8 @@ def write_test_shards(folder, train: int = 16, val: int = 8, frames: int = 8, si
 def tiny_setup(tmp_path, *overrides, step: int = 7):
     """Params for a tiny untrained generator saved as `vgan train` exports it, plus test shards."""
     from vgan.models.registry import build_model
-    from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
+    from vgan.generator_file import GENERATOR_FORMAT
+    from vgan.train.checkpoint import atomic_save
 
     write_test_shards(tmp_path / "shards")
     params = load_params(write_tiny_params(tmp_path / "params.yaml"),

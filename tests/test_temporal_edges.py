@@ -12,7 +12,7 @@ import torch
 
 from test_trainer_features import tiny
 from vgan.models.registry import ARCHITECTURES
-from vgan.train.checkpoint import load_generator
+from vgan.generator_file import load_generator
 from vgan.train.loop import Trainer
 
 FRAMES = 8

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from servers import QUIET_ENV, free_port, mlflow_on_postgres, mlflow_server, postgres_server  # noqa: F401
-from vgan import model_registry, tracking
+from vgan import model_registry, provenance, tracking
 from vgan.errors import TrackingError
 from vgan.params import load_params
 
@@ -37,7 +37,8 @@ def write_generator(path: Path, params, seed: int = 0) -> Path:
     import torch
 
     from vgan.models.registry import build_model
-    from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
+    from vgan.generator_file import GENERATOR_FORMAT
+    from vgan.train.checkpoint import atomic_save
 
     torch.manual_seed(seed)
     generator, _ = build_model(params.model)
@@ -159,7 +160,7 @@ def test_register_promote_and_load_the_champion_from_another_process(workdir):
     summary = model_registry.registry_summary(params)
     assert summary["champion"]["version"] == 1 and summary["challenger"]["version"] == 2
     assert summary["challenger"]["decision"] == "rejected"
-    assert summary["champion"]["data_hash"] == tracking.data_hash() != "none"
+    assert summary["champion"]["data_hash"] == provenance.data_hash() != "none"
 
     again = model_registry.promote(params, version=2)
     assert again["promoted"] is False and again["champion_version"] == 1
@@ -252,7 +253,7 @@ def test_stage_run_is_tagged_and_linked_by_pipeline_id(workdir, monkeypatch):
     assert train.data.params == {"train.steps": "3", "train.lr_g": "0.001"}
     assert train.data.metrics == {"loss_d": 0.5, "nested.acc": 0.75}  # NaN is not logged
     assert train.data.tags["vgan.params_hash"] == params.group_hash()
-    assert train.data.tags["vgan.data_hash"] == tracking.data_hash() != "none"
+    assert train.data.tags["vgan.data_hash"] == provenance.data_hash() != "none"
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(train.info.run_id)] == ["report.md"]
 
 
@@ -384,7 +385,8 @@ def test_prediction_models_are_refused_by_the_registry_in_one_line(tmp_path):
     from vgan.errors import TrackingError
     from vgan.models.registry import build_model
     from vgan.params import load_params
-    from vgan.train.checkpoint import GENERATOR_FORMAT, atomic_save
+    from vgan.generator_file import GENERATOR_FORMAT
+    from vgan.train.checkpoint import atomic_save
 
     params = load_params(REPO_PARAMS, [*TINY_MODEL, "model.name=predictor", "model.predictor.context_frames=2"])
     G, _ = build_model(params.model)

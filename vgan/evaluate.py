@@ -276,7 +276,7 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     from vgan.metrics.baselines import standing_sentence
     from vgan.metrics.evaluator import load_evaluator
     from vgan.sample import generate, real_context_clips
-    from vgan.train.checkpoint import load_generator
+    from vgan.generator_file import load_generator
 
     cfg = params.evaluate
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -19,9 +19,9 @@ from pathlib import Path
 from vgan.errors import TrackingError
 from vgan.metrics.catalog import BASELINE_NAMES, baseline_key
 from vgan.model_export import log_generator_model
+from vgan.provenance import repo_root, run_tags
 from vgan.tracking import (StageLogger, experiment_id_for, find_stage_run, finish_pipeline_run, finite_metrics,
-                           import_mlflow, is_transient, pipeline_run, repo_root, retrying, run_tags, sqlite_file,
-                           store_client, tracking_uri)
+                           import_mlflow, is_transient, pipeline_run, retrying, sqlite_file, store_client, tracking_uri)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -192,7 +192,7 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
     baselines: {baseline name: {metric: value}} (evaluate's table); each baseline's ``registry.metric`` becomes
     metric ``baseline_<name>_<metric>`` and a version tag, so the quality gate needs nothing but the registry.
     """
-    from vgan.train.checkpoint import load_generator
+    from vgan.generator_file import load_generator
 
     generator, _ = load_generator(generator_path, use_ema=True, map_location="cpu")
     if generator.context_frames:

@@ -194,7 +194,7 @@ def _label_names(params, count: int) -> list[str]:
 def write_samples(params, generator_path: str | Path = "models/generator.pt") -> dict:
     """Write every sample kind into ``sample.out_dir`` and list them in its index.json."""
     from vgan.data.video import encode_mp4
-    from vgan.train.checkpoint import load_generator
+    from vgan.generator_file import load_generator
 
     cfg = params.sample
     generator, trained = load_generator(generator_path, use_ema=cfg.use_ema)

@@ -1,5 +1,5 @@
-"""MLflow's store and runs: where the store is, retries, run tags, one run per stage nested under one
-parent run per pipeline run, datasets and system metrics.
+"""MLflow's store and runs: where the store is, retries, one run per stage nested under one parent run per
+pipeline run, datasets and system metrics (the runs' provenance tags come from ``vgan.provenance``).
 
 MLflow is used here, in ``vgan.model_export`` (the generator as an MLflow model) and in
 ``vgan.model_registry`` (registration and champion/challenger promotion), and nowhere else.
@@ -19,15 +19,13 @@ import logging
 import math
 import os
 import random
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import yaml
-
 from vgan.errors import TrackingError
 from vgan.params import dotted
+from vgan.provenance import repo_root, run_tags
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
@@ -37,15 +35,6 @@ _TRANSIENT_TEXT = ("api request to", "connection", "database is locked", "timed 
 
 
 # --- where things are ---------------------------------------------------------------------------
-
-def repo_root() -> Path:
-    """The nearest folder upwards holding dvc.yaml, .dvc or .git; else the working directory."""
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if any((folder / marker).exists() for marker in ("dvc.yaml", ".dvc", ".git")):
-            return folder
-    return cwd
-
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` or the embedded store ``sqlite:///<repo>/mlflow.db``."""
@@ -68,62 +57,6 @@ def _local_artifact_root(uri: str) -> Path | None:
 
 def experiment_name(params) -> str:
     return f"vgan-{params.data.source}".replace("_", "-")
-
-
-def git_commit(root: Path | None = None) -> str:
-    """HEAD's commit, with ``-dirty`` when tracked files changed; ``unknown`` outside git."""
-    root = root or repo_root()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty else commit
-
-
-def data_hash(root: Path | None = None) -> str:
-    """Hash of the dataset outputs recorded in dvc.lock (shards, else fetch); ``none`` before any."""
-    lock = (root or repo_root()) / "dvc.lock"
-    if not lock.exists():
-        return "none"
-    try:
-        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    except yaml.YAMLError:
-        return "none"
-    for stage in ("shards", "fetch"):
-        outs = (stages.get(stage) or {}).get("outs") or []
-        if outs:
-            digest = sorted((out.get("path", ""), out.get("md5", "")) for out in outs)
-            return hashlib.sha256(json.dumps(digest).encode()).hexdigest()[:16]
-    return "none"
-
-
-def pipeline_id(params, data: str | None = None) -> str:
-    """Shared by the stage runs of one pipeline: ``VGAN_PIPELINE_ID``, else data hash + params hash."""
-    explicit = os.environ.get("VGAN_PIPELINE_ID")
-    if explicit:
-        return explicit
-    blob = f"{data or data_hash()}:{params.group_hash()}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def run_tags(params, stage: str) -> dict[str, str]:
-    data = data_hash()
-    commit = git_commit()
-    return {
-        "vgan.stage": stage,
-        "vgan.pipeline_id": pipeline_id(params, data),
-        "vgan.git_commit": commit,
-        "vgan.data_hash": data,
-        "vgan.params_hash": params.group_hash(),
-        "vgan.dataset": params.data.source,
-        "vgan.model": params.model.name,
-        "mlflow.source.git.commit": commit.removesuffix("-dirty"),
-        "mlflow.source.name": f"vgan {stage}",  # the UI's "Source" column
-        "mlflow.source.type": "LOCAL",
-    }
 
 
 # --- retries ----------------------------------------------------------------------------------

@@ -101,7 +101,14 @@ def _process_task(args: tuple[dict, ClipSpec]) -> VideoResult:
 
 
 class ShardWriter:
-    """Writes one split's samples into size-capped tar shards, each renamed into place when complete."""
+    """Writes one split's samples into size-capped tar shards, each renamed into place when complete.
+
+    Not webdataset's ``TarWriter``/``ShardWriter``: in webdataset 1.0.2 they sort a sample's members
+    (cls, frames.npy, json), stamp owner "bigdata" and mode 0444, and open the tar in Python's default PAX
+    format (their ``format`` argument never reaches ``tarfile.open``), so every shard's bytes, and the
+    checksums recorded in manifests and ``bench/results/shards_identity.json``, would change; nor do they
+    write to a temp name and rename. The readers are webdataset's.
+    """
 
     def __init__(self, out_dir: Path, split: str, max_bytes: int):
         self.out_dir, self.split, self.max_bytes = out_dir, split, max_bytes

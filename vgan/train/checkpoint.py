@@ -17,7 +17,6 @@ from vgan.io import atomic_path
 from vgan.torch_files import load_torch_file
 
 CHECKPOINT_FORMAT = "vgan-checkpoint-1"
-GENERATOR_FORMAT = "vgan-generator-1"
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
 
 
@@ -96,24 +95,3 @@ def load_latest_checkpoint(folder: str | Path, map_location="cpu") -> tuple[dict
         except TrainingError as exc:
             warnings.warn(f"{exc}; falling back to the previous checkpoint")
     return None
-
-
-def load_generator(path: str | Path, use_ema: bool = True, map_location="cpu"):
-    """Rebuild the generator saved in ``path`` (a generator export or a training checkpoint).
-
-    Returns ``(G, params)`` with G in eval mode.
-    """
-    from vgan.models.registry import build_model
-    from vgan.params import Params
-
-    path = Path(path)
-    state = load_torch_file(path, "generator file", "run `vgan train` to write it", TrainingError,
-                            map_location)
-    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT):
-        raise TrainingError(f"{path} is not a vgan generator or checkpoint (format {state.get('format')!r})")
-    params = Params.model_validate(state["params"])
-    generator, _ = build_model(params.model, pretrained=False)
-    generator.load_state_dict(state["G_ema" if use_ema else "G"])
-    generator.eval()
-    generator.trained_steps = int(state["step"])
-    return generator.to(map_location), params

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import functools
 import itertools
 import json
 import math
@@ -29,6 +30,7 @@ from torch import nn
 from vgan.augment import augment
 from vgan.data.loader import to_model_range
 from vgan.errors import TrainingError
+from vgan.generator_file import save_generator
 from vgan.io import atomic_path
 from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty,
                          r1_penalty, reconstruction_loss)
@@ -418,18 +420,27 @@ class Trainer:
             writer.writerows(self.state.history)
 
     def export_generator(self) -> Path:
-        path = self.root / GENERATOR_FILE
-        ckpt.atomic_save({"format": ckpt.GENERATOR_FORMAT, "params": self.params.model_dump(mode="json"),
-                          "model_hash": self.model_hash, "step": self.state.step,
-                          "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict()}, path)
-        return path
+        return save_generator(self.root / GENERATOR_FILE, self.params, self.model_hash, self.state.step, self.G,
+                              self.G_ema)
 
     # -- the loop ----------------------------------------------------------------------------------
+    def _lr_schedulers(self) -> list:
+        """One ``LambdaLR`` per optimiser, positioned at the current step. The rate is a function of the step
+        alone, so a resumed run rebuilds its schedulers from the step and checkpoints carry no scheduler state."""
+        factor = functools.partial(learning_rate_factor, self.cfg.lr_schedule, total=self.cfg.steps)
+        schedulers = []
+        for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
+            for group in opt.param_groups:
+                group["initial_lr"] = base
+            schedulers.append(torch.optim.lr_scheduler.LambdaLR(opt, factor, last_epoch=self.state.step - 1))
+        return schedulers
+
     def run(self, progress: bool = True) -> dict:
         from vgan.progress import progress_bar
 
         cfg = self.cfg
         self.resume()
+        lr_schedulers = self._lr_schedulers()
         batches = self._batches()
         started = time.monotonic()
         deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
@@ -443,10 +454,7 @@ class Trainer:
             if deadline and distributed.any_rank(time.monotonic() > deadline, self.world_size, self.device):
                 stopped_by_budget = True
                 break
-            factor = learning_rate_factor(cfg.lr_schedule, self.state.step, cfg.steps)
-            for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = base * factor
+            lr_g, lr_d = (scheduler.get_last_lr()[0] for scheduler in lr_schedulers)  # this step's rates
             finite = True
             step_losses: dict = {}
             for _ in range(cfg.n_critic):
@@ -471,6 +479,8 @@ class Trainer:
             compute += time.monotonic() - tock
             videos_seen += real.shape[0] * self.world_size * (cfg.n_critic + 1)  # global batch, all ranks
             self.state.step += 1
+            for scheduler in lr_schedulers:
+                scheduler.step()
             if finite:
                 self.state.consecutive_bad_steps = 0
             else:
@@ -491,8 +501,7 @@ class Trainer:
                 row = {"step": self.state.step, **{k: round(v, 6) for k, v in running.items()},
                        "videos_per_s": round(videos_seen / max(elapsed, 1e-9), 2),
                        "data_wait_fraction": round(data_wait / max(elapsed, 1e-9), 4),
-                       "skipped_steps": self.state.skipped_steps, "lr_g": round(cfg.lr_g * factor, 10),
-                       "lr_d": round(cfg.lr_d * factor, 10)}
+                       "skipped_steps": self.state.skipped_steps, "lr_g": round(lr_g, 10), "lr_d": round(lr_d, 10)}
                 self.state.history.append(row)
                 self.logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
                 bar.set_postfix(d=f"{running.get('loss_d', 0):.3f}", g=f"{running.get('loss_g', 0):.3f}")
