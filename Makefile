@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test setup ffmpeg system-deps mlflow-ui bench clean
+.PHONY: run test setup ffmpeg system-deps mlflow-ui exps bench clean
 
 run: setup
 	$(BIN)/dvc repro
@@ -34,6 +34,12 @@ $(STAMP): pyproject.toml constraints.txt
 # chromium (the test that draws `dvc plots show`'s page with no network).
 system-deps:
 	@bash scripts/install_system_deps.sh
+
+# `dvc exp show` has no setting for its default columns (it shows every param of every stage), so this is the
+# compact view: the headline metrics and the settings that differ between the experiments shown.
+EXP_COLUMNS := ^(fd_evaluator|fd_evaluator_ci_low|fd_evaluator_ci_high|baseline_static_fd_evaluator|baseline_shuffled_fd_evaluator|is_evaluator|model\.name|train\.steps)$$
+exps: setup
+	@$(BIN)/dvc exp show --no-pager --only-changed --keep '$(EXP_COLUMNS)' $(EXP_SHOW_ARGS)
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

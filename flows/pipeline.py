@@ -79,6 +79,14 @@ def _failure_artifact(stage: str, command: str, result: dict) -> None:
         description=f"why stage {stage} failed")
 
 
+def _last_error_line(result: dict) -> str:
+    """The stage's own last line of error output, not DVC's "failed to reproduce" wrapper around it."""
+    lines = [line for line in (result["stderr_tail"] or result["stdout_tail"] or "no output").splitlines()
+             if line.strip()]
+    own = [line for line in lines if not line.startswith("ERROR: failed to reproduce")]
+    return (own or lines or ["no output"])[-1]
+
+
 @task(name="dvc-stage", task_run_name="{stage}")
 def run_stage(stage: str, repo: str, timeout_s: float, pipeline_id: str) -> dict:
     """``dvc repro <stage>``: runs it when its deps/params changed, skips it otherwise."""
@@ -89,7 +97,7 @@ def run_stage(stage: str, repo: str, timeout_s: float, pipeline_id: str) -> dict
     result["limit_s"] = timeout_s
     if result["returncode"] != 0:
         _failure_artifact(stage, f"dvc repro {stage}", result)
-        last = (result["stderr_tail"] or result["stdout_tail"] or "no output").splitlines()[-1]
+        last = _last_error_line(result)
         reason = "timed out" if result["timed_out"] else f"exit code {result['returncode']}"
         raise StageFailed(f"stage {stage} failed ({reason}): {last}")
     skipped = f"Stage '{stage}' didn't change, skipping" in result["stdout"]

@@ -300,7 +300,8 @@ def test_pipeline_flow_on_servers_fails_once_then_registers_and_reports(on_serve
     redraws = [message for message in messages if "train: batches" in message]
     assert 1 <= len(redraws) <= 2 and redraws[-1] == "train: batches 20/20", redraws  # 20 redraws, collapsed
     assert b"\rtrain: batches 7/20" in (repo / ".dvc" / "tmp" / "flow-logs" / "stage-train.err").read_bytes()
-    fetch_logs = logs_of(prefect.url, "connection reset", task_run_id=task_runs["fetch"]["id"])
+    failed_fetch = task_runs_of(prefect.url, str(failed.state_details.flow_run_id))["fetch"]
+    fetch_logs = logs_of(prefect.url, "connection reset", task_run_id=failed_fetch["id"])
     assert "fetch: connection reset by peer (attempt 1)" in [log["message"] for log in fetch_logs]
 
     seen = registry_over_rest_in_subprocess(mlflow.url, "vgan-flows-test")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +120,16 @@ def test_experiment_with_more_steps_shows_in_exp_show(tiny_repo):
     run_cli("dvc", "exp", "run", "--set-param", "train.steps=8", "-n", "longer", cwd=tiny_repo, env=env)
     shown = run_cli("dvc", "exp", "show", "--json", cwd=tiny_repo).stdout
     assert "longer" in shown and '"steps": 8' in shown.replace(": 8,", ": 8")
+    # `make exps`: the headline metrics and the settings that differ, with the baseline commit's results (it
+    # carries dvc.lock and the metrics, so its row has values, not `!`)
+    columns = next(line.split(":=", 1)[1].strip().replace("$$", "$")
+                   for line in (REPO / "Makefile").read_text().splitlines() if line.startswith("EXP_COLUMNS"))
+    table = run_cli("dvc", "exp", "show", "--no-pager", "--only-changed", "--keep", columns, "--md",
+                    cwd=tiny_repo).stdout
+    header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.strip().splitlines()]
+    assert header[:3] == ["Experiment", "Created", "fd_evaluator"] and "train.steps" in header
+    assert len(header) <= 14 and "model.width" not in header, header
+    assert not any(cell == "!" for row in rows for cell in row), table
 
 
 def test_training_plots_are_three_charts_with_labelled_axes(tiny_repo):
