@@ -128,7 +128,7 @@ def test_experiment_with_more_steps_shows_in_exp_show(tiny_repo):
                     cwd=tiny_repo).stdout
     header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.strip().splitlines()]
     assert header[:3] == ["Experiment", "Created", "fd_evaluator"] and "train.steps" in header
-    assert len(header) <= 14 and "model.width" not in header, header
+    assert len(header) <= 20 and "model.width" not in header, header  # `dvc exp show`: about 150
     assert not any(cell == "!" for row in rows for cell in row), table
 
 
