@@ -216,7 +216,8 @@ class RateParams(_Strict):
     fps: float = Field(8.0, gt=0, description="every clip is re-encoded at this frame rate")
     display_px: int = Field(256, ge=32, description="side of each clip on the page, in CSS pixels")
     out_dir: str = "ratings"
-    session: str | None = Field(None, description="folder under out_dir; null = <mode>-seed<seed>; "
+    session: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                 description="folder under out_dir; null = <mode>-seed<seed>; "
                                                   "the same session resumes")
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 = any free port")

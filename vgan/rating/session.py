@@ -53,7 +53,8 @@ def with_flags(params, **flags):
         rate = type(params.rate).model_validate({**params.rate.model_dump(), **given})
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ParamsError(f"--{str(err['loc'][0]).replace('_', '-')} {err['input']!r}: {err['msg'].lower()}") from None
+        message = err["msg"][:1].lower() + err["msg"][1:]
+        raise ParamsError(f"--{str(err['loc'][0]).replace('_', '-')} {err['input']!r}: {message}") from None
     return params.model_copy(update={"rate": rate})
 
 
