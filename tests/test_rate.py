@@ -24,7 +24,7 @@ from vgan.cli import main
 from vgan.errors import DataError
 from vgan.media import write_gif
 from vgan.params import load_params
-from vgan.rating.session import _draw_pairs, open_session, wilson_interval
+from vgan.rating.session import CHOICES, _draw_pairs, open_session, wilson_interval
 
 BRIGHT, DARK = 210, 0  # the moving digits' real clips lie between: mostly black, a bright digit
 
@@ -147,10 +147,10 @@ class Browser:
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {expression}")
 
-    def press(self, key: str, code: str, key_code: int) -> None:
+    def press(self, key: str, code: str, key_code: int, text: str = "") -> None:
         for kind in ("keyDown", "keyUp"):
             self.call("Input.dispatchKeyEvent", type=kind, key=key, code=code, windowsVirtualKeyCode=key_code,
-                      nativeVirtualKeyCode=key_code)
+                      nativeVirtualKeyCode=key_code, **({"text": text} if text and kind == "keyDown" else {}))
 
     def brightness(self, element_ids: list[str]) -> list[float]:
         """Mean grey level of each element's box in a screenshot: what the rater sees."""
@@ -219,7 +219,15 @@ def test_a_scripted_keyboard_rater_in_chromium_gets_the_score_its_choices_imply(
             left, right = browser.brightness(["left-img", "right-img"])
             side = "left" if left > right else "right"  # the brighter clip looks real to this rater
             decisions.append(side)
-            browser.press(*KEYS[side][round_index % 2])  # arrows and digits
+            if round_index == 0:  # Tab to the clip (its focus ring shows), Enter chooses it
+                for _ in range(CHOICES.index(side) + 1):
+                    browser.press("Tab", "Tab", 9)
+                focused = browser.evaluate("document.activeElement.id + ' ' + "
+                                           "getComputedStyle(document.activeElement).outlineStyle")
+                assert focused == f"{side} solid", focused
+                browser.press("Enter", "Enter", 13, text="\r")
+            else:
+                browser.press(*KEYS[side][round_index % 2])  # arrows and digits
         browser.wait_for("document.body.dataset.ready", lambda v: v == "done")
         assert "8 answers are saved" in browser.evaluate("document.getElementById('finish').innerText")
         assert server.wait(timeout=120) == 0, server.stderr.read()

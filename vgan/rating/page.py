@@ -28,7 +28,7 @@ PAGE = Template("""<!doctype html>
   .bar > div { height: 100%; width: 0; background: var(--accent); transition: width .2s; }
   .help { color: #b9bbc2; margin: 0 0 22px; }
   kbd { background: #34363d; border: 1px solid #4a4d55; border-bottom-width: 2px; border-radius: 4px;
-        padding: 0 6px; font: 0.9em ui-monospace, monospace; color: #fff; }
+        padding: 0 6px; font: 1em ui-monospace, monospace; color: #fff; }
   #pair { display: flex; gap: 40px; justify-content: center; visibility: hidden; }
   #pair.shown { visibility: visible; }
   button.clip { background: #2a2c32; border: 3px solid #3a3d45; border-radius: 10px; padding: 10px;
