@@ -45,7 +45,7 @@ def test_wilson_interval_matches_published_values():
     assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)  # the "rule of three"'s sound cousin
     assert wilson_interval(6, 8) == pytest.approx((0.4093, 0.9285), abs=1e-4)
     assert wilson_interval(50, 100, 0.99) == pytest.approx((0.3753, 0.6247), abs=1e-4)  # z = 2.5758, by hand
-    assert wilson_interval(8, 8)[1] == 1.0 and wilson_interval(3, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(8, 8)[1] == 1.0 and wilson_interval(3, 0) == (0.0, 1.0)
 
 
 def test_pairs_use_every_clip_evenly_and_each_side_half_the_time():

@@ -41,7 +41,8 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float,
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+    low = 0.0 if successes == 0 else max(0.0, float(centre - half))  # exact ends, not 1e-17 of rounding
+    return low, 1.0 if successes == n else min(1.0, float(centre + half))
 
 
 def with_flags(params, **flags):
