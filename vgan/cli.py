@@ -107,6 +107,15 @@ def cmd_models(params, args):
     print(summary.format_table(summary.model_table(params.model)))
 
 
+def cmd_rate(params, args):
+    from vgan.rating.run import rate
+
+    result = rate(params, rounds=args.rounds, port=args.port, host=args.host, session=args.session,
+                  mlflow=False if args.no_mlflow else None)
+    run = f"; MLflow run {result['run_id']}" if result["run_id"] else ""
+    print(f"rate: {result['line']} -> {result['answers_file']}{run}")
+
+
 STAGES = {
     "fetch": (cmd_fetch, "download or synthesise raw videos into data.raw_dir"),
     "shards": (cmd_shards, "decode, resize and clip raw videos into WebDataset shards"),
@@ -117,6 +126,8 @@ STAGES = {
     "register": (cmd_register, "log the generator to MLflow, register it, promote if better"),
     "promote": (cmd_promote, "re-run the champion/challenger decision for a registered version"),
     "models": (cmd_models, "list the model zoo (--check: forward/backward of every architecture)"),
+    "rate": (cmd_rate, "human evaluation: serve a local page of clip pairs (which is real? which model is more "
+                       "realistic?), record the answers, score them with a confidence interval"),
 }
 
 
@@ -125,7 +136,7 @@ STAGES = {
 STAGE_PARAM_GROUPS = {"fetch": ("data",), "shards": ("shards",), "train": ("model", "train"), "sample": ("sample",),
                       "evaluator": ("evaluate",), "evaluate": ("evaluate",), "register": ("registry",)}
 GROUP_STAGE = {"data": "fetch", "shards": "shards", "model": "train", "train": "train", "sample": "sample",
-               "evaluate": "evaluate", "registry": "register"}
+               "evaluate": "evaluate", "registry": "register", "rate": "rate"}
 
 
 def foreign_overrides(stage: str, overrides: list[str]) -> list[str]:
@@ -167,6 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--version", type=int, default=None, help="model version (default: latest)")
         if name == "models":
             stage.add_argument("--check", action="store_true", help="forward+backward every architecture on CPU")
+        if name == "rate":
+            stage.epilog = ("Mode real (rate.mode): pairs of a generated clip (rate.samples_dir, `vgan sample`'s GIFs) "
+                            "and a real one (rate.real_split of shards.out_dir); the score is the fool rate. Mode "
+                            "models: pairs from rate.samples_dir (A) and rate.other_dir (B); the score is the "
+                            "preference for A. Answers go to <rate.out_dir>/<session>/answers.jsonl as they come; "
+                            "the same command resumes a session.")
+            stage.add_argument("--rounds", type=int, default=None, help="pairs to rate (default: rate.rounds)")
+            stage.add_argument("--port", type=int, default=None, help="port to listen on, 0 = any free one "
+                                                                      "(default: rate.port)")
+            stage.add_argument("--host", default=None, help="address to listen on (default: rate.host, 127.0.0.1)")
+            stage.add_argument("--session", default=None, help="session folder name under rate.out_dir "
+                                                               "(default: <mode>-seed<seed>)")
+            stage.add_argument("--no-mlflow", action="store_true", help="do not log the rating to MLflow")
     return parser
 
 

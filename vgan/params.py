@@ -202,6 +202,29 @@ class RegistryParams(_Strict):
         return _names_from(names, BASELINE_NAMES, "baseline")
 
 
+class RateParams(_Strict):
+    """`vgan rate`: a human two-alternative forced-choice rating served as a local web page."""
+    mode: Literal["real", "models"] = Field("real", description="real: a generated vs a real clip, which is real? "
+                                                                "models: model A vs model B, which is more realistic?")
+    samples_dir: str = Field("samples", description="the generated clips (GIFs, e.g. `vgan sample`'s folder); "
+                                                    "mode models: model A's")
+    other_dir: str | None = Field(None, description="mode models: model B's folder of GIFs")
+    real_split: Literal["train", "val"] = Field("val", description="mode real: real clips from this split of "
+                                                                   "shards.out_dir")
+    rounds: int = Field(20, ge=1, description="pairs to rate")
+    seed: int = 0
+    fps: float = Field(8.0, gt=0, description="every clip is re-encoded at this frame rate")
+    display_px: int = Field(256, ge=32, description="side of each clip on the page, in CSS pixels")
+    out_dir: str = "ratings"
+    session: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                 description="folder under out_dir; null = <mode>-seed<seed>; "
+                                                  "the same session resumes")
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0 = any free port")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="level of the Wilson interval of the score")
+    mlflow: bool = Field(True, description="log the finished rating as an MLflow run")
+
+
 class Params(_Strict):
     data: DataParams = DataParams()
     shards: ShardsParams = ShardsParams()
@@ -210,6 +233,7 @@ class Params(_Strict):
     sample: SampleParams = SampleParams()
     evaluate: EvaluateParams = EvaluateParams()
     registry: RegistryParams = RegistryParams()
+    rate: RateParams = RateParams()
 
     def registry_model_name(self) -> str:
         return self.registry.model_name or f"vgan-{self.data.source}-{self.model.name}".replace("_", "-")
