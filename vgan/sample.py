@@ -131,7 +131,7 @@ def frame_rate_clips(generator, count: int, seed: int, factor: float, labels=Non
     """(count, C, T', H, W) clips of the training clip's duration at ``factor`` times its frame rate, and the
     time step (training frames between frames) they were rendered at; ``continuous_time`` generators only."""
     time_step = 1.0 / factor
-    frames = max(2, round((generator.frames - 1) * factor) + 1)
+    frames = max(2, math.floor((generator.frames - 1) * factor + 1e-9) + 1)  # times within the training clip's
     z = generator.sample_z(count, generator=torch.Generator().manual_seed(seed), num_frames=frames,
                            time_step=time_step)
     return render(generator, z, labels, num_frames=frames, time_step=time_step), time_step
