@@ -91,7 +91,7 @@ class MappingNetwork(nn.Module):
         self.layers = nn.ModuleList(EqualLinear(a, b, lr_multiplier=0.01) for a, b in zip(dims[:-1], dims[1:]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.norm(z[:, :, None])[:, :, 0]  # PixelNorm normalises dim 1
+        h = self.norm(z)
         for layer in self.layers:
             h = lrelu(layer(h))
         return h
