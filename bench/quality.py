@@ -3,6 +3,7 @@ the zoo on the same training budget, each judged against trivial baselines.
 
     .venv/bin/python bench/quality.py                      # 3 seeds of the default + the zoo (about an hour on 2 CPU cores)
     .venv/bin/python bench/quality.py --models vgan mocogan --seeds 0 --minutes 1   # a quick look
+    .venv/bin/python bench/quality.py --append --models stylegan_v --seeds 0   # add/replace rows of the table
 
 Everything runs through the real stages (`vgan fetch/shards/evaluator` once, then `vgan train/evaluate/sample`
 per configuration) in a work folder, with the repository's params.yaml plus overrides: each architecture
@@ -113,6 +114,9 @@ def markdown(results: dict) -> str:
             f"![{row['label']}]({Path(row['contact_sheet']).relative_to('docs')}) |")
     lines += ["", f"n = {results['runs'][0]['headline']['num_clips'] if results['runs'] else 'n/a'} clips per set. "
               "Contact sheets: a row per generated clip, a column per frame (first 8 clips, EMA generator).", ""]
+    for entry in results.get("appended", []):
+        lines += [f"Rows {', '.join(entry['models'])}: added by `{entry['command']}` at commit {entry['git_commit']}, "
+                  f"{entry['date']}, on the same {entry['budget_minutes']}-minute budget.", ""]
     return "\n".join(lines)
 
 
@@ -131,7 +135,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/quality_cpu.json")
     parser.add_argument("--docs", type=Path, default=REPO / "docs/results.md")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of --out and run only --models (at its budget_minutes unless --minutes), "
+                             "replacing their rows; the default's seeds are not rerun; notes below the table stay")
     args = parser.parse_args()
+    if args.append and not args.models:
+        parser.error("--append needs --models: the architectures whose rows to add or replace")
 
     import tempfile
 
@@ -147,7 +156,12 @@ def main() -> None:
     for stage in ("fetch", "shards", "evaluator"):
         print(f"  vgan {stage}: {run_stage(workdir, stage):.0f} s", flush=True)
 
-    runs = []
+    runs, previous, notes = [], {}, ""
+    if args.append:
+        previous = json.loads(args.out.read_text())
+        runs = [row for row in previous["runs"] if row["name"] not in args.models]
+        text = args.docs.read_text() if args.docs.exists() else ""
+        notes = text[text.index("\n## "):] if "\n## " in text else ""  # hand-written notes below the table
 
     def record(label: str, seed: int, overrides: list[str], file_name: str) -> None:
         row = train_and_judge(workdir, file_name, overrides, thumbs)
@@ -160,16 +174,25 @@ def main() -> None:
         write_results()
 
     def write_results() -> None:
-        results = {"command": " ".join(["python bench/quality.py", *sys.argv[1:]]),
-                   "device": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                   "torch": torch.__version__, "git_commit": git_commit(),
+        command = " ".join(["python bench/quality.py", *sys.argv[1:]])
+        results = {"command": command, "device": platform.processor() or platform.machine(),
+                   "cpu_count": os.cpu_count(), "torch": torch.__version__, "git_commit": git_commit(),
                    "date": time.strftime("%Y-%m-%d"), "default_model": default_model,
                    "budget_minutes": budget, "runs": runs}
+        if args.append:  # the table's provenance stays the full run's; each appended run is listed beside it
+            appended = [entry for entry in previous.get("appended", []) if entry["models"] != args.models]
+            appended.append({"command": command, "models": args.models, "git_commit": results["git_commit"],
+                             "date": results["date"], "budget_minutes": budget})
+            results.update({key: previous[key] for key in ("command", "device", "cpu_count", "torch", "git_commit",
+                                                            "date", "default_model") if key in previous})
+            results["appended"] = appended
         write_json(args.out, results, indent=1)
-        write_text(args.docs, markdown(results))
+        write_text(args.docs, markdown(results) + notes)
 
     budget = args.minutes
-    for seed in args.seeds:
+    if args.append:
+        budget = budget if budget is not None else previous["budget_minutes"]
+    for seed in ([] if args.append else args.seeds):
         record(f"default ({default_model})", seed, [f"train.seed={seed}"], f"default-seed{seed}")
     if budget is None:
         budget = round(runs[0]["train_seconds"] / 60, 2) if runs else 3.0

@@ -143,6 +143,16 @@ class SampleParams(_Strict):
     loop_frames: int = Field(16, ge=3, description="frames of a seamless loop around a closed latent path")
     per_class: int = Field(4, ge=1, description="clips per class row (conditional models)")
     mp4: bool = Field(True, description="an MP4 next to each clip's GIF (needs ffmpeg)")
+    frame_rate_factors: list[float] = Field(
+        [0.5, 2.0], description="continuous-time models (stylegan_v): clips of the training duration at these "
+                                "multiples of the training frame rate, played that much faster; [] = none")
+
+    @field_validator("frame_rate_factors")
+    @classmethod
+    def _positive_factors(cls, factors: list[float]) -> list[float]:
+        if any(factor <= 0 or factor > 8 for factor in factors):
+            raise ValueError("every factor must be in (0, 8]")
+        return factors
 
 
 class EvaluateParams(_Strict):

@@ -59,9 +59,12 @@ def loop_path(start: torch.Tensor, other: torch.Tensor, steps: int) -> torch.Ten
 # -- generation ------------------------------------------------------------------------------------
 @torch.no_grad()
 def render(generator, z: torch.Tensor, labels: torch.Tensor | None = None, context: torch.Tensor | None = None,
-           num_frames: int | None = None, batch_size: int = 32, device="cpu") -> torch.Tensor:
+           num_frames: int | None = None, batch_size: int = 32, device="cpu",
+           time_step: float | None = None) -> torch.Tensor:
     """Float (N, C, T, H, W) clips for given latents; prediction models get ``context`` and return it
-    followed by the predicted frames (``num_frames`` of them, default the trained horizon)."""
+    followed by the predicted frames (``num_frames`` of them, default the trained horizon).
+    ``time_step``: training frames between output frames, for ``continuous_time`` generators only."""
+    timing = {} if time_step is None else {"time_step": time_step}
     if generator.context_frames and context is None:
         raise ValueError("prediction models need context clips (N, C, context_frames, H, W)")
     clips = []
@@ -69,7 +72,7 @@ def render(generator, z: torch.Tensor, labels: torch.Tensor | None = None, conte
         part = slice(start, start + batch_size)
         batch_labels = None if labels is None else labels[part].to(device)
         batch_context = None if context is None else context[part].to(device)
-        video = generator(z[part].to(device), batch_labels, batch_context, num_frames=num_frames).float()
+        video = generator(z[part].to(device), batch_labels, batch_context, num_frames=num_frames, **timing).float()
         if batch_context is not None:
             video = torch.cat([batch_context.float(), video], dim=2)
         clips.append(video.cpu())
@@ -124,6 +127,16 @@ def loop_clips(generator, count: int, seed: int, frames: int, context=None, labe
     return clips[:, :, middle].reshape(frames, count, *clips.shape[1:2], *clips.shape[3:]).permute(1, 2, 0, 3, 4)
 
 
+def frame_rate_clips(generator, count: int, seed: int, factor: float, labels=None) -> tuple[torch.Tensor, float]:
+    """(count, C, T', H, W) clips of the training clip's duration at ``factor`` times its frame rate, and the
+    time step (training frames between frames) they were rendered at; ``continuous_time`` generators only."""
+    time_step = 1.0 / factor
+    frames = max(2, math.floor((generator.frames - 1) * factor + 1e-9) + 1)  # times within the training clip's
+    z = generator.sample_z(count, generator=torch.Generator().manual_seed(seed), num_frames=frames,
+                           time_step=time_step)
+    return render(generator, z, labels, num_frames=frames, time_step=time_step), time_step
+
+
 def long_length(generator, cfg) -> int:
     """Total frames of the long clips: ``sample.long_frames``, or twice the training length."""
     return cfg.long_frames or 2 * generator.frames
@@ -173,9 +186,9 @@ class _Outputs:
     def __init__(self, out_dir: Path, prefix: str, fps: int):
         self.out_dir, self.prefix, self.fps, self.records = out_dir, prefix, fps, []
 
-    def gif(self, name: str, video: np.ndarray, kind: str, **info) -> str:
+    def gif(self, name: str, video: np.ndarray, kind: str, fps: float | None = None, **info) -> str:
         file = f"{self.prefix}_{name}.gif"
-        write_gif(video, self.out_dir / file, fps=self.fps)
+        write_gif(video, self.out_dir / file, fps=fps or self.fps)
         self.records.append({"kind": kind, "file": file, "frames": int(len(video)), **info})
         return file
 
@@ -261,6 +274,14 @@ def write_samples(params, generator_path: str | Path = "models/generator.pt") ->
             out.gif(f"long{total}f", upscale(video_grid(clips), small), "long", trained_frames=generator.frames)
     else:
         skipped["long"] = f"{trained.model.name} generates exactly {generator.frames} frames (not variable_length)"
+
+    if getattr(generator, "continuous_time", False) and not generator.context_frames:
+        for factor in cfg.frame_rate_factors:
+            clips, time_step = frame_rate_clips(generator, rows, seed, factor, row_labels)
+            out.gif(f"rate{factor:g}x_{clips.shape[2]}f", upscale(video_grid(to_uint8(clips)), small), "frame_rate",
+                    fps=cfg.fps * factor, factor=factor, time_step=time_step, trained_frames=generator.frames)
+    elif cfg.frame_rate_factors:
+        skipped["frame_rate"] = f"{trained.model.name} renders frames at whole time steps only (not continuous_time)"
 
     loops = to_uint8(loop_clips(generator, rows, seed, cfg.loop_frames, pick(context, rows), row_labels))
     out.gif(f"loop{cfg.loop_frames}f", upscale(video_grid(loops), small), "loop", seeds=[seed, seed + 1])

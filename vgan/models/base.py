@@ -14,6 +14,10 @@
   for prediction models); elsewhere a ``num_frames`` other than ``G.frames`` is a ValueError.
   Always draw latents with ``G.sample_z``: some are wider than ``z_dim`` (MoCoGAN's motion noise);
   ``G.latent_dim`` is their width at the training length.
+- Other frame rates: where ``G.continuous_time`` is true (StyleGAN-V), frames are rendered at real times
+  and ``G(G.sample_z(b, num_frames=n, time_step=s), y, num_frames=n, time_step=s)`` returns ``n`` frames
+  ``s`` training frames apart (``s = 0.5``: twice the training frame rate, the same motion); ``vgan sample``
+  writes such clips for ``sample.frame_rate_factors``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class VideoGenerator(nn.Module):
         self.context_frames = 0  # > 0 for prediction models
 
     variable_length = False  # True where the model can generate more frames than it was trained on
+    continuous_time = False  # True where forward and sample_z take ``time_step`` (frames at any frame rate)
 
     @property
     def latent_dim(self) -> int:

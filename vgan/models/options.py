@@ -5,7 +5,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 # the model zoo: each name is a module vgan.models.<name> (see vgan.models.registry)
-ARCHITECTURES = ("vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "motionshape", "progressive", "predictor")
+ARCHITECTURES = ("vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "motionshape", "progressive", "predictor",
+                 "stylegan_v")
 
 
 class _Strict(BaseModel):
@@ -52,6 +53,15 @@ class PredictorOptions(_Strict):
     context_frames: int = Field(4, ge=1, description="real frames given; the model predicts frames - context_frames")
 
 
+class StyleganVOptions(_Strict):
+    w_dim: int = Field(128, ge=8, description="width of the mapping network's style vector w (content)")
+    mapping_layers: int = Field(4, ge=1, description="fully connected layers of the mapping network z -> w")
+    motion_dim: int = Field(16, ge=2, description="width of each random motion latent and of the learned sinusoids")
+    motion_anchor_every: float = Field(8.0, gt=0, description="training frames between consecutive random motion "
+                                                             "latents; the trajectory is smooth between them")
+    d_frames: int = Field(3, ge=2, description="frames per clip the discriminator sees, at random time gaps")
+
+
 class ModelParams(_Strict):
     name: str = "motionshape"
     resolution: Literal[16, 32, 64, 128, 256] = 32
@@ -69,6 +79,7 @@ class ModelParams(_Strict):
     motionshape: MotionshapeOptions = MotionshapeOptions()
     progressive: ProgressiveOptions = ProgressiveOptions()
     predictor: PredictorOptions = PredictorOptions()
+    stylegan_v: StyleganVOptions = StyleganVOptions()
 
     @field_validator("name")
     @classmethod
