@@ -4,6 +4,8 @@ the zoo on the same training budget, each judged against trivial baselines.
     .venv/bin/python bench/quality.py                      # 3 seeds of the default + the zoo (about an hour on 2 CPU cores)
     .venv/bin/python bench/quality.py --models vgan mocogan --seeds 0 --minutes 1   # a quick look
     .venv/bin/python bench/quality.py --append --models stylegan_v --seeds 0   # add/replace rows of the table
+    .venv/bin/python bench/quality.py --tasks              # super-resolution, interpolation, anomaly detection
+    .venv/bin/python bench/quality.py --render             # rewrite docs/results.md from bench/results/ only
 
 Everything runs through the real stages (`vgan fetch/shards/evaluator` once, then `vgan train/evaluate/sample`
 per configuration) in a work folder, with the repository's params.yaml plus overrides: each architecture
@@ -11,6 +13,8 @@ gets its paper's objective (``RECOMMENDED_OVERRIDES``) on top of the default tra
 configuration trains exactly as `make run` does (its steps); the zoo gets the wall-clock budget the
 default's first seed took (or ``--minutes``), so slow architectures are not favoured by a step count.
 Writes bench/results/quality_<device>.json, docs/results.md and contact-sheet thumbnails in docs/results/.
+``--tasks`` runs ``bench/task_<name>.py`` for the tasks beyond generation (each writes
+bench/results/task_<name>_<device>.json); docs/results.md shows their table below the zoo's.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ sys.path.insert(0, str(REPO))
 from vgan import QUIET_ENV  # noqa: E402
 from vgan.io import write_json, write_text  # noqa: E402
 from vgan.models.registry import ARCHITECTURES, recommended_overrides  # noqa: E402
+
+from tasks_table import load_task_results, tasks_markdown  # noqa: E402  (bench/, beside this file)
+
+TASKS = tuple(sorted(path.stem.removeprefix("task_") for path in (REPO / "bench").glob("task_*.py")))  # bench/task_<name>.py
+NOTES_HEADING = "\n## Notes"  # hand-written notes below the tables, kept when the tables are rewritten
 
 
 def run_stage(workdir: Path, *args: str) -> float:
@@ -120,6 +129,25 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def write_docs(docs: Path, results: dict, notes: str) -> None:
+    """docs/results.md: the zoo's table, the tasks' table (from their results files), the hand-written notes."""
+    write_text(docs, markdown(results) + tasks_markdown(load_task_results(REPO / "bench/results"), REPO) + notes)
+
+
+def kept_notes(docs: Path) -> str:
+    text = docs.read_text() if docs.exists() else ""
+    return text[text.index(NOTES_HEADING):] if NOTES_HEADING in text else ""
+
+
+def run_tasks(names: list[str]) -> None:
+    """Run each ``bench/task_<name>.py`` (its own work folder and results file); a failure stops here."""
+    for name in names:
+        print(f"task {name}: bench/task_{name}.py", flush=True)
+        result = subprocess.run([sys.executable, str(REPO / "bench" / f"task_{name}.py")], cwd=REPO)
+        if result.returncode != 0:
+            raise SystemExit(f"bench/task_{name}.py failed (exit code {result.returncode})")
+
+
 def git_commit() -> str:
     result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     return result.stdout.strip() or "unknown"
@@ -138,7 +166,21 @@ def main() -> None:
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of --out and run only --models (at its budget_minutes unless --minutes), "
                              "replacing their rows; the default's seeds are not rerun; notes below the table stay")
+    parser.add_argument("--tasks", nargs="*", default=None, metavar="NAME",
+                        help=f"run bench/task_<name>.py for these tasks (none given: all of them: "
+                             f"{' '.join(TASKS)}) and rewrite docs/results.md; the zoo is not rerun")
+    parser.add_argument("--render", action="store_true",
+                        help="rewrite docs/results.md from the results files in bench/results/ (nothing is run)")
     args = parser.parse_args()
+    if args.tasks is not None or args.render:
+        unknown = sorted(set(args.tasks or []) - set(TASKS))
+        if unknown:
+            parser.error(f"unknown task(s) {', '.join(unknown)}; expected some of {', '.join(TASKS)}")
+        if args.tasks is not None:
+            run_tasks(args.tasks or list(TASKS))
+        write_docs(args.docs, json.loads(args.out.read_text()), kept_notes(args.docs))
+        print(f"wrote {args.docs.relative_to(REPO)}")
+        return
     if args.append and not args.models:
         parser.error("--append needs --models: the architectures whose rows to add or replace")
 
@@ -160,8 +202,7 @@ def main() -> None:
     if args.append:
         previous = json.loads(args.out.read_text())
         runs = [row for row in previous["runs"] if row["name"] not in args.models]
-        text = args.docs.read_text() if args.docs.exists() else ""
-        notes = text[text.index("\n## "):] if "\n## " in text else ""  # hand-written notes below the table
+        notes = kept_notes(args.docs)
 
     def record(label: str, seed: int, overrides: list[str], file_name: str) -> None:
         row = train_and_judge(workdir, file_name, overrides, thumbs)
@@ -187,7 +228,7 @@ def main() -> None:
                                                             "date", "default_model") if key in previous})
             results["appended"] = appended
         write_json(args.out, results, indent=1)
-        write_text(args.docs, markdown(results) + notes)
+        write_docs(args.docs, results, notes)
 
     budget = args.minutes
     if args.append:
