@@ -5,7 +5,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 # the model zoo: each name is a module vgan.models.<name> (see vgan.models.registry)
-ARCHITECTURES = ("vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "motionshape", "progressive", "predictor")
+ARCHITECTURES = ("vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "motionshape", "progressive", "predictor", "vsr",
+                 "interp")
 
 
 class _Strict(BaseModel):
@@ -52,6 +53,16 @@ class PredictorOptions(_Strict):
     context_frames: int = Field(4, ge=1, description="real frames given; the model predicts frames - context_frames")
 
 
+class VsrOptions(_Strict):
+    scale: Literal[2, 4] = Field(2, description="the model's input is the clip area-downscaled by this factor")
+    blocks: int = Field(3, ge=0, description="residual 3D-conv blocks of the network (at the low resolution)")
+
+
+class InterpOptions(_Strict):
+    every: int = Field(4, ge=2, description="keyframes: every this many frames from the first, and the last")
+    blocks: int = Field(3, ge=0, description="residual 3D-conv blocks of the network (at half resolution)")
+
+
 class ModelParams(_Strict):
     name: str = "motionshape"
     resolution: Literal[16, 32, 64, 128, 256] = 32
@@ -69,6 +80,8 @@ class ModelParams(_Strict):
     motionshape: MotionshapeOptions = MotionshapeOptions()
     progressive: ProgressiveOptions = ProgressiveOptions()
     predictor: PredictorOptions = PredictorOptions()
+    vsr: VsrOptions = VsrOptions()
+    interp: InterpOptions = InterpOptions()
 
     @field_validator("name")
     @classmethod
@@ -109,4 +122,22 @@ class ModelParams(_Strict):
         if info.data.get("name") == "predictor" and frames is not None and options.context_frames >= frames:
             raise ValueError(f"context_frames {options.context_frames} must be below model.frames {frames} "
                              f"so that frames remain to predict")
+        return options
+
+    @field_validator("vsr")
+    @classmethod
+    def _low_resolution_left(cls, options: VsrOptions, info: ValidationInfo) -> VsrOptions:
+        low = info.data.get("resolution", 32) // options.scale
+        if info.data.get("name") == "vsr" and low < 4:
+            raise ValueError(f"scale {options.scale} leaves {low}x{low} input frames; super-resolution needs "
+                             f"at least 4x4")
+        return options
+
+    @field_validator("interp")
+    @classmethod
+    def _frames_between(cls, options: InterpOptions, info: ValidationInfo) -> InterpOptions:
+        frames = info.data.get("frames")
+        if info.data.get("name") == "interp" and frames is not None and options.every >= frames - 1:
+            raise ValueError(f"every {options.every} must be below model.frames - 1 = {frames - 1} so that "
+                             f"in-between frames remain between at least three keyframes")
         return options
