@@ -124,15 +124,6 @@ class ModelParams(_Strict):
                              f"so that frames remain to predict")
         return options
 
-    @field_validator("vsr")
-    @classmethod
-    def _low_resolution_left(cls, options: VsrOptions, info: ValidationInfo) -> VsrOptions:
-        low = info.data.get("resolution", 32) // options.scale
-        if info.data.get("name") == "vsr" and low < 4:
-            raise ValueError(f"scale {options.scale} leaves {low}x{low} input frames; super-resolution needs "
-                             f"at least 4x4")
-        return options
-
     @field_validator("interp")
     @classmethod
     def _frames_between(cls, options: InterpOptions, info: ValidationInfo) -> InterpOptions:
