@@ -48,6 +48,7 @@ TASKS = {
         ("evaluator-space Fréchet distance (lower is better)", "fd_evaluator", False)], ("psnr",),
         ("linear_blend", "repeat")),
 }
+SHEETS = {"vsr": "super_resolution_sheet", "interp": "frame_interpolation_sheet"}  # the side-by-side PNG's kind
 
 
 def run_stage(workdir: Path, *args: str) -> float:
@@ -133,7 +134,7 @@ def main() -> None:
         details[name] = {"overrides": overrides, "steps": result["train"]["steps"],
                          "metrics": {key: value for key, value in result["metrics"].items()
                                      if not isinstance(value, (dict, list))}}
-        (sheet,) = [r for r in result["index"]["outputs"] if r["kind"].endswith("_sheet")]
+        (sheet,) = [r for r in result["index"]["outputs"] if r["kind"] == SHEETS[name]]
         picture = REPO / "docs/results" / f"task_{name}.png"
         shutil.copyfile(workdir / "samples" / sheet["file"], picture)
         pictures.append(str(picture.relative_to(REPO)))
