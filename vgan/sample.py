@@ -205,7 +205,8 @@ def _label_names(params, count: int) -> list[str]:
 
 def _write_side_by_side(out: _Outputs, generator, videos: np.ndarray, truth: torch.Tensor, factor: int,
                         rows: int) -> None:
-    """GIFs of input | model | baselines | truth (one per clip and a grid), and a PNG of one scored frame."""
+    """GIFs of input | model | baselines | truth (one per clip and a grid), and a PNG of one scored frame of the
+    first ``rows`` clips."""
     stem, kind = SIDE_BY_SIDE[generator.task]
     compared, panels = side_by_side_rows(generator, videos, truth, factor)
     info = {"panels": panels, "given_frames": list(generator.given_frames)}
@@ -217,7 +218,8 @@ def _write_side_by_side(out: _Outputs, generator, videos: np.ndarray, truth: tor
     out.gif(f"{stem}_grid", grid, f"{kind}_grid", **info)
     scored = [t for t in range(len(grid)) if t not in generator.given_frames]
     frame = scored[len(scored) // 2]
-    out.png(f"{stem}_frame{frame}", grid[frame], f"{kind}_sheet", frame=frame, **info)
+    out.png(f"{stem}_frame{frame}", video_grid(compared[:rows], columns=1)[frame], f"{kind}_sheet", frame=frame,
+            **info)
 
 
 def write_samples(params, generator_path: str | Path = "models/generator.pt") -> dict:
