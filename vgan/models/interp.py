@@ -5,7 +5,10 @@ in-between frames that a small 3D-conv network computes from the blend and a key
 resolution, pixel-unshuffled, then shuffled back; its last layer starts near zero, so training starts at the
 linear blend). The keyframes pass through unchanged. A temporal discriminator (strided 3D convolutions)
 judges the whole clip; the reconstruction loss and the metrics compare the in-between frames.
-Objective: ``--set train.recon_loss=l1 train.recon_weight=1 train.adv_weight=0.02``.
+Objective: ``--set train.recon_loss=l2 train.recon_weight=1 train.adv_weight=0.01``: the in-between frames are
+uncertain (where exactly did the digit go?), and with L1 and a larger adversarial weight the model draws sharp
+digits slightly off place, which scores better SSIM and motion but worse PSNR than the blend (measured: 100 steps,
+PSNR 18.85 vs linear blend 18.92, SSIM 0.748 vs 0.674); L2 targets PSNR directly.
 Baselines: linear blending and repetition of the keyframes.
 """
 
@@ -18,7 +21,7 @@ from vgan.models.conditioning import (ResidualRefiner, blend_weights, hold_weigh
                                       pixel_shuffle, pixel_unshuffle)
 from vgan.models.nets import Conv3dDiscriminator
 
-RECOMMENDED_OVERRIDES = ("train.recon_loss=l1", "train.recon_weight=1", "train.adv_weight=0.02")
+RECOMMENDED_OVERRIDES = ("train.recon_loss=l2", "train.recon_weight=1", "train.adv_weight=0.01")
 SHUFFLE = 2  # the network works at half resolution on pixel-unshuffled frames: 4x cheaper, wider reach
 
 
