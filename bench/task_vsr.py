@@ -1,6 +1,6 @@
 """Video super-resolution (model.name=vsr) and frame interpolation (model.name=interp) against their baselines.
 
-    .venv/bin/python bench/task_vsr.py                        # both tasks, 100 steps each (CPU: minutes each)
+    .venv/bin/python bench/task_vsr.py                        # both tasks, 150 steps each (CPU: minutes each)
     .venv/bin/python bench/task_vsr.py --tasks vsr --steps 50 # a quick look
     .venv/bin/python bench/task_vsr.py --workdir /tmp/w       # reuse a folder's data and evaluator if there
 
@@ -112,7 +112,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--steps", type=int, default=100, help="training steps per task")
+    parser.add_argument("--steps", type=int, default=150, help="training steps per task")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--width", type=int, default=16, help="model.width (network and discriminator)")
     parser.add_argument("--blocks", type=int, default=2, help="model.<task>.blocks")
