@@ -17,6 +17,9 @@ from vgan.models import summary
 from vgan.models.summary import check_models, format_check, format_table, model_table
 
 NAMES = list(ARCHITECTURES)
+# restoration models start at their baseline (bicubic upscale, linear blend), as good as real to a fresh
+# discriminator: test_vsr_interp.py checks that their training improves on the baseline instead
+FROM_NOISE = [name for name in NAMES if name not in ("vsr", "interp")]
 TINY = dict(resolution=16, frames=8, width=4, z_dim=8)
 BATCH = 2
 
@@ -37,7 +40,7 @@ def moving_squares(batch: int, frames: int = 8, size: int = 16) -> torch.Tensor:
 
 
 def context_of(G, real):
-    return real[:, :, : G.context_frames] if G.context_frames else None
+    return G.condition(real)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -112,7 +115,7 @@ def _margin(G, discriminators, real, z, context) -> float:
     return total / len(discriminators)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FROM_NOISE)
 def test_short_training_widens_the_real_fake_margin(name):
     torch.manual_seed(0)
     G, discriminators = build_model(tiny(name))

@@ -53,8 +53,8 @@ def test_first_and_last_frames_are_like_the_middle_ones(tmp_path, name):
     G, _ = load_generator(tmp_path / "models/generator.pt")
     z = G.sample_z(CLIPS, generator=torch.Generator().manual_seed(1))
     context = None
-    if G.context_frames:
-        context = next(iter(moving_square_batches(CLIPS, 1)(0, 0)))[0][:, :, : G.context_frames]
+    if G.conditional:  # the condition of real clips: context frames, a downscaled clip, keyframes
+        context = G.condition(next(iter(moving_square_batches(CLIPS, 1)(0, 0)))[0])
     with torch.no_grad():
         clips = G(z, None, context)  # prediction models: only the generated future frames
     per_frame_std = clips.std(dim=(0, 1, 3, 4))

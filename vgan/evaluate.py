@@ -9,6 +9,9 @@ train split so that it shares no clip with the baselines built from val clips (a
 reference clip would flatter the static baseline) and so that all val clips remain candidates; the
 evaluator was trained on train clips, and the gap that may open is the same for every candidate.
 fd_evaluator carries a bootstrap interval (vgan.metrics.bootstrap) for the model and every baseline.
+Conditional models (prediction, super-resolution, interpolation) turn n real val clips into theirs and add
+their task's metric group (vgan.metrics.tasks); super-resolution and interpolation baselines (bicubic,
+nearest, linear blending, repetition) also join the evaluator-space table as candidates.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 
 from vgan.errors import DataError, VganError
 from vgan.io import MANIFEST_FILE, read_manifest
+from vgan.metrics.tasks import prediction_scores  # noqa: F401 (re-exported: task metrics used to live here)
 from vgan.report import REPORT_FILE, write_report
 
 METRICS_FILE = Path("metrics/evaluate.json")
@@ -114,17 +118,19 @@ def score(net, reference: torch.Tensor, reference_features: np.ndarray, candidat
     }, features
 
 
-def compare_with_baselines(net, reference: torch.Tensor, val: torch.Tensor, generated: torch.Tensor, cfg) -> dict:
+def compare_with_baselines(net, reference: torch.Tensor, val: torch.Tensor, generated: torch.Tensor, cfg,
+                           task_baselines: dict | None = None) -> dict:
     """{name: scores} of the model and every baseline against one reference, fd_evaluator with a bootstrap CI.
 
     reference: n real train clips; val: n real val clips (the real-vs-real candidate, and what the static,
-    shuffled and noise baselines are made of); generated: n generated clips.
+    shuffled and noise baselines are made of); generated: n generated clips; task_baselines: {name: n clips}
+    of a conditional model's task (e.g. bicubic upscaling of the val clips' low-resolution versions).
     """
     from vgan.metrics.baselines import baseline_clips
     from vgan.metrics.bootstrap import frechet_bootstrap
 
     reference_features, _ = _embed(net, reference, cfg.batch_size)
-    candidates = {"model": generated, "real_vs_real": val, **baseline_clips(val, seed=cfg.seed)}
+    candidates = {"model": generated, "real_vs_real": val, **baseline_clips(val, seed=cfg.seed), **(task_baselines or {})}
     rows, features = {}, {}
     for name, clips in candidates.items():
         rows[name], features[name] = score(net, reference, reference_features, clips, cfg.batch_size, cfg.seed)
@@ -133,32 +139,6 @@ def compare_with_baselines(net, reference: torch.Tensor, val: torch.Tensor, gene
         rows[name].update(fd_evaluator_ci_low=interval["ci_low"], fd_evaluator_ci_high=interval["ci_high"],
                           fd_evaluator_bootstrap_median=interval["bootstrap_median"])
     return rows
-
-
-# -- prediction models -----------------------------------------------------------------------------
-def prediction_scores(predicted_future, true_future, psnr_cap_db: float) -> dict:
-    """PSNR (capped at ``psnr_cap_db``: identical frames have infinite PSNR) and SSIM of future frames,
-    averaged over clips and frames, and per future step (index 0 = the first predicted frame)."""
-    from vgan.metrics.prediction import psnr_per_frame, ssim_per_frame
-
-    psnr = np.minimum(psnr_per_frame(predicted_future, true_future), psnr_cap_db)
-    scores = {"psnr": float(psnr.mean()), "psnr_per_step": psnr.mean(axis=0).tolist()}
-    try:
-        ssim = ssim_per_frame(predicted_future, true_future)
-        scores.update(ssim=float(ssim.mean()), ssim_per_step=ssim.mean(axis=0).tolist())
-    except VganError:  # frames smaller than the SSIM window: PSNR alone
-        scores.update(ssim=None, ssim_per_step=None)
-    return scores
-
-
-def _prediction_metrics(real: torch.Tensor, generated: torch.Tensor, context_frames: int, cap: float) -> dict:
-    truth = real[:, :, context_frames:]
-    model = prediction_scores(generated[:, :, context_frames:], truth, cap)
-    copy_last = prediction_scores(real[:, :, context_frames - 1:context_frames].expand_as(truth), truth, cap)
-    return {**model, "psnr_cap_db": cap, "prediction_context_frames": context_frames,
-            "prediction_future_frames": int(truth.shape[2]), "num_prediction_clips": len(real),
-            "prediction_baselines": {"model": {"psnr": model["psnr"], "ssim": model["ssim"]},
-                                     "copy_last_frame": {"psnr": copy_last["psnr"], "ssim": copy_last["ssim"]}}}
 
 
 # -- external protocols (user-supplied weights) ----------------------------------------------------
@@ -275,6 +255,7 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     from vgan.metrics.catalog import baseline_key
     from vgan.metrics.baselines import standing_sentence
     from vgan.metrics.evaluator import load_evaluator
+    from vgan.metrics.tasks import FRECHET_TABLE_TASKS, TaskInputs, task_metrics
     from vgan.sample import generate, real_context_clips
     from vgan.generator_file import load_generator
 
@@ -288,9 +269,11 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     num_clips = evaluation_size(params)
     torch.manual_seed(cfg.seed)
     context = labels = None
-    if generator.context_frames:
+    baselines = {}
+    if generator.conditional:
         val, labels = real_context_clips(params, generator, num_clips, splits=("val",), seed=cfg.seed)
-        context = val[:, :, : generator.context_frames]
+        context = generator.condition(val)
+        baselines = generator.baselines(context)
         generated = generate(generator, num_clips, seed=cfg.seed + 1, batch_size=cfg.batch_size,
                              labels=labels if generator.num_classes else None, context=context)
     else:
@@ -299,13 +282,14 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     reference, _ = real_clips(params.shards.out_dir, "train", limit=num_clips, seed=cfg.seed)
     frames = min(reference.shape[2], val.shape[2], generated.shape[2])  # every set compared at one length
     reference, val_cut, generated_cut = reference[:, :, :frames], val[:, :, :frames], generated[:, :, :frames]
-    rows = compare_with_baselines(net, reference, val_cut, generated_cut, cfg)
+    in_table = {name: clips[:, :, :frames] for name, clips in baselines.items()
+                if generator.task in FRECHET_TABLE_TASKS}
+    rows = compare_with_baselines(net, reference, val_cut, generated_cut, cfg, in_table)
     standing = standing_sentence(rows, num_clips, cfg.ci_level)
     metrics = {"evaluator_val_accuracy": info["val_accuracy"], "num_clips": num_clips,
                **{key: rows["model"][key] for key in HEADLINE_METRICS},
                **{baseline_key(name, "fd_evaluator"): rows[name]["fd_evaluator"] for name in HEADLINE_BASELINES}}
-    if generator.context_frames:
-        metrics.update(_prediction_metrics(val, generated, generator.context_frames, cfg.psnr_cap_db))
+    metrics.update(task_metrics(TaskInputs(generator, val, generated, baselines, rows, cfg.psnr_cap_db)))
     protocol_keys = ()
     if cfg.protocols:
         external = protocol_metrics(params, generator, networks, device, context, labels)
@@ -316,7 +300,8 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
         "num_clips": num_clips, "clip_frames": frames,
         "reference": f"{num_clips} real train clips (seeded random subset)",
         "candidates": f"model: {num_clips} generated clips; real_vs_real: {num_clips} real val clips; static, "
-                      "shuffled and noise: made from those val clips",
+                      "shuffled and noise: made from those val clips" + "".join(
+                          f"; {name}: the {generator.task} baseline made from those val clips" for name in in_table),
         "ci": {"metric": "fd_evaluator", "level": cfg.ci_level, "resamples": cfg.bootstrap_resamples,
                "method": CI_METHOD},
         "standing": standing, "scores": rows}))

@@ -195,11 +195,11 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
     from vgan.generator_file import load_generator
 
     generator, _ = load_generator(generator_path, use_ema=True, map_location="cpu")
-    if generator.context_frames:
-        # the served model maps seeds (and labels) to videos; a predictor needs context clips instead
-        raise TrackingError(f"model.name = {params.model.name!r} predicts from context clips; the registry's "
-                            f"seed-to-video model does not serve prediction models yet (its metrics are in "
-                            f"metrics/evaluate.json)")
+    if generator.conditional:
+        # the served model maps seeds (and labels) to videos; a conditional model needs real clips instead
+        raise TrackingError(f"model.name = {params.model.name!r} predicts from context clips (its input is "
+                            f"made from real clips); the registry's seed-to-video model does not serve "
+                            f"{generator.task} models yet (its metrics are in metrics/evaluate.json)")
     mlflow, client = store_client()
     experiment_id = experiment_id_for(client, params)
     tags = run_tags(params, "register")

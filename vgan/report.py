@@ -1,5 +1,6 @@
 """The evaluation report (reports/evaluation.md): where the model stands, its metrics, the baseline table,
-prediction and protocol tables, and the samples, as markdown people read next to the JSON."""
+task (prediction, super-resolution, interpolation) and protocol tables, and the samples, as markdown people
+read next to the JSON."""
 
 from __future__ import annotations
 
@@ -28,10 +29,14 @@ def _sample_lines(params) -> list[str]:
               "classes": "One row per class ({names})",
               "long": "Longer than trained ({frames} frames; trained {trained_frames})",
               "loop": "Seamless loop ({frames} frames around a closed latent path)",
-              "prediction_grid": "Prediction: context | prediction | ground truth (green: real, red: generated)"}
+              "prediction_grid": "Prediction: context | prediction | ground truth (green: real, red: generated)",
+              "super_resolution_grid": "Super-resolution: {shown} (green: real, red: generated, grey: baseline)",
+              "frame_interpolation_grid": "Frame interpolation: {shown} (green: real, red: generated, grey: baseline)"}
     for record in index.get("outputs", []):
         if record["kind"] in titles:
-            title = titles[record["kind"]].format(names=", ".join(record.get("classes", [])), **record)
+            shown = " | ".join({"nearest": "low-res input", "repeat": "keyframes held"}.get(panel, panel)
+                               for panel in record.get("panels", []))
+            title = titles[record["kind"]].format(names=", ".join(record.get("classes", [])), shown=shown, **record)
             lines += [f"### {title}", "", f"![{record['kind']}]({relative / record['file']})", ""]
     for kind, reason in index.get("skipped", {}).items():
         lines.append(f"- no {kind} samples: {reason}")
@@ -39,7 +44,7 @@ def _sample_lines(params) -> list[str]:
 
 
 def _prediction_lines(metrics: dict) -> list[str]:
-    if "psnr" not in metrics:
+    if "prediction_baselines" not in metrics:
         return []
     lines = [f"## Prediction ({metrics['prediction_context_frames']} real context frames -> "
              f"{metrics['prediction_future_frames']} predicted; {metrics['num_prediction_clips']} real val clips)", "",
@@ -55,6 +60,27 @@ def _prediction_lines(metrics: dict) -> list[str]:
     lines += ["", f"Higher is better. Per-frame PSNR is capped at {metrics['psnr_cap_db']:g} dB (identical frames "
               "would give infinity); copy_last_frame repeats the last context frame, the baseline to beat. "
               "The evaluator-space metrics above score context + prediction, so they share real context frames.", ""]
+    return lines
+
+
+TASK_TITLES = {"super_resolution": "Super-resolution ({vsr_input_size}x{vsr_input_size} input, area-downscaled "
+                                    "by {vsr_scale}; every frame scored; {num_task_clips} real val clips)",
+               "interpolation": "Frame interpolation (keyframes {interp_keyframes}; {interp_inbetween_frames} "
+                                "in-between frames scored; {num_task_clips} real val clips)"}
+
+
+def _task_lines(metrics: dict) -> list[str]:
+    """Super-resolution and interpolation: the model against its task baselines."""
+    if "task_baselines" not in metrics:
+        return []
+    lines = [f"## {TASK_TITLES[metrics['task']].format(**metrics)}", "",
+             "| clips | psnr (dB) | ssim | fd_evaluator | fd_motion |", "| --- | --- | --- | --- | --- |"]
+    for name, row in metrics["task_baselines"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row[key]) for key in ("psnr", "ssim", "fd_evaluator",
+                                                                              "fd_motion")) + " |")
+    lines += ["", f"Higher is better for psnr and ssim (per-frame PSNR capped at {metrics['psnr_cap_db']:g} dB), lower "
+              "for fd_*. The baselines are made from the same inputs as the model's clips; their evaluator-space "
+              "rows are also in the table above.", ""]
     return lines
 
 
@@ -92,6 +118,7 @@ def write_report(params, trained, step: int, metrics: dict, table: dict, protoco
               f"figures at the same n compare. Intervals: {level}, {table['ci']['resamples']} resamples; "
               f"{table['ci']['method']}. They cover the choice of clips, not the training seed.", ""]
     lines += _prediction_lines(metrics)
+    lines += _task_lines(metrics)
     if protocol_keys:
         lines += ["## External protocols (user-supplied weights)", "", "| metric | value |", "| --- | --- |"]
         lines += [f"| {key} | {_fmt(metrics[key])} |" for key in protocol_keys]

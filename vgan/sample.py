@@ -1,6 +1,7 @@
 """Sampling: clips from the trained generator as GIF, MP4 and PNG contact sheets, plus latent
-interpolations (lerp, slerp), one row per class, long roll-outs, seamless loops and, for prediction
-models, context | prediction | ground truth from real val clips. ``samples/index.json`` lists them all.
+interpolations (lerp, slerp), one row per class, long roll-outs, seamless loops and, for conditional
+models, input | model | baseline | ground truth side by side from real val clips (prediction, super-resolution,
+frame interpolation). ``samples/index.json`` lists them all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from vgan.media import contact_sheet, framed, side_by_side, to_uint8, upscale, v
 DISPLAY_SIDE = 128  # upscale small clips to at least this many pixels so people can see them
 EXTRA_ROWS = 4  # clips shown in the interpolation, long and loop grids
 REAL_COLOUR, FAKE_COLOUR = (40, 170, 60), (215, 50, 40)  # frame borders: real context / generated
+BASELINE_COLOUR = (128, 128, 128)  # frame borders of a baseline panel (bicubic, linear blend)
+# file stem and index.json kind of each conditional task's side-by-side samples
+SIDE_BY_SIDE = {"prediction": ("predict", "prediction"), "super_resolution": ("vsr", "super_resolution"),
+                "interpolation": ("inbetween", "frame_interpolation")}
 
 
 # -- latent paths ----------------------------------------------------------------------------------
@@ -61,20 +66,20 @@ def loop_path(start: torch.Tensor, other: torch.Tensor, steps: int) -> torch.Ten
 def render(generator, z: torch.Tensor, labels: torch.Tensor | None = None, context: torch.Tensor | None = None,
            num_frames: int | None = None, batch_size: int = 32, device="cpu",
            time_step: float | None = None) -> torch.Tensor:
-    """Float (N, C, T, H, W) clips for given latents; prediction models get ``context`` and return it
-    followed by the predicted frames (``num_frames`` of them, default the trained horizon).
-    ``time_step``: training frames between output frames, for ``continuous_time`` generators only."""
+    """Float (N, C, T, H, W) clips for given latents; conditional models get ``context`` (``G.condition`` of real
+    clips) and return the whole clip (prediction models: the context followed by ``num_frames`` predicted frames,
+    default the trained horizon). ``time_step``: training frames between output frames, for
+    ``continuous_time`` generators only."""
     timing = {} if time_step is None else {"time_step": time_step}
-    if generator.context_frames and context is None:
-        raise ValueError("prediction models need context clips (N, C, context_frames, H, W)")
+    if generator.conditional and context is None:
+        raise ValueError(f"{generator.task} models need their condition of real clips (G.condition(clips))")
     clips = []
     for start in range(0, len(z), batch_size):
         part = slice(start, start + batch_size)
         batch_labels = None if labels is None else labels[part].to(device)
         batch_context = None if context is None else context[part].to(device)
         video = generator(z[part].to(device), batch_labels, batch_context, num_frames=num_frames, **timing).float()
-        if batch_context is not None:
-            video = torch.cat([batch_context.float(), video], dim=2)
+        video = generator.full_clip(None if batch_context is None else batch_context.float(), video)
         clips.append(video.cpu())
     return torch.cat(clips)
 
@@ -88,7 +93,7 @@ def generate(generator, count: int, seed: int, labels: torch.Tensor | None = Non
              device="cpu", context: torch.Tensor | None = None, num_frames: int | None = None) -> torch.Tensor:
     """``count`` clips for a seed: float (N, C, T, H, W) in [-1, 1]; labels cycle over classes when conditional.
 
-    Prediction models need ``context`` (count, C, context_frames, H, W) and return context + prediction.
+    Conditional models need ``context`` (``G.condition`` of ``count`` real clips) and return whole clips.
     """
     rng = torch.Generator().manual_seed(seed)
     z = generator.sample_z(count, generator=rng, num_frames=num_frames)
@@ -142,7 +147,7 @@ def long_length(generator, cfg) -> int:
     return cfg.long_frames or 2 * generator.frames
 
 
-# -- real context for prediction models ------------------------------------------------------------
+# -- real clips for conditional models -------------------------------------------------------------
 def real_context_clips(params, generator, limit: int, splits=("val", "train"),
                        seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to ``limit`` real clips (first split that has any; with ``seed`` a seeded random subset) cut to the
@@ -158,25 +163,32 @@ def real_context_clips(params, generator, limit: int, splits=("val", "train"),
                 raise
     shape = tuple(clips.shape[1:])
     if clips.shape[2] < generator.frames or shape[0] != generator.channels or shape[3] != generator.resolution:
-        raise DataError(f"real clips in {params.shards.out_dir} are (C, T, H, W) = {shape}; the predictor needs "
+        raise DataError(f"real clips in {params.shards.out_dir} are (C, T, H, W) = {shape}; the model needs "
                         f"({generator.channels}, >= {generator.frames}, {generator.resolution}, {generator.resolution}): "
                         "set shards.clip_frames and shards.size to match the model")
     return clips[:, :, : generator.frames], labels
 
 
-def prediction_triptychs(context_and_prediction: np.ndarray, truth: np.ndarray, context_frames: int,
-                         factor: int) -> np.ndarray:
-    """(N, T, H', W', C): context | prediction | ground truth, borders green where real, red where generated."""
+def side_by_side_rows(generator, outputs: np.ndarray, truth: torch.Tensor, factor: int) -> tuple[np.ndarray, list]:
+    """(N, T, H', W', C) rows of input | model | other baselines | ground truth, and the panels' names.
+
+    The input panel is ``G.input_baseline`` (prediction: the last context frame held; super-resolution: the
+    low-resolution clip, nearest-upscaled; interpolation: the keyframes repeated). Borders: green where the
+    frame is real (given to the model, or the truth), red where generated, grey on the other baselines.
+    """
+    baselines = {name: to_uint8(clips) for name, clips in generator.baselines(generator.condition(truth)).items()}
+    shown = baselines.pop(generator.input_baseline)
+    real = to_uint8(truth)
+    frames = real.shape[1]
+    origin = [REAL_COLOUR if t in generator.given_frames else FAKE_COLOUR for t in range(frames)]
     rows = []
-    for predicted, real in zip(context_and_prediction, truth):
-        frames = len(real)
-        held = np.concatenate([real[:context_frames], np.repeat(real[context_frames - 1:context_frames],
-                                                                 frames - context_frames, axis=0)])
-        origin = [REAL_COLOUR] * context_frames + [FAKE_COLOUR] * (frames - context_frames)
-        rows.append(side_by_side([framed(upscale(held, factor), [REAL_COLOUR] * frames),
-                                  framed(upscale(predicted, factor), origin),
-                                  framed(upscale(real, factor), [REAL_COLOUR] * frames)]))
-    return np.stack(rows)
+    for index in range(len(real)):
+        panels = [framed(upscale(shown[index], factor), [REAL_COLOUR] * frames),
+                  framed(upscale(outputs[index], factor), origin)]
+        panels += [framed(upscale(clips[index], factor), [BASELINE_COLOUR] * frames) for clips in baselines.values()]
+        panels.append(framed(upscale(real[index], factor), [REAL_COLOUR] * frames))
+        rows.append(side_by_side(panels))
+    return np.stack(rows), [generator.input_baseline, "model", *baselines, "truth"]
 
 
 # -- the stage -------------------------------------------------------------------------------------
@@ -204,6 +216,25 @@ def _label_names(params, count: int) -> list[str]:
     return names if len(names) == count else [str(label) for label in range(count)]
 
 
+def _write_side_by_side(out: _Outputs, generator, videos: np.ndarray, truth: torch.Tensor, factor: int,
+                        rows: int) -> None:
+    """GIFs of input | model | baselines | truth (one per clip and a grid), and a PNG of one scored frame of the
+    first ``rows`` clips."""
+    stem, kind = SIDE_BY_SIDE[generator.task]
+    compared, panels = side_by_side_rows(generator, videos, truth, factor)
+    info = {"panels": panels, "given_frames": list(generator.given_frames)}
+    if generator.task == "prediction":
+        info["context_frames"] = generator.context_frames
+    for index, row in enumerate(compared[:rows]):
+        out.gif(f"{stem}_{index:03d}", row, kind, index=index, **info)
+    grid = video_grid(compared, columns=1)
+    out.gif(f"{stem}_grid", grid, f"{kind}_grid", **info)
+    scored = [t for t in range(len(grid)) if t not in generator.given_frames]
+    frame = scored[len(scored) // 2]
+    out.png(f"{stem}_frame{frame}", video_grid(compared[:rows], columns=1)[frame], f"{kind}_sheet", frame=frame,
+            **info)
+
+
 def write_samples(params, generator_path: str | Path = "models/generator.pt") -> dict:
     """Write every sample kind into ``sample.out_dir`` and list them in its index.json."""
     from vgan.data.video import encode_mp4
@@ -214,10 +245,10 @@ def write_samples(params, generator_path: str | Path = "models/generator.pt") ->
     step, seed = generator.trained_steps, cfg.seed
     rows = min(cfg.num_samples, EXTRA_ROWS)
     context = labels = truth = None
-    if generator.context_frames:
+    if generator.conditional:
         truth, labels = real_context_clips(params, generator, cfg.num_samples)
         labels = labels if generator.num_classes else None
-        context = truth[:, :, : generator.context_frames]
+        context = generator.condition(truth)
         num_samples = len(truth)
         rows = min(rows, num_samples)
     else:
@@ -275,24 +306,19 @@ def write_samples(params, generator_path: str | Path = "models/generator.pt") ->
     else:
         skipped["long"] = f"{trained.model.name} generates exactly {generator.frames} frames (not variable_length)"
 
-    if getattr(generator, "continuous_time", False) and not generator.context_frames:
-        for factor in cfg.frame_rate_factors:
-            clips, time_step = frame_rate_clips(generator, rows, seed, factor, row_labels)
-            out.gif(f"rate{factor:g}x_{clips.shape[2]}f", upscale(video_grid(to_uint8(clips)), small), "frame_rate",
-                    fps=cfg.fps * factor, factor=factor, time_step=time_step, trained_frames=generator.frames)
+    if generator.continuous_time and not generator.conditional:
+        for rate in cfg.frame_rate_factors:
+            clips, time_step = frame_rate_clips(generator, rows, seed, rate, row_labels)
+            out.gif(f"rate{rate:g}x_{clips.shape[2]}f", upscale(video_grid(to_uint8(clips)), small), "frame_rate",
+                    fps=cfg.fps * rate, factor=rate, time_step=time_step, trained_frames=generator.frames)
     elif cfg.frame_rate_factors:
         skipped["frame_rate"] = f"{trained.model.name} renders frames at whole time steps only (not continuous_time)"
 
     loops = to_uint8(loop_clips(generator, rows, seed, cfg.loop_frames, pick(context, rows), row_labels))
     out.gif(f"loop{cfg.loop_frames}f", upscale(video_grid(loops), small), "loop", seeds=[seed, seed + 1])
 
-    if generator.context_frames:
-        triptychs = prediction_triptychs(videos, to_uint8(truth), generator.context_frames, factor)
-        for index, triptych in enumerate(triptychs[:rows]):
-            out.gif(f"predict_{index:03d}", triptych, "prediction", index=index,
-                    context_frames=generator.context_frames)
-        out.gif("predict_grid", video_grid(triptychs, columns=1), "prediction_grid",
-                context_frames=generator.context_frames)
+    if generator.conditional:
+        _write_side_by_side(out, generator, videos, truth, factor, rows)
 
     summary = {"model": trained.model.name, "step": step, "seed": seed,
                "num_samples": num_samples, "clip_shape": list(videos.shape[1:]),

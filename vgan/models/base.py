@@ -1,13 +1,22 @@
 """The contract every architecture follows, so one trainer serves them all.
 
 - ``G(z, y=None, context=None) -> video``: float (B, C, T, H, W) in [-1, 1].
-  ``context`` is real context frames (B, C, Tc, H, W) for prediction models (``G.context_frames`` > 0),
-  which return only the T - Tc frames that follow; else None.
+  ``context`` is ``G.condition(real)`` for conditional models (``G.conditional``: the model's input is made
+  from a real clip) and None for the others. What the condition is depends on ``G.task``:
+  "prediction" = the first ``G.context_frames`` real frames (the model returns only the frames that follow);
+  "super_resolution" = the clip downscaled; "interpolation" = its keyframes; "generation" = no condition.
+- ``G.full_clip(context, output) -> video``: the whole clip a conditional model's output stands for
+  (prediction: context followed by the predicted future; super-resolution and interpolation: the output).
+- ``G.baselines(context) -> {name: video}``: the trivial answers a conditional model must beat, as whole clips
+  (copy the last context frame; bicubic and nearest upscaling; linear blending and repeating keyframes).
+  ``G.input_baseline`` names the one that shows the input as it is (the first panel of the side-by-side samples);
+  ``G.given_frames`` lists the frames of the whole clip that are real frames passed through.
 - ``G.views(z, y, context) -> dict[str, Tensor]``: what the discriminators judge; ``"video"`` is the
-  full clip (for prediction models: context followed by the predicted future). Extra views (e.g. a
-  low-resolution stage of a progressive model) are judged by discriminators whose ``view`` names them.
+  full clip (``G.full_clip``). Extra views (e.g. a low-resolution stage of a progressive model) are judged
+  by discriminators whose ``view`` names them.
 - ``G.real_views(real) -> dict[str, Tensor]``: the matching views of a real clip.
-- ``G.reconstruction(views, real) -> (fake, target) | None``: the pair a reconstruction loss compares.
+- ``G.reconstruction(views, real) -> (fake, target)``: the pair a reconstruction loss compares, and the frames
+  the task metrics (PSNR, SSIM) score: the future for prediction, the in-between frames for interpolation.
 - every discriminator ``D(x, y=None) -> logits`` (B,) or (B, K); ``D.view`` names the view it judges.
 - Longer clips than trained: where ``G.variable_length`` is true,
   ``G(G.sample_z(b, num_frames=n), y, context, num_frames=n)`` returns ``n`` frames (``n`` future frames
@@ -44,6 +53,30 @@ class VideoGenerator(nn.Module):
 
     variable_length = False  # True where the model can generate more frames than it was trained on
     continuous_time = False  # True where forward and sample_z take ``time_step`` (frames at any frame rate)
+    task = "generation"  # "prediction" | "super_resolution" | "interpolation": what the metric groups score
+    input_baseline: str | None = None  # the baseline that shows a conditional model's input as it is
+
+    @property
+    def conditional(self) -> bool:
+        """True where the model's input is made from a real clip (``condition``), not from noise alone."""
+        return self.task != "generation"
+
+    def condition(self, real: torch.Tensor) -> torch.Tensor | None:
+        """The model's input made from real clips (B, C, T, H, W); None for unconditional models."""
+        return None
+
+    def full_clip(self, context: torch.Tensor | None, output: torch.Tensor) -> torch.Tensor:
+        """The whole clip that ``output`` (what ``forward`` returned for ``context``) stands for."""
+        return output
+
+    @property
+    def given_frames(self) -> list[int]:
+        """Frames of the whole clip that are real frames passed through (a predictor's context, keyframes)."""
+        return []
+
+    def baselines(self, context: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{name: whole clips} of the trivial answers for ``context``; none for unconditional models."""
+        return {}
 
     @property
     def latent_dim(self) -> int:
@@ -66,10 +99,7 @@ class VideoGenerator(nn.Module):
         return torch.randint(0, self.num_classes, (batch_size,), device=device, generator=generator)
 
     def views(self, z, y=None, context=None) -> dict[str, torch.Tensor]:
-        video = self(z, y, context)
-        if context is not None:
-            video = torch.cat([context, video], dim=2)
-        return {"video": video}
+        return {"video": self.full_clip(context, self(z, y, context))}
 
     def real_views(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"video": real}

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 # the model zoo: each name is a module vgan.models.<name> (see vgan.models.registry)
 ARCHITECTURES = ("vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "motionshape", "progressive", "predictor",
-                 "stylegan_v")
+                 "stylegan_v", "vsr", "interp")
 
 
 class _Strict(BaseModel):
@@ -62,6 +62,16 @@ class StyleganVOptions(_Strict):
     d_frames: int = Field(3, ge=2, description="frames per clip the discriminator sees, at random time gaps")
 
 
+class VsrOptions(_Strict):
+    scale: Literal[2, 4] = Field(2, description="the model's input is the clip area-downscaled by this factor")
+    blocks: int = Field(3, ge=0, description="residual 3D-conv blocks of the network (at the low resolution)")
+
+
+class InterpOptions(_Strict):
+    every: int = Field(4, ge=2, description="keyframes: every this many frames from the first, and the last")
+    blocks: int = Field(3, ge=0, description="residual 3D-conv blocks of the network (at half resolution)")
+
+
 class ModelParams(_Strict):
     name: str = "motionshape"
     resolution: Literal[16, 32, 64, 128, 256] = 32
@@ -80,6 +90,8 @@ class ModelParams(_Strict):
     progressive: ProgressiveOptions = ProgressiveOptions()
     predictor: PredictorOptions = PredictorOptions()
     stylegan_v: StyleganVOptions = StyleganVOptions()
+    vsr: VsrOptions = VsrOptions()
+    interp: InterpOptions = InterpOptions()
 
     @field_validator("name")
     @classmethod
@@ -120,4 +132,13 @@ class ModelParams(_Strict):
         if info.data.get("name") == "predictor" and frames is not None and options.context_frames >= frames:
             raise ValueError(f"context_frames {options.context_frames} must be below model.frames {frames} "
                              f"so that frames remain to predict")
+        return options
+
+    @field_validator("interp")
+    @classmethod
+    def _frames_between(cls, options: InterpOptions, info: ValidationInfo) -> InterpOptions:
+        frames = info.data.get("frames")
+        if info.data.get("name") == "interp" and frames is not None and options.every >= frames - 1:
+            raise ValueError(f"every {options.every} must be below model.frames - 1 = {frames - 1} so that "
+                             f"in-between frames remain between at least three keyframes")
         return options

@@ -45,6 +45,8 @@ class PredictorGenerator(VideoGenerator):
     """Context code + noise -> foreground and mask over the last context frame, for each future frame."""
 
     variable_length = True
+    task = "prediction"
+    input_baseline = "copy_last_frame"
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, context_frames=4):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
@@ -75,6 +77,21 @@ class PredictorGenerator(VideoGenerator):
             done += future.shape[2]
             context = torch.cat([context, future], dim=2)[:, :, -self.context_frames:]
         return torch.cat(chunks, dim=2)[:, :, :steps]
+
+    @property
+    def given_frames(self):
+        return list(range(self.context_frames))
+
+    def condition(self, real):
+        return real[:, :, : self.context_frames]
+
+    def full_clip(self, context, output):
+        return torch.cat([context, output], dim=2)
+
+    def baselines(self, context):
+        """The last context frame held for the rest of the clip."""
+        future = context[:, :, -1:].expand(-1, -1, self.future_frames, -1, -1)
+        return {"copy_last_frame": torch.cat([context, future], dim=2)}
 
     def reconstruction(self, views, real):
         return views["video"][:, :, self.context_frames:], real[:, :, self.context_frames:]

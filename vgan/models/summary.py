@@ -24,9 +24,7 @@ def generator_gflops(G) -> float:
     G.eval()
     z = G.sample_z(1, device=device)
     y = torch.zeros(1, dtype=torch.long, device=device) if G.num_classes else None
-    context = None
-    if G.context_frames:
-        context = torch.zeros(1, G.channels, G.context_frames, G.resolution, G.resolution, device=device)
+    context = G.condition(torch.zeros(1, G.channels, G.frames, G.resolution, G.resolution, device=device))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         G(z, y, context)
     return counter.get_total_flops() / 1e9
@@ -94,7 +92,7 @@ def check_model(name: str) -> tuple[str, bool, str]:
         G, discriminators = build_model(ModelParams(name=name, **CHECK_SIZE))
         real = torch.rand(CHECK_BATCH, G.channels, G.frames, G.resolution, G.resolution) * 2 - 1
         labels = G.sample_labels(CHECK_BATCH)
-        context = real[:, :, : G.context_frames] if G.context_frames else None
+        context = G.condition(real)
         views = G.views(G.sample_z(CHECK_BATCH), labels, context)
         real_views = G.real_views(real)
         loss = reconstruction_loss("l2", *G.reconstruction(views, real))

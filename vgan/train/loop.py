@@ -274,7 +274,7 @@ class Trainer:
         return real, labels
 
     def _context(self, real):
-        return real[:, :, : self.G.context_frames] if self.G.context_frames else None
+        return self.G.condition(real)
 
     def _latents(self, local_batch: int) -> torch.Tensor:
         """This rank's slice of the global batch's latents (all ranks draw the same global tensor)."""
@@ -367,7 +367,7 @@ class Trainer:
         """
         if self._ema_statistics_step == self.state.step:
             return  # G_ema's weights have not changed since (the last step is often also a sample step)
-        if self.G.context_frames and self._preview_context is None:
+        if self.G.conditional and self._preview_context is None:
             return  # no real context clips yet (a resume at the final step): keep the checkpoint's statistics
         rng = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.state.step)
         local = self.cfg.batch_size // self.world_size
@@ -378,7 +378,7 @@ class Trainer:
             labels = self.G.sample_labels(self.cfg.batch_size, device=self.device, generator=rng)
             mine = slice(self.rank * local, (self.rank + 1) * local)
             context = None
-            if self.G.context_frames:
+            if self.G.conditional:
                 picks = torch.arange(self.cfg.batch_size, device=self.device) % len(self._preview_context)
                 context = self._preview_context[picks[mine]]
             return z[mine], None if labels is None else labels[mine], context
@@ -389,8 +389,8 @@ class Trainer:
 
     @torch.no_grad()
     def fixed_samples(self) -> torch.Tensor:
-        """Fixed-noise samples of the EMA generator (prediction models continue fixed real context)."""
-        context = self._preview_context if self.G.context_frames else None
+        """Fixed-noise samples of the EMA generator (conditional models get the conditions of fixed real clips)."""
+        context = self._preview_context if self.G.conditional else None
         count = 8 if context is None else len(context)
         labels = None if self.fixed_y is None else self.fixed_y[:count]
         return self.G_ema.views(self.fixed_z[:count], labels, context)["video"]
@@ -398,7 +398,7 @@ class Trainer:
     def log_sample_grid(self) -> None:
         """A GIF grid of fixed-noise samples at this step (once per step, also after a resume)."""
         path = self.root / "plots" / "training_samples" / f"step-{self.state.step:08d}.gif"
-        if self.rank != 0 or path.exists() or (self.G.context_frames and self._preview_context is None):
+        if self.rank != 0 or path.exists() or (self.G.conditional and self._preview_context is None):
             return
         from vgan.media import to_uint8, upscale, video_grid, write_gif
 
@@ -467,8 +467,8 @@ class Trainer:
                 finite &= d_losses.pop("finite")
                 step_losses.update(d_losses)
                 compute += time.monotonic() - tock
-            if self.G.context_frames and self._preview_context is None:
-                self._preview_context = real[:8, :, : self.G.context_frames].detach().clone()
+            if self.G.conditional and self._preview_context is None:
+                self._preview_context = self.G.condition(real[:8]).detach().clone()
             tock = time.monotonic()
             if finite:
                 g_losses = self.generator_step(real, labels)
