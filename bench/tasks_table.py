@@ -16,6 +16,17 @@ def _fmt(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def _seconds(value) -> str:
+    """Training seconds: one figure, or one per model ({"vsr": 28.1, "interp": 99.0})."""
+    if isinstance(value, dict):
+        return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in value.items())
+    return f"{value:.0f} s"
+
+
+def _met(passes) -> str:
+    return "–" if passes is None else ("yes" if passes else "**no**")
+
+
 def load_task_results(results_dir: Path, device: str = "cpu") -> list[dict]:
     """Every task's results file, in name order."""
     return [json.loads(path.read_text()) for path in sorted(results_dir.glob(f"task_*_{device}.json"))]
@@ -35,14 +46,14 @@ def tasks_markdown(results: list[dict], repo: Path) -> str:
         for row in result["rows"]:
             baselines = ", ".join(f"{name} {_fmt(value)}" for name, value in row["baselines"].items())
             lines.append(f"| {result['task']} | {row['capability']} | {row['measure']} | {_fmt(row['model'])} | "
-                         f"{baselines} | {row['criterion']} | {'yes' if row['passes'] else '**no**'} |")
+                         f"{baselines} | {row.get('criterion') or '–'} | {_met(row.get('passes'))} |")
     lines.append("")
     for result in results:
         lines.append(f"- **{result['task']}**: `{result['command']}` on {result['device']} "
                      f"({result['cpu_count']} cores), torch {result['torch']}, commit {result['git_commit']}, "
                      f"{result['date']}; budget {result['budget']}"
-                     + (f", {result['train_seconds']:.0f} s of training" if result.get("train_seconds") else "")
-                     + (f". {result['note']}" if result.get("note") else "."))
+                     + (f"; training {_seconds(result['train_seconds'])}" if result.get("train_seconds") else "")
+                     + (f". {result['note'][:1].upper()}{result['note'][1:].rstrip('.')}." if result.get("note") else "."))
         for picture in result.get("pictures", []):
             relative = Path(picture).relative_to("docs") if picture.startswith("docs/") else Path("..") / picture
             if (repo / picture).exists():
