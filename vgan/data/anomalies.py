@@ -3,8 +3,8 @@
 Every function takes a uint8 clip (T, H, W, C) and an onset frame and returns a new clip (the input is not
 changed); frames before the onset are untouched, frames from the onset on are anomalous:
 
-- ``teleport``: from the onset on every frame is shifted by one fixed jump (wrapping round the edges, so no
-  ink is lost): the digit moves on as before, from somewhere else.
+- ``teleport``: at the onset the digit jumps to a random place at least a quarter of the frame away (from
+  where it was and from where it would be), then moves on with its own motion (bouncing off the edges).
 - ``freeze``: every frame from the onset on repeats frame ``onset - 1``.
 - ``reverse``: time runs backwards from the onset: frame ``onset + k`` is frame ``onset - 2 - k`` (reflected
   at frame 0 when the clip runs out), so the digit retraces its path.
@@ -28,11 +28,62 @@ NORMAL = "normal"
 INK_LEVEL = 40  # pixels brighter than this (of 255) are ink; the moving digits' background is black
 
 
-def teleport(clip: np.ndarray, onset: int, shift: tuple[int, int]) -> np.ndarray:
-    """Frames from ``onset`` on rolled by ``shift`` = (rows, columns) pixels."""
+def _reflect(position: int, limit: int) -> int:
+    """``position`` folded into [0, limit] as a ball bouncing between two walls would be."""
+    if limit <= 0:
+        return 0
+    return limit - abs(position % (2 * limit) - limit)
+
+
+def _digit(frame: np.ndarray) -> tuple[int, int, np.ndarray] | None:
+    """(top, left, patch) of the frame's ink box grown by one pixel (the digit's soft edge); None when blank."""
+    box = _ink_box(frame)
+    if box is None:
+        return None
+    top, left = max(0, box[0] - 1), max(0, box[2] - 1)
+    return top, left, frame[top:box[1] + 1, left:box[3] + 1]
+
+
+def _paste(shape: tuple, patch: np.ndarray, top: int, left: int) -> np.ndarray:
+    """A black frame of ``shape`` with ``patch`` at (top, left), cut at the edges."""
+    frame = np.zeros(shape, np.uint8)
+    piece = patch[: shape[0] - top, : shape[1] - left]
+    frame[top:top + piece.shape[0], left:left + piece.shape[1]] = piece
+    return frame
+
+
+def teleport(clip: np.ndarray, onset: int, target: tuple[int, int]) -> np.ndarray:
+    """The digit jumps to ``target`` (its ink box's top-left, row and column) at ``onset`` and carries on with
+    its own motion from there, bouncing off the edges; frames without ink are left as they are."""
     out = clip.copy()
-    out[onset:] = np.roll(clip[onset:], shift, axis=(1, 2))
+    start = _digit(clip[onset])
+    if start is None:
+        raise DataError("teleport anomaly: the clip has no ink at the onset frame")
+    shift = (target[0] - start[0], target[1] - start[1])
+    height, width = clip.shape[1:3]
+    for t in range(onset, len(clip)):
+        found = _digit(clip[t])
+        if found is None:
+            continue
+        top, left, patch = found
+        out[t] = _paste(clip.shape[1:], patch, _reflect(top + shift[0], height - patch.shape[0]),
+                        _reflect(left + shift[1], width - patch.shape[1]))
     return out
+
+
+def teleport_target(clip: np.ndarray, onset: int, rng: np.random.Generator) -> tuple[int, int]:
+    """A random place for the digit at ``onset``, at least a quarter of the frame (along one axis) from where
+    it was the frame before and from where it would have been (the farthest place when none is that far)."""
+    top, left, patch = _digit(clip[onset]) or (0, 0, clip[onset])
+    before = _digit(clip[onset - 1]) or (top, left, patch)
+    height, width = clip.shape[1:3]
+    rows, cols = np.meshgrid(np.arange(height - patch.shape[0] + 1), np.arange(width - patch.shape[1] + 1),
+                             indexing="ij")
+    distance = np.minimum(np.maximum(np.abs(rows - top), np.abs(cols - left)),
+                          np.maximum(np.abs(rows - before[0]), np.abs(cols - before[1]))).ravel()
+    far = np.flatnonzero(distance >= min(height, width) // 4)
+    pick = int(rng.choice(far)) if len(far) else int(np.argmax(distance))
+    return int(rows.ravel()[pick]), int(cols.ravel()[pick])
 
 
 def freeze(clip: np.ndarray, onset: int) -> np.ndarray:
@@ -81,9 +132,7 @@ def change_identity(clip: np.ndarray, onset: int, donor: np.ndarray) -> np.ndarr
         centre = ((own[0] + own[1]) / 2, (own[2] + own[3]) / 2) if own else (height / 2, width / 2)
         row = int(np.clip(round(centre[0] - patch.shape[0] / 2), 0, max(0, height - patch.shape[0])))
         col = int(np.clip(round(centre[1] - patch.shape[1] / 2), 0, max(0, width - patch.shape[1])))
-        out[t] = 0
-        piece = patch[: height - row, : width - col]
-        out[t, row:row + piece.shape[0], col:col + piece.shape[1]] = piece
+        out[t] = _paste(clip.shape[1:], patch, row, col)
     return out
 
 
@@ -138,16 +187,12 @@ def inject_set(clips: np.ndarray, labels: np.ndarray, *, types: list[str] | tupl
     kinds = np.full(num_clips, NORMAL, dtype=object)
     onsets = np.full(num_clips, -1, dtype=np.int64)
     out = clips.copy()
-    height, width = clips.shape[2:4]
     for position, index in enumerate(chosen):
         kind = types[position % len(types)]
         onset = int(rng.integers(low, (high if kind != "noise" else num_frames - noise_frames) + 1))
         clip = clips[index]
         if kind == "teleport":
-            # a jump of a quarter to three quarters of the frame along each axis, either direction
-            shift = tuple(int(rng.integers(side // 4, 3 * side // 4 + 1)) * int(rng.choice([-1, 1]))
-                          for side in (height, width))
-            out[index] = teleport(clip, onset, shift)
+            out[index] = teleport(clip, onset, teleport_target(clip, onset, rng))
         elif kind == "freeze":
             out[index] = freeze(clip, onset)
         elif kind == "reverse":
