@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="work folder (default: a fresh temp folder)")
     parser.add_argument("--steps", type=int, default=400, help="predictor training steps")
     parser.add_argument("--batch", type=int, default=32, help="training batch size")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra `vgan train` override (repeatable), e.g. --set model.width=16")
     parser.add_argument("--retrain", action="store_true", help="train again even if the work folder has a generator")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/task_anomaly_cpu.json")
     parser.add_argument("--picture", type=Path, default=REPO / "docs/results/task_anomaly.png")
@@ -67,7 +69,7 @@ def main() -> None:
         run(["fetch"], work)
         run(["shards"], work)
     train_sets = ["model.name=predictor", *RECOMMENDED_OVERRIDES, f"train.steps={args.steps}",
-                  f"train.batch_size={args.batch}"]
+                  f"train.batch_size={args.batch}", *args.overrides]
     train_seconds = None
     if args.retrain or not (work / "models/generator.pt").exists():
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
@@ -92,11 +94,11 @@ def main() -> None:
 
     result = {
         "task": "anomaly",
-        "command": "python bench/task_anomaly.py" + (f" --steps {args.steps}" if args.steps != 400 else ""),
+        "command": " ".join(["python bench/task_anomaly.py", *sys.argv[1:]]),
         "device": "cpu", "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "platform": platform.machine(), "git_commit": git_commit(),
         "date": datetime.date.today().isoformat(),
-        "budget": f"{args.steps} predictor steps, batch {args.batch} (" + " ".join(RECOMMENDED_OVERRIDES) + ")",
+        "budget": f"{args.steps} predictor steps, batch {args.batch} (" + " ".join(train_sets[1:]) + ")",
         "train_seconds": train_seconds,
         "generator_steps": metrics["generator_steps"],
         "data": f"{metrics['num_clips']} val clips of {metrics['clip_frames']} frames, "
