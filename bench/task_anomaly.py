@@ -10,7 +10,7 @@ half of the clips, seed 0). One row per anomaly type: the ROC AUC of the predict
 frame-difference baseline (rules in vgan/metrics/anomaly.py); criterion AUC >= 0.9.
 Writes bench/results/task_anomaly_cpu.json and docs/results/task_anomaly.png (the most anomalous clips).
 A work folder that already holds the shards (manifest.json) keeps them, and `vgan train` resumes from the
-checkpoints it holds (so --steps 600 after --steps 300 trains 300 more; train_seconds counts this call's).
+checkpoints it holds (so --steps 600 after --steps 300 trains 300 more; train_seconds adds up the calls).
 """
 
 from __future__ import annotations
@@ -69,9 +69,14 @@ def main() -> None:
         run(["shards"], work)
     train_sets = ["model.name=predictor", *RECOMMENDED_OVERRIDES, f"train.steps={args.steps}",
                   f"train.batch_size={args.batch}", *args.overrides]
+    # the training seconds of every call in this work folder (a resumed run adds to the earlier ones)
+    ledger = work / "bench_train_seconds.json"
+    calls = json.loads(ledger.read_text()) if ledger.exists() and (work / "checkpoints").exists() else []
     started = time.perf_counter()
     run(["train", "--no-progress", *(f"--set={item}" for item in train_sets)], work)
-    train_seconds = round(time.perf_counter() - started, 1)
+    calls.append({"steps": args.steps, "seconds": round(time.perf_counter() - started, 1)})
+    ledger.write_text(json.dumps(calls))
+    train_seconds = round(sum(call["seconds"] for call in calls), 1)
     run(["anomaly"], work)
     metrics = json.loads((work / "metrics/anomaly.json").read_text())
 
@@ -96,6 +101,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "budget": f"{args.steps} predictor steps, batch {args.batch} (" + " ".join(train_sets[1:]) + ")",
         "train_seconds": train_seconds,
+        "train_calls": calls,
         "generator_steps": metrics["generator_steps"],
         "data": f"{metrics['num_clips']} val clips of {metrics['clip_frames']} frames, "
                 f"{metrics['num_clips'] - metrics['num_normal']} with an injected anomaly (fraction "

@@ -1,8 +1,10 @@
-"""`vgan anomaly`'s report: reports/anomaly.md (AUC table, most anomalous clips) and a picture of those clips.
+"""`vgan anomaly`'s report: reports/anomaly.md (AUC table, most anomalous clips) and a picture.
 
-The picture has one row per clip, most anomalous first: its frames, and under each frame a bar as high as
-the predictor's score for that frame (one scale for the whole picture), red where the frame is truly
-anomalous (injected), grey where it is not; frames the predictor cannot score (its context) have no bar.
+The picture has one row per clip: its frames, and under each frame a bar as high as the predictor's score
+for that frame (one scale for the whole picture), red where the frame is truly anomalous (injected), grey
+where it is not; frames the predictor cannot score (its context) have no bar. Rows (``picture_rows``): with
+injected anomalies, the highest-scoring clip of each type and then of the normal clips (the worst false
+alarm); without, the most anomalous clips.
 """
 
 from __future__ import annotations
@@ -22,15 +24,28 @@ def _scale(side: int) -> int:
     return max(1, 64 // side)
 
 
+def picture_rows(kinds: np.ndarray, clip_scores: np.ndarray, count: int) -> list[int]:
+    """Clip indices to draw: the top clip of each kind present (anomaly types first, normal last), or the
+    ``count`` top clips when every clip is normal."""
+    order = [int(i) for i in np.argsort(-np.nan_to_num(clip_scores, nan=-1.0), kind="stable")]
+    present = list(dict.fromkeys(kinds[i] for i in order))
+    if present == ["normal"]:
+        return order[:count]
+    present = [kind for kind in present if kind != "normal"] + (["normal"] if "normal" in present else [])
+    return [next(i for i in order if kinds[i] == kind) for kind in present]
+
+
 def write_picture(path: Path, clips: np.ndarray, keys: list[str], kinds: np.ndarray, frame_scores: np.ndarray,
                   anomalous: np.ndarray, count: int) -> list[int]:
-    """PNG of the ``count`` clips with the highest clip score; returns their indices."""
+    """PNG of the clips ``picture_rows`` chooses, captioned with key, kind, score and rank; returns them."""
     from PIL import Image, ImageDraw
 
     from vgan.media import upscale, write_png
 
-    top = [int(i) for i in np.argsort(-np.nan_to_num(np.nanmax(frame_scores, axis=1), nan=-1.0),
-                                      kind="stable")[:count]]
+    scores = np.nanmax(frame_scores, axis=1)
+    rank = np.empty(len(scores), int)
+    rank[np.argsort(-np.nan_to_num(scores, nan=-1.0), kind="stable")] = np.arange(1, len(scores) + 1)
+    top = picture_rows(kinds, scores, count)
     factor = _scale(clips.shape[2])
     frames, side, pad = clips.shape[1], clips.shape[2] * factor, 2
     peak = max(float(np.nanmax(frame_scores[top])), 1e-12) if top else 1.0
@@ -50,7 +65,8 @@ def write_picture(path: Path, clips: np.ndarray, keys: list[str], kinds: np.ndar
     image = Image.fromarray(sheet)
     draw = ImageDraw.Draw(image)
     for row, index in enumerate(top):
-        draw.text((pad, row * row_height), f"{keys[index]}  ({kinds[index]})", fill=(0, 0, 0))
+        draw.text((pad, row * row_height), f"{kinds[index]}: {keys[index]}, score {scores[index]:.4f}, "
+                  f"rank {rank[index]} of {len(scores)}", fill=(0, 0, 0))
     write_png(np.asarray(image), path)
     return top
 
@@ -88,5 +104,5 @@ def write_report(path: Path, metrics: dict, keys: list[str], kinds: np.ndarray, 
               for i in order]
     if metrics["skipped_videos"]:
         lines += ["", "Skipped videos:", ""] + [f"- {path}: {reason}" for path, reason in metrics["skipped_videos"]]
-    lines += ["", f"![most anomalous clips]({picture.name})", ""]
+    lines += ["", f"![the top clip of each kind, per-frame predictor scores below each frame]({picture.name})", ""]
     write_text(path, "\n".join(lines))
