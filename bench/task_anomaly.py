@@ -107,6 +107,7 @@ def main() -> None:
                 f"{metrics['num_clips'] - metrics['num_normal']} with an injected anomaly (fraction "
                 f"{metrics['injected']['fraction']}, seed {metrics['injected']['seed']})",
         "rules": metrics["rules"],
+        "normal_frame_error": metrics.get("normal_frame_error"),
         "rows": rows,
         "summary": {"types_with_auc_ge_0.9": sum(row["passes"] for row in rows),
                     "types_beating_frame_difference": [row["capability"].split(": ")[1] for row in rows

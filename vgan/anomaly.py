@@ -197,6 +197,12 @@ def detect(params) -> dict:
                   "frame_difference": "frame j >= 1: mean |frame j - frame j-1| on [0, 1] pixels; clip: max over "
                                       "frames"},
     }
+    # the frame difference of a frame is the error of predicting that nothing moves (a copy of the frame before):
+    # a predictor that has learned the motion beats it on normal clips' frames
+    scored = (kinds == NORMAL)[:, None] & ~np.isnan(frame_scores["model"])
+    if scored.any():
+        metrics["normal_frame_error"] = {"model": round(float(frame_scores["model"][scored].mean()), 5),
+                                         "copy_last_frame": round(float(frame_scores["frame_difference"][scored].mean()), 5)}
     if cfg.inject:
         metrics.update(injected={"types": list(cfg.types), "fraction": cfg.fraction, "seed": cfg.seed},
                        types=rank_by_type(kinds, per_clip, frame_scores, anomalous, cfg.types))

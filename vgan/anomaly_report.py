@@ -84,6 +84,12 @@ def write_report(path: Path, metrics: dict, keys: list[str], kinds: np.ndarray, 
              "Scores (higher = more anomalous):", "",
              f"- predictor: {metrics['rules']['model']}",
              f"- frame-difference baseline: {metrics['rules']['frame_difference']}", ""]
+    if "normal_frame_error" in metrics:
+        error = metrics["normal_frame_error"]
+        verdict = "beats" if error["model"] < error["copy_last_frame"] else "does not beat"
+        lines += [f"On the normal clips' frames the predictor's mean error is {error['model']:.4f}; copying the frame "
+                  f"before (its frame difference) gives {error['copy_last_frame']:.4f}: the predictor {verdict} "
+                  "the guess that nothing moves.", ""]
     if metrics.get("types"):
         injected = metrics["injected"]
         lines += [f"{metrics['num_clips'] - metrics['num_normal']} clips got an injected anomaly "
