@@ -116,6 +116,16 @@ def cmd_rate(params, args):
     print(f"rate: {result['line']} -> {result['answers_file']}{run}")
 
 
+def cmd_anomaly(params, args):
+    from vgan.anomaly import METRICS_FILE, REPORT_FILE, detect
+
+    metrics = detect(params)
+    aucs = ", ".join(f"{kind} {row['auc_model']} (frame difference {row['auc_frame_difference']})"
+                     for kind, row in metrics.get("types", {}).items())
+    print(f"anomaly: {metrics['num_clips']} clips scored -> {params.anomaly.out_dir}/clips.csv, {METRICS_FILE}, "
+          f"{REPORT_FILE}" + (f"; ROC AUC {aucs}" if aucs else ""))
+
+
 STAGES = {
     "fetch": (cmd_fetch, "download or synthesise raw videos into data.raw_dir"),
     "shards": (cmd_shards, "decode, resize and clip raw videos into WebDataset shards"),
@@ -128,6 +138,8 @@ STAGES = {
     "models": (cmd_models, "list the model zoo (--check: forward/backward of every architecture)"),
     "rate": (cmd_rate, "human evaluation: serve a local page of clip pairs (which is real? which model is more "
                        "realistic?), record the answers, score them with a confidence interval"),
+    "anomaly": (cmd_anomaly, "score clips (val shards or a folder of videos) by a predictor's error, with injected "
+                             "anomalies and ROC AUC per type (not a DVC stage: needs model.name=predictor)"),
 }
 
 
@@ -176,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--generator", default="models/generator.pt", help="generator file")
         if name == "promote":
             stage.add_argument("--version", type=int, default=None, help="model version (default: latest)")
+        if name == "anomaly":
+            stage.epilog = ("reads anomaly.* in params.yaml: generator (a predictor's generator.pt), input (shards: "
+                            "the split of shards.out_dir | folder: video files under anomaly.folder), inject, types "
+                            "(teleport freeze reverse identity noise), fraction, seed; writes "
+                            "<anomaly.out_dir>/clips.csv and frames.csv, metrics/anomaly.json, reports/anomaly.md "
+                            "and reports/anomaly.png")
         if name == "models":
             stage.add_argument("--check", action="store_true", help="forward+backward every architecture on CPU")
         if name == "rate":

@@ -235,6 +235,39 @@ class RateParams(_Strict):
     mlflow: bool = Field(True, description="log the finished rating as an MLflow run")
 
 
+class AnomalyParams(_Strict):
+    generator: str = Field("models/generator.pt", description="a predictor's generator file (model.name=predictor)")
+    input: Literal["shards", "folder"] = Field("shards", description="shards: a split of shards.out_dir; "
+                                               "folder: every video file under anomaly.folder")
+    split: str = Field("val", description="input=shards: the split to score")
+    folder: str | None = Field(None, description="input=folder: the folder of video files (decoded with ffmpeg, "
+                                                 "cut into clips of the generator's length)")
+    resize_mode: Literal["crop", "squash", "pad"] = "crop"
+    max_clips: int = Field(0, ge=0, description="score at most this many clips (0 = all)")
+    inject: bool = Field(True, description="inject synthetic anomalies and report ROC AUC per type")
+    types: list[Literal["teleport", "freeze", "reverse", "identity", "noise"]] = Field(
+        ["teleport", "freeze", "reverse", "identity", "noise"], description="anomaly types injected, in turn "
+                                                                           "(vgan/data/anomalies.py)")
+    fraction: float = Field(0.5, gt=0, lt=1, description="share of the clips made anomalous")
+    seed: int = 0
+    min_frames: int = Field(2, ge=1, description="anomalous frames at least: onsets lie in "
+                                                 "[max(2, context_frames), frames - min_frames]")
+    noise_frames: int = Field(2, ge=1, description="frames of a noise burst")
+    noise_std: float = Field(0.3, gt=0, description="noise burst: standard deviation as a fraction of 255")
+    batch_size: int = Field(64, ge=1)
+    use_ema: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out_dir: str = Field("anomaly", description="clips.csv (per-clip scores) and frames.csv (per-frame scores)")
+    report_clips: int = Field(6, ge=1, description="most anomalous clips shown in reports/anomaly.png")
+
+    @field_validator("types")
+    @classmethod
+    def _each_type_once(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("an anomaly type is listed twice")
+        return names
+
+
 class Params(_Strict):
     data: DataParams = DataParams()
     shards: ShardsParams = ShardsParams()
@@ -244,6 +277,7 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     registry: RegistryParams = RegistryParams()
     rate: RateParams = RateParams()
+    anomaly: AnomalyParams = AnomalyParams()
 
     def registry_model_name(self) -> str:
         return self.registry.model_name or f"vgan-{self.data.source}-{self.model.name}".replace("_", "-")

@@ -225,6 +225,13 @@ def iterate_clips(urls, batch_size: int):
     yield from make_loader(urls, batch_size, shuffle_buffer=0, num_workers=0, drop_last=False)
 
 
+def keyed_clips(urls):
+    """Every sample once, in shard order, as stored: (``__key__``, uint8 (T, H, W, C) clip, int label)."""
+    for sample in _tar_samples({"url": url} for url in ([urls] if isinstance(urls, str) else urls)):
+        frames, label = _decode_sample(sample)
+        yield sample["__key__"], frames, label
+
+
 def real_clips(out_dir: str | Path, split: str, limit: int | None = None,
                seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Real clips of a split (shards in ``out_dir``), float (N, C, T, H, W) in [-1, 1], and labels: the first

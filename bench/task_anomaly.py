@@ -1,0 +1,128 @@
+"""Anomaly detection with the video predictor, against the frame-difference baseline.
+
+    .venv/bin/python bench/task_anomaly.py                       # fresh temp folder, 600 predictor steps (~6.5 min on 2 cores)
+    .venv/bin/python bench/task_anomaly.py --workdir /tmp/anomaly --steps 1000
+
+In a fresh work folder with the repository's params.yaml: `vgan fetch` and `vgan shards` (the default moving
+digits: 16-frame 32x32 clips), `vgan train` of the predictor (`model.name=predictor` with its recommended
+objective, a fixed step budget), then `vgan anomaly` on the val shards with injected anomalies (every type,
+half of the clips, seed 0). One row per anomaly type: the ROC AUC of the predictor's score and of the
+frame-difference baseline (rules in vgan/metrics/anomaly.py); criterion AUC >= 0.9.
+Writes bench/results/task_anomaly_cpu.json and docs/results/task_anomaly.png (the most anomalous clips).
+A work folder that already holds the shards (manifest.json) keeps them, and `vgan train` resumes from the
+checkpoints it holds (so --steps 600 after --steps 300 trains 300 more; train_seconds adds up the calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vgan.models.predictor import RECOMMENDED_OVERRIDES  # noqa: E402
+
+CRITERION = 0.9
+
+
+def run(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db",
+           "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    vgan = Path(sys.executable).parent / "vgan"
+    done = subprocess.run([str(vgan), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"vgan {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    print(done.stdout.strip())
+    return done.stdout
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=None, help="work folder (default: a fresh temp folder)")
+    parser.add_argument("--steps", type=int, default=600, help="predictor training steps")
+    parser.add_argument("--batch", type=int, default=32, help="training batch size")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra `vgan train` override (repeatable), e.g. --set model.width=16")
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results/task_anomaly_cpu.json")
+    parser.add_argument("--picture", type=Path, default=REPO / "docs/results/task_anomaly.png")
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="vgan-anomaly-"))
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "params.yaml", work / "params.yaml")
+    if not (work / "data/shards/manifest.json").exists():
+        run(["fetch"], work)
+        run(["shards"], work)
+    train_sets = ["model.name=predictor", *RECOMMENDED_OVERRIDES, f"train.steps={args.steps}",
+                  f"train.batch_size={args.batch}", *args.overrides]
+    # the training seconds of every call in this work folder (a resumed run adds to the earlier ones)
+    ledger = work / "bench_train_seconds.json"
+    calls = json.loads(ledger.read_text()) if ledger.exists() and (work / "checkpoints").exists() else []
+    started = time.perf_counter()
+    run(["train", "--no-progress", *(f"--set={item}" for item in train_sets)], work)
+    calls.append({"steps": args.steps, "seconds": round(time.perf_counter() - started, 1)})
+    ledger.write_text(json.dumps(calls))
+    train_seconds = round(sum(call["seconds"] for call in calls), 1)
+    run(["anomaly"], work)
+    metrics = json.loads((work / "metrics/anomaly.json").read_text())
+
+    rows = []
+    for kind, row in metrics["types"].items():
+        model, baseline = row["auc_model"], row["auc_frame_difference"]
+        rows.append({"capability": f"anomaly detection: {kind}", "measure": "ROC AUC (higher is better)",
+                     "model": model, "baselines": {"frame difference": baseline}, "higher_is_better": True,
+                     "criterion": f"AUC >= {CRITERION}", "passes": model is not None and model >= CRITERION,
+                     "beats_baseline": model is not None and baseline is not None and model > baseline,
+                     "anomalous_clips": row["clips"], "normal_clips": metrics["num_normal"],
+                     "frame_auc": {"model": row["frame_auc_model"], "frame difference": row["frame_auc_frame_difference"]}})
+    args.picture.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(work / "reports/anomaly.png", args.picture)
+    import torch
+
+    result = {
+        "task": "anomaly",
+        "command": " ".join(["python bench/task_anomaly.py", *sys.argv[1:]]),
+        "device": "cpu", "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "platform": platform.machine(), "git_commit": git_commit(),
+        "date": datetime.date.today().isoformat(),
+        "budget": f"{args.steps} predictor steps, batch {args.batch} (" + " ".join(train_sets[1:]) + ")",
+        "train_seconds": train_seconds,
+        "train_calls": calls,
+        "generator_steps": metrics["generator_steps"],
+        "data": f"{metrics['num_clips']} val clips of {metrics['clip_frames']} frames, "
+                f"{metrics['num_clips'] - metrics['num_normal']} with an injected anomaly (fraction "
+                f"{metrics['injected']['fraction']}, seed {metrics['injected']['seed']})",
+        "rules": metrics["rules"],
+        "normal_frame_error": metrics.get("normal_frame_error"),
+        "rows": rows,
+        "summary": {"types_with_auc_ge_0.9": sum(row["passes"] for row in rows),
+                    "types_beating_frame_difference": [row["capability"].split(": ")[1] for row in rows
+                                                       if row["beats_baseline"]]},
+        "pictures": [str(args.picture.relative_to(REPO))] if args.picture.is_relative_to(REPO) else [str(args.picture)],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'anomaly':10s} {'clips':>5s} {'AUC predictor':>14s} {'AUC frame diff':>15s}  AUC >= {CRITERION}")
+    for row in rows:
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{row['capability'].split(': ')[1]:10s} {row['anomalous_clips']:5d} {fmt(row['model']):>14s} "
+              f"{fmt(row['baselines']['frame difference']):>15s}  {'yes' if row['passes'] else 'no'}")
+    print(f"\ntrain {train_seconds} s; {work}; -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""`vgan anomaly`: score clips by how far the real future deviates from a predictor's prediction.
+
+Input: a split of the shards (``anomaly.input=shards``) or every video file under a folder (``input=folder``,
+decoded with ffmpeg at the generator's resolution, cut into non-overlapping clips of its length). With
+``anomaly.inject`` a seeded share of the clips gets a synthetic anomaly (``vgan/data/anomalies.py``) and the
+ROC AUC of each type against the normal clips is measured, for the predictor's score and for the
+frame-difference baseline (rules in ``vgan/metrics/anomaly.py``).
+
+Writes ``<anomaly.out_dir>/clips.csv`` (one row per clip), ``<anomaly.out_dir>/frames.csv`` (one row per
+frame), ``metrics/anomaly.json``, ``reports/anomaly.md`` and ``reports/anomaly.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgan.errors import DataError, VganError
+from vgan.io import write_json, write_text
+
+METRICS_FILE = Path("metrics/anomaly.json")
+REPORT_FILE = Path("reports/anomaly.md")
+PICTURE_FILE = Path("reports/anomaly.png")
+SCORERS = ("model", "frame_difference")  # the predictor's error, the baseline
+
+
+def select_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VganError("anomaly.device = 'cuda' but no CUDA device is available; use auto or cpu")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def load_predictor(cfg, device):
+    """The generator of ``anomaly.generator``; a one-line error unless it is a prediction model."""
+    from vgan.train.checkpoint import load_generator
+
+    generator, trained = load_generator(cfg.generator, use_ema=cfg.use_ema, map_location=device)
+    if not generator.context_frames:
+        raise VganError(f"anomaly.generator {cfg.generator} is a {trained.model.name!r} generator, not a predictor: "
+                        f"anomaly scores compare a predicted future with the real one; train one with "
+                        f"`vgan train --set model.name=predictor` (see vgan/models/predictor.py)")
+    return generator, trained
+
+
+def shard_clips(out_dir: str, split: str, size: int, limit: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(keys, uint8 (N, T, H, W, C) clips, (N,) labels) of one split of the shards, in shard order."""
+    from vgan.data.loader import keyed_clips, shard_paths
+    from vgan.io import read_manifest
+
+    manifest = read_manifest(out_dir)
+    frames, height, width, _ = manifest["clip_shape"]
+    if (height, width) != (size, size):
+        raise DataError(f"the shards in {out_dir} hold {height}x{width} frames but the predictor works on "
+                        f"{size}x{size}; score shards made with shards.size={size}")
+    keys, clips, labels = [], [], []
+    for key, clip, label in keyed_clips(shard_paths(out_dir, split, manifest)):
+        keys.append(key)
+        clips.append(np.array(clip))
+        labels.append(label)
+        if limit and len(keys) >= limit:
+            break
+    if not keys:
+        raise DataError(f"no {split} clips in {out_dir} (manifest counts: {manifest.get('counts')})")
+    return keys, np.stack(clips), np.array(labels)
+
+
+def folder_clips(cfg, frames: int, size: int, limit: int) -> tuple[list[str], np.ndarray, np.ndarray, list]:
+    """Every video under ``anomaly.folder`` decoded at ``size`` and cut into non-overlapping clips of ``frames``:
+    (keys ``<path>@<start frame>``, uint8 clips, labels from the first folder name, skipped [(path, reason)])."""
+    from vgan.data.shards import clip_starts
+    from vgan.data.sources import index_videos, is_candidate
+    from vgan.data.video import VideoError, decode_video
+
+    if not cfg.folder:
+        raise DataError("anomaly.input is 'folder' but anomaly.folder is not set: --set anomaly.folder=/path/to/videos")
+    folder = Path(cfg.folder)
+    if not folder.is_dir():
+        raise DataError(f"anomaly.folder {str(folder)!r} is not a directory")
+    paths = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+             and is_candidate(p)]
+    if not paths:
+        raise DataError(f"no video files found under {folder}")
+    keys, clips, labels, skipped = [], [], [], []
+    for entry in index_videos(paths, "folder")["videos"]:
+        try:
+            video, _ = decode_video(folder / entry["path"], size=size, resize_mode=cfg.resize_mode)
+        except VideoError as err:
+            skipped.append((entry["path"], str(err).replace(str(folder / entry["path"]), entry["path"])))
+            continue
+        starts = clip_starts(len(video), frames, 0)
+        if not starts:
+            skipped.append((entry["path"], f"too short: {len(video)} frames, a clip needs {frames}"))
+        for start in starts:
+            keys.append(f"{entry['path']}@{start}")
+            clips.append(video[start:start + frames])
+            labels.append(entry["label"])
+        if limit and len(keys) >= limit:
+            break
+    if not keys:
+        reasons = "; ".join(f"{path}: {reason}" for path, reason in skipped[:3])
+        raise DataError(f"no clips of {frames} frames in the videos under {folder} ({reasons})")
+    return keys[:limit or None], np.stack(clips[:limit or None]), np.array(labels[:limit or None]), skipped
+
+
+def _finite(value: float) -> float | None:
+    """None for NaN (no clips of a class to rank), so the JSON stays standard."""
+    return None if np.isnan(value) else round(value, 4)
+
+
+def rank_by_type(kinds: np.ndarray, clip_scores: dict[str, np.ndarray], frame_scores: dict[str, np.ndarray],
+                 anomalous: np.ndarray, types) -> dict:
+    """Per type: clip-level ROC AUC (its clips vs the normal clips) and frame-level ROC AUC (its anomalous
+    frames vs every scored frame of the normal clips), for each scorer."""
+    from vgan.data.anomalies import NORMAL
+    from vgan.metrics.anomaly import roc_auc
+
+    normal = kinds == NORMAL
+    table = {}
+    for kind in types:
+        member = kinds == kind
+        row = {"clips": int(member.sum())}
+        for name in SCORERS:
+            keep = member | normal
+            row[f"auc_{name}"] = _finite(roc_auc(clip_scores[name][keep], member[keep]))
+            frames = frame_scores[name]
+            wanted = ((member[:, None] & anomalous) | normal[:, None]) & ~np.isnan(frames)
+            row[f"frame_auc_{name}"] = _finite(roc_auc(frames[wanted], (member[:, None] & anomalous)[wanted]))
+        table[kind] = row
+    return table
+
+
+def _csv(header: list[str], rows) -> str:
+    def cell(value):
+        if isinstance(value, float):
+            return "" if np.isnan(value) else f"{value:.6g}"
+        return str(value)
+
+    return "\n".join([",".join(header), *(",".join(cell(value) for value in row) for row in rows)]) + "\n"
+
+
+def detect(params) -> dict:
+    """Score every clip of the input; write scores, metrics, report and picture; return the metrics."""
+    from vgan.data.anomalies import NORMAL, anomalous_frames, inject_set
+    from vgan.data.loader import to_model_range
+    from vgan.metrics.anomaly import clip_scores, frame_differences, prediction_errors
+
+    cfg = params.anomaly
+    device = select_device(cfg.device)
+    generator, trained = load_predictor(cfg, device)
+    size, frames = trained.model.resolution, trained.model.frames
+    skipped = []
+    if cfg.input == "shards":
+        keys, clips, labels = shard_clips(params.shards.out_dir, cfg.split, size, cfg.max_clips)
+    else:
+        keys, clips, labels, skipped = folder_clips(cfg, frames, size, cfg.max_clips)
+    num_clips, num_frames = clips.shape[:2]
+    if num_frames <= generator.context_frames:
+        raise DataError(f"clips of {num_frames} frames leave nothing to predict after the predictor's "
+                        f"{generator.context_frames} context frames")
+    if cfg.inject:
+        injected = inject_set(clips, labels, types=cfg.types, fraction=cfg.fraction, seed=cfg.seed,
+                              first_onset=generator.context_frames, min_frames=cfg.min_frames,
+                              noise_frames=cfg.noise_frames, noise_std=cfg.noise_std)
+        clips, kinds, onsets, anomalous = (injected[k] for k in ("clips", "kinds", "onsets", "frames"))
+    else:
+        kinds, onsets = np.full(num_clips, NORMAL, dtype=object), np.full(num_clips, -1)
+        anomalous = np.stack([anomalous_frames(NORMAL, 0, num_frames, 0)] * num_clips)
+    started = time.perf_counter()
+    videos = to_model_range(torch.from_numpy(clips))
+    frame_scores = {"model": prediction_errors(generator, videos, torch.from_numpy(labels), cfg.batch_size, device),
+                    "frame_difference": frame_differences(videos)}
+    seconds = time.perf_counter() - started
+    per_clip = {name: clip_scores(scores) for name, scores in frame_scores.items()}
+
+    out_dir = Path(cfg.out_dir)
+    write_text(out_dir / "clips.csv", _csv(
+        ["clip", "key", "label", "anomaly", "onset", "score_model", "score_frame_difference"],
+        ([i, keys[i], int(labels[i]), kinds[i], int(onsets[i]), float(per_clip["model"][i]),
+          float(per_clip["frame_difference"][i])] for i in range(num_clips))))
+    write_text(out_dir / "frames.csv", _csv(
+        ["clip", "frame", "anomalous", "score_model", "score_frame_difference"],
+        ([i, t, int(anomalous[i, t]), float(frame_scores["model"][i, t]), float(frame_scores["frame_difference"][i, t])]
+         for i in range(num_clips) for t in range(num_frames))))
+    metrics = {
+        "input": cfg.folder if cfg.input == "folder" else f"{params.shards.out_dir}:{cfg.split}",
+        "generator": cfg.generator, "generator_steps": generator.trained_steps,
+        "context_frames": generator.context_frames, "num_clips": num_clips, "clip_frames": num_frames,
+        "num_normal": int((kinds == NORMAL).sum()), "skipped_videos": [list(item) for item in skipped],
+        "score_seconds": round(seconds, 2),
+        "rules": {"model": f"frame j >= {generator.context_frames}: mean |predicted - real| of frame j on [0, 1] "
+                           f"pixels, predicted from real frames j-{generator.context_frames}..j-1 with z = 0; "
+                           f"clip: max over frames",
+                  "frame_difference": "frame j >= 1: mean |frame j - frame j-1| on [0, 1] pixels; clip: max over "
+                                      "frames"},
+    }
+    # the frame difference of a frame is the error of predicting that nothing moves (a copy of the frame before):
+    # a predictor that has learned the motion beats it on normal clips' frames
+    scored = (kinds == NORMAL)[:, None] & ~np.isnan(frame_scores["model"])
+    if scored.any():
+        metrics["normal_frame_error"] = {"model": round(float(frame_scores["model"][scored].mean()), 5),
+                                         "copy_last_frame": round(float(frame_scores["frame_difference"][scored].mean()), 5)}
+    if cfg.inject:
+        metrics.update(injected={"types": list(cfg.types), "fraction": cfg.fraction, "seed": cfg.seed},
+                       types=rank_by_type(kinds, per_clip, frame_scores, anomalous, cfg.types))
+    write_json(METRICS_FILE, metrics)
+    from vgan.anomaly_report import write_picture, write_report
+
+    write_picture(PICTURE_FILE, clips, keys, kinds, frame_scores["model"], anomalous, cfg.report_clips)
+    write_report(REPORT_FILE, metrics, keys, kinds, per_clip, cfg.report_clips, PICTURE_FILE, out_dir)
+    return metrics
