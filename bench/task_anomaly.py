@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from vgan.models.predictor import RECOMMENDED_OVERRIDES  # noqa: E402
 
+SCORERS = {"model": "predictor error", "discriminator": "its discriminator"}
 CRITERION = 0.9
 
 
@@ -81,9 +83,10 @@ def main() -> None:
     metrics = json.loads((work / "metrics/anomaly.json").read_text())
 
     rows = []
-    for kind, row in metrics["types"].items():
-        model, baseline = row["auc_model"], row["auc_frame_difference"]
-        rows.append({"capability": f"anomaly detection: {kind}", "measure": "ROC AUC (higher is better)",
+    for (kind, row), (scorer, name) in itertools.product(metrics["types"].items(), SCORERS.items()):
+        model, baseline = row[f"auc_{scorer}"], row["auc_frame_difference"]
+        rows.append({"capability": f"anomaly detection: {kind}", "measure": f"ROC AUC, {name} (higher is better)",
+                     "type": kind, "scorer": scorer,
                      "model": model, "baselines": {"frame difference": baseline}, "higher_is_better": True,
                      "criterion": f"AUC >= {CRITERION}", "passes": model is not None and model >= CRITERION,
                      "beats_baseline": model is not None and baseline is not None and model > baseline,
@@ -109,9 +112,8 @@ def main() -> None:
         "rules": metrics["rules"],
         "normal_frame_error": metrics.get("normal_frame_error"),
         "rows": rows,
-        "summary": {"types_with_auc_ge_0.9": sum(row["passes"] for row in rows),
-                    "types_beating_frame_difference": [row["capability"].split(": ")[1] for row in rows
-                                                       if row["beats_baseline"]]},
+        "summary": {"types_with_auc_ge_0.9": sorted({row["type"] for row in rows if row["passes"]}),
+                    "types_beating_frame_difference": sorted({row["type"] for row in rows if row["beats_baseline"]})},
         "pictures": [str(args.picture.relative_to(REPO))] if args.picture.is_relative_to(REPO) else [str(args.picture)],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,9 @@
 Input: a split of the shards (``anomaly.input=shards``) or every video file under a folder (``input=folder``,
 decoded with ffmpeg at the generator's resolution, cut into non-overlapping clips of its length). With
 ``anomaly.inject`` a seeded share of the clips gets a synthetic anomaly (``vgan/data/anomalies.py``) and the
-ROC AUC of each type against the normal clips is measured, for the predictor's score and for the
-frame-difference baseline (rules in ``vgan/metrics/anomaly.py``).
+ROC AUC of each type against the normal clips is measured, for the predictor's score, for its discriminator's
+score of the whole clip (from the training checkpoint) and for the frame-difference baseline (rules in
+``vgan/metrics/anomaly.py``).
 
 Writes ``<anomaly.out_dir>/clips.csv`` (one row per clip), ``<anomaly.out_dir>/frames.csv`` (one row per
 frame), ``metrics/anomaly.json``, ``reports/anomaly.md`` and ``reports/anomaly.png``.
@@ -24,7 +25,7 @@ from vgan.io import write_json, write_text
 METRICS_FILE = Path("metrics/anomaly.json")
 REPORT_FILE = Path("reports/anomaly.md")
 PICTURE_FILE = Path("reports/anomaly.png")
-SCORERS = ("model", "frame_difference")  # the predictor's error, the baseline
+SCORERS = ("model", "discriminator", "frame_difference")  # the predictor's error, its D, the baseline
 
 
 def select_device(name: str) -> torch.device:
@@ -35,7 +36,7 @@ def select_device(name: str) -> torch.device:
 
 def load_predictor(cfg, device):
     """The generator of ``anomaly.generator``; a one-line error unless it is a prediction model."""
-    from vgan.train.checkpoint import load_generator
+    from vgan.generator_file import load_generator
 
     generator, trained = load_generator(cfg.generator, use_ema=cfg.use_ema, map_location=device)
     if not generator.context_frames:
@@ -43,6 +44,27 @@ def load_predictor(cfg, device):
                         f"anomaly scores compare a predicted future with the real one; train one with "
                         f"`vgan train --set model.name=predictor` (see vgan/models/predictor.py)")
     return generator, trained
+
+
+def load_discriminator(cfg, trained, checkpoint_dir: str, device):
+    """The video discriminator trained with the generator (``anomaly.checkpoint``, else the newest checkpoint of
+    the generator's training run); None, with the reason, when there is none."""
+    from vgan.models.registry import build_model
+    from vgan.train import checkpoint as ckpt
+
+    if cfg.checkpoint:
+        state, where = ckpt.load_checkpoint(cfg.checkpoint), cfg.checkpoint
+    else:
+        found = ckpt.load_latest_checkpoint(Path(checkpoint_dir) / trained.run_identity())
+        if found is None:
+            return None, f"no training checkpoint under {checkpoint_dir}/{trained.run_identity()}"
+        state, where = found
+    if state["model_hash"] != trained.group_hash("model"):
+        raise VganError(f"anomaly.checkpoint {where} was trained with other model params than {cfg.generator}")
+    _, discriminators = build_model(trained.model, pretrained=False)
+    discriminators = torch.nn.ModuleDict(discriminators)
+    discriminators.load_state_dict(state["D"])
+    return discriminators["video"].to(device).eval(), f"{where} (step {state['step']})"
 
 
 def shard_clips(out_dir: str, split: str, size: int, limit: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -146,7 +168,7 @@ def detect(params) -> dict:
     """Score every clip of the input; write scores, metrics, report and picture; return the metrics."""
     from vgan.data.anomalies import NORMAL, anomalous_frames, inject_set
     from vgan.data.loader import to_model_range
-    from vgan.metrics.anomaly import clip_scores, frame_differences, prediction_errors
+    from vgan.metrics.anomaly import clip_scores, discriminator_scores, frame_differences, prediction_errors
 
     cfg = params.anomaly
     device = select_device(cfg.device)
@@ -173,14 +195,20 @@ def detect(params) -> dict:
     videos = to_model_range(torch.from_numpy(clips))
     frame_scores = {"model": prediction_errors(generator, videos, torch.from_numpy(labels), cfg.batch_size, device),
                     "frame_difference": frame_differences(videos)}
-    seconds = time.perf_counter() - started
     per_clip = {name: clip_scores(scores) for name, scores in frame_scores.items()}
+    discriminator, discriminator_source = load_discriminator(cfg, trained, params.train.checkpoint_dir, device)
+    # the discriminator judges whole clips: a clip score (its "fake" logit), no frame scores
+    frame_scores["discriminator"] = np.full(frame_scores["model"].shape, np.nan)
+    per_clip["discriminator"] = (np.full(num_clips, np.nan) if discriminator is None else
+                                 discriminator_scores(discriminator, videos, torch.from_numpy(labels)
+                                                      if trained.model.num_classes else None, cfg.batch_size, device))
+    seconds = time.perf_counter() - started
 
     out_dir = Path(cfg.out_dir)
     write_text(out_dir / "clips.csv", _csv(
-        ["clip", "key", "label", "anomaly", "onset", "score_model", "score_frame_difference"],
+        ["clip", "key", "label", "anomaly", "onset", "score_model", "score_discriminator", "score_frame_difference"],
         ([i, keys[i], int(labels[i]), kinds[i], int(onsets[i]), float(per_clip["model"][i]),
-          float(per_clip["frame_difference"][i])] for i in range(num_clips))))
+          float(per_clip["discriminator"][i]), float(per_clip["frame_difference"][i])] for i in range(num_clips))))
     write_text(out_dir / "frames.csv", _csv(
         ["clip", "frame", "anomalous", "score_model", "score_frame_difference"],
         ([i, t, int(anomalous[i, t]), float(frame_scores["model"][i, t]), float(frame_scores["frame_difference"][i, t])]
@@ -194,6 +222,8 @@ def detect(params) -> dict:
         "rules": {"model": f"frame j >= {generator.context_frames}: mean |predicted - real| of frame j on [0, 1] "
                            f"pixels, predicted from real frames j-{generator.context_frames}..j-1 with z = 0; "
                            f"clip: max over frames",
+                  "discriminator": "clip: minus the video discriminator's logit of the whole clip (its 'fake' "
+                                   f"score), discriminator of {discriminator_source}",
                   "frame_difference": "frame j >= 1: mean |frame j - frame j-1| on [0, 1] pixels; clip: max over "
                                       "frames"},
     }

@@ -83,6 +83,7 @@ def write_report(path: Path, metrics: dict, keys: list[str], kinds: np.ndarray, 
              f"{metrics['clip_frames']} frames from `{metrics['input']}`.", "",
              "Scores (higher = more anomalous):", "",
              f"- predictor: {metrics['rules']['model']}",
+             f"- discriminator: {metrics['rules']['discriminator']}",
              f"- frame-difference baseline: {metrics['rules']['frame_difference']}", ""]
     if "normal_frame_error" in metrics:
         error = metrics["normal_frame_error"]
@@ -96,10 +97,11 @@ def write_report(path: Path, metrics: dict, keys: list[str], kinds: np.ndarray, 
                   f"(fraction {injected['fraction']}, seed {injected['seed']}); each type's ROC AUC ranks its "
                   f"clips against the {metrics['num_normal']} normal ones (frame AUC: its anomalous frames "
                   "against the normal clips' frames).", "",
-                  "| anomaly | clips | AUC predictor | AUC frame difference | frame AUC predictor | "
-                  "frame AUC frame difference |", "| --- | --- | --- | --- | --- | --- |"]
+                  "| anomaly | clips | AUC predictor | AUC discriminator | AUC frame difference | frame AUC predictor | "
+                  "frame AUC frame difference |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for kind, row in metrics["types"].items():
-            lines.append(f"| {kind} | {row['clips']} | {_fmt(row['auc_model'])} | {_fmt(row['auc_frame_difference'])} "
+            lines.append(f"| {kind} | {row['clips']} | {_fmt(row['auc_model'])} | {_fmt(row['auc_discriminator'])} "
+                         f"| {_fmt(row['auc_frame_difference'])} "
                          f"| {_fmt(row['frame_auc_model'])} | {_fmt(row['frame_auc_frame_difference'])} |")
         lines.append("")
     order = np.argsort(-np.nan_to_num(clip_scores["model"], nan=-1.0), kind="stable")[:count]

@@ -237,6 +237,9 @@ class RateParams(_Strict):
 
 class AnomalyParams(_Strict):
     generator: str = Field("models/generator.pt", description="a predictor's generator file (model.name=predictor)")
+    checkpoint: str | None = Field(None, description="the training checkpoint whose discriminator also scores the "
+                                                     "clips; null = the newest of the generator's own training run "
+                                                     "under train.checkpoint_dir (none found: that score is skipped)")
     input: Literal["shards", "folder"] = Field("shards", description="shards: a split of shards.out_dir; "
                                                "folder: every video file under anomaly.folder")
     split: str = Field("val", description="input=shards: the split to score")

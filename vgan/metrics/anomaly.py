@@ -57,6 +57,19 @@ def prediction_errors(generator, clips: torch.Tensor, labels: torch.Tensor | Non
     return scores
 
 
+@torch.no_grad()
+def discriminator_scores(discriminator, clips: torch.Tensor, labels: torch.Tensor | None = None,
+                         batch_size: int = 64, device="cpu") -> np.ndarray:
+    """(N,) minus the discriminator's logit of each whole clip: high where it judges the clip fake. ``labels``
+    only for a class-conditional discriminator."""
+    scores = []
+    for start in range(0, len(clips), batch_size):
+        batch_labels = None if labels is None else labels[start:start + batch_size].to(device)
+        logits = discriminator(clips[start:start + batch_size].to(device), batch_labels).float()
+        scores.append(-logits.reshape(len(logits), -1).mean(dim=1).cpu())
+    return torch.cat(scores).numpy().astype(np.float64)
+
+
 def clip_scores(frame_scores: np.ndarray) -> np.ndarray:
     """(N,): each clip's highest frame score (frames without a score are skipped)."""
     return np.nanmax(frame_scores, axis=1)
