@@ -38,11 +38,15 @@ def test_anomaly_on_shards_with_a_briefly_trained_predictor(tiny_shards, tmp_pat
     assert set(metrics["types"]) == set(ANOMALY_TYPES)
     for row in metrics["types"].values():
         assert row["clips"] >= 1
-        for key in ("auc_model", "auc_frame_difference", "frame_auc_model", "frame_auc_frame_difference"):
+        for key in ("auc_model", "auc_discriminator", "auc_frame_difference", "frame_auc_model",
+                    "frame_auc_frame_difference"):
             assert 0.0 <= row[key] <= 1.0
+        assert row["frame_auc_discriminator"] is None  # it judges whole clips
+    assert "checkpoints/" in metrics["rules"]["discriminator"]  # the training run's own checkpoint
     per_clip = read_csv(work / "anomaly/clips.csv")
     assert len(per_clip) == clips and {row["anomaly"] for row in per_clip} == {"normal", *ANOMALY_TYPES}
     assert all(float(row["score_model"]) > 0 for row in per_clip)
+    assert len({row["score_discriminator"] for row in per_clip}) > 1  # a logit per clip, not a constant
     per_frame = read_csv(work / "anomaly/frames.csv")
     assert len(per_frame) == clips * frames
     # the predictor scores frames 3.. (after its context), the baseline frames 1..
