@@ -118,10 +118,10 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'anomaly':10s} {'clips':>5s} {'AUC predictor':>14s} {'AUC frame diff':>15s}  AUC >= {CRITERION}")
+    print(f"\n{'anomaly':10s} {'scorer':18s} {'clips':>5s} {'AUC':>6s} {'AUC frame diff':>15s}  AUC >= {CRITERION}")
     for row in rows:
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"{row['capability'].split(': ')[1]:10s} {row['anomalous_clips']:5d} {fmt(row['model']):>14s} "
+        print(f"{row['type']:10s} {SCORERS[row['scorer']]:18s} {row['anomalous_clips']:5d} {fmt(row['model']):>6s} "
               f"{fmt(row['baselines']['frame difference']):>15s}  {'yes' if row['passes'] else 'no'}")
     print(f"\ntrain {train_seconds} s; {work}; -> {args.out}")
 
