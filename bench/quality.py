@@ -46,9 +46,10 @@ NOTES_HEADING = "\n## Notes"  # hand-written notes below the tables, kept when t
 
 
 def run_stage(workdir: Path, *args: str) -> float:
-    """Run one `vgan` stage in ``workdir``; seconds it took. A failure stops the benchmark with its stderr."""
+    """Run one `vgan` stage (this checkout's code) in ``workdir``; seconds it took. A failure stops the benchmark
+    with its stderr."""
     started = time.monotonic()
-    env = {**os.environ, **QUIET_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, **QUIET_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
     result = subprocess.run([str(BIN / "vgan"), *args], cwd=workdir, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"vgan {' '.join(args)} failed:\n{result.stderr[-2000:]}")

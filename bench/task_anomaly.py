@@ -33,6 +33,8 @@ sys.path.insert(0, str(REPO))
 
 from vgan.models.predictor import RECOMMENDED_OVERRIDES  # noqa: E402
 
+from quality import git_commit  # noqa: E402  (bench/, beside this file)
+
 SCORERS = {"model": "predictor error", "discriminator": "its discriminator"}
 CRITERION = 0.9
 
@@ -46,11 +48,6 @@ def run(args: list[str], cwd: Path) -> str:
         raise SystemExit(f"vgan {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     print(done.stdout.strip())
     return done.stdout
-
-
-def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
 
 
 def main() -> None:

@@ -19,20 +19,18 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 
-from vgan import QUIET_ENV  # noqa: E402
 from vgan.io import write_json  # noqa: E402
 from vgan.models.registry import recommended_overrides  # noqa: E402
+
+from quality import git_commit, run_stage, sets  # noqa: E402  (bench/, beside this file)
 
 # model.name: (capability, baseline to beat, [(measure, metric key, higher is better)], metrics the criterion
 # needs beaten, baselines shown)
@@ -49,20 +47,6 @@ TASKS = {
         ("linear_blend", "repeat")),
 }
 SHEETS = {"vsr": "super_resolution_sheet", "interp": "frame_interpolation_sheet"}  # the side-by-side PNG's kind
-
-
-def run_stage(workdir: Path, *args: str) -> float:
-    """Run one `vgan` stage (this checkout's code) in ``workdir``; seconds it took. A failure stops the bench."""
-    started = time.monotonic()
-    env = {**os.environ, **QUIET_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([str(BIN / "vgan"), *args], cwd=workdir, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"vgan {' '.join(args)} failed:\n{result.stderr[-2000:]}")
-    return time.monotonic() - started
-
-
-def sets(overrides: list[str]) -> list[str]:
-    return [arg for override in overrides for arg in ("--set", override)]
 
 
 def prepare(workdir: Path) -> None:
@@ -100,11 +84,6 @@ def rows_of(name: str, metrics: dict) -> list[dict]:
                      "baselines": {base: table[base][key] for base in baselines}, "higher_is_better": higher,
                      "criterion": criterion, "passes": bool(better) if key in criteria else None})
     return rows
-
-
-def git_commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
 
 
 def main() -> None:
