@@ -120,6 +120,18 @@ class Conv3dDiscriminator(VideoDiscriminator):
         return self.head(h.sum(dim=(2, 3, 4)), y)
 
 
+def conv2d_downsampler(channels: int, resolution: int, width: int, use_spectral_norm: bool,
+                       max_channels: int = 512) -> tuple[nn.Sequential, int]:
+    """Strided 4x4 convolutions from ``resolution`` down to 4x4 (widths doubling from ``width``, capped), and the
+    channels they end with: the frame body of the image discriminators."""
+    body, in_ch = [], channels
+    for i in range(num_doublings(4, resolution)):
+        out_ch = min(width * 2 ** i, max_channels)
+        body += [spectral(nn.Conv2d(in_ch, out_ch, 4, 2, 1), use_spectral_norm), nn.LeakyReLU(0.2, True)]
+        in_ch = out_ch
+    return nn.Sequential(*body), in_ch
+
+
 class ImageDiscriminator(VideoDiscriminator):
     """Judges ``frames_per_clip`` random frames of each clip with 2D convolutions: logits (B, K)."""
 
@@ -127,12 +139,7 @@ class ImageDiscriminator(VideoDiscriminator):
                  frames_per_clip=1, max_channels=512):
         super().__init__()
         self.frames_per_clip = frames_per_clip
-        body, in_ch = [], channels
-        for i in range(num_doublings(4, resolution)):
-            out_ch = min(width * 2 ** i, max_channels)
-            body += [spectral(nn.Conv2d(in_ch, out_ch, 4, 2, 1), use_spectral_norm), nn.LeakyReLU(0.2, True)]
-            in_ch = out_ch
-        self.body = nn.Sequential(*body)
+        self.body, in_ch = conv2d_downsampler(channels, resolution, width, use_spectral_norm, max_channels)
         self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
 
     def forward(self, x, y=None):

@@ -29,6 +29,7 @@ from torch import nn
 from vgan.models.base import VideoDiscriminator, VideoGenerator
 from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, channel_widths,
                                 frames_to_video, num_doublings, spectral)
+from vgan.models.nets import conv2d_downsampler
 
 # StyleGAN2's objective and Adam settings: non-saturating loss with R1 on real clips, betas (0, 0.99)
 RECOMMENDED_OVERRIDES = ("train.loss=bce", "train.r1_weight=1.0", "train.lr_g=2.5e-3", "train.lr_d=2.5e-3",
@@ -245,12 +246,7 @@ class TimeGapDiscriminator(VideoDiscriminator):
         super().__init__()
         self.frames_per_clip = min(frames_per_clip, frames)
         self.clip_frames = frames
-        body, in_ch = [], channels
-        for i in range(num_doublings(4, resolution)):
-            out_ch = min(width * 2 ** i, max_channels)
-            body += [spectral(nn.Conv2d(in_ch, out_ch, 4, 2, 1), use_spectral_norm), nn.LeakyReLU(0.2, True)]
-            in_ch = out_ch
-        self.body = nn.Sequential(*body)
+        self.body, in_ch = conv2d_downsampler(channels, resolution, width, use_spectral_norm, max_channels)
         fused_in = in_ch * self.frames_per_clip
         self.minibatch_std = MinibatchStd(minibatch_std_group) if minibatch_std_group else None
         self.fuse = spectral(nn.Conv2d(fused_in + (1 if minibatch_std_group else 0), in_ch, 3, 1, 1),
