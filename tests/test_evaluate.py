@@ -79,7 +79,8 @@ def test_predictor_gets_finite_psnr_and_ssim_per_future_step(tmp_path, monkeypat
 
 
 def test_identical_frames_give_the_capped_psnr_and_non_finite_values_become_null():
-    from vgan.evaluate import json_safe, prediction_scores
+    from vgan.evaluate import json_safe
+    from vgan.metrics.tasks import prediction_scores
 
     clips = torch.rand(2, 3, 4, 16, 16) * 2 - 1
     scores = prediction_scores(clips, clips.clone(), psnr_cap_db=100.0)

@@ -28,12 +28,6 @@ PICTURE_FILE = Path("reports/anomaly.png")
 SCORERS = ("model", "discriminator", "frame_difference")  # the predictor's error, its D, the baseline
 
 
-def select_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise VganError("anomaly.device = 'cuda' but no CUDA device is available; use auto or cpu")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
-
 def load_predictor(cfg, device):
     """The generator of ``anomaly.generator``; a one-line error unless it is a prediction model."""
     from vgan.generator_file import load_generator
@@ -169,9 +163,10 @@ def detect(params) -> dict:
     from vgan.data.anomalies import NORMAL, anomalous_frames, inject_set
     from vgan.data.loader import to_model_range
     from vgan.metrics.anomaly import clip_scores, discriminator_scores, frame_differences, prediction_errors
+    from vgan.train.loop import select_device
 
     cfg = params.anomaly
-    device = select_device(cfg.device)
+    device = select_device(cfg.device, "anomaly.device")
     generator, trained = load_predictor(cfg, device)
     size, frames = trained.model.resolution, trained.model.frames
     skipped = []

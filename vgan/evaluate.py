@@ -24,7 +24,6 @@ import torch
 
 from vgan.errors import DataError, VganError
 from vgan.io import MANIFEST_FILE, read_manifest
-from vgan.metrics.tasks import prediction_scores  # noqa: F401 (re-exported: task metrics used to live here)
 from vgan.report import REPORT_FILE, write_report
 
 METRICS_FILE = Path("metrics/evaluate.json")

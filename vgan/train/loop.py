@@ -64,9 +64,10 @@ class TrainState:
     history: list = field(default_factory=list)
 
 
-def select_device(name: str) -> torch.device:
+def select_device(name: str, setting: str = "train.device") -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` (the value of the param ``setting``) as a device; cuda without one is an error."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device = 'cuda' but no CUDA device is available; use train.device=auto or cpu")
+        raise TrainingError(f"{setting} = 'cuda' but no CUDA device is available; use {setting}=auto or cpu")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
