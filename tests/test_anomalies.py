@@ -9,7 +9,7 @@ import torch
 from vgan.data import anomalies
 from vgan.data.digits import render_video
 from vgan.errors import DataError
-from vgan.metrics.anomaly import clip_scores, frame_differences, roc_auc
+from vgan.metrics.anomaly import clip_scores, frame_differences, relative_errors, roc_auc
 
 
 def digit_clip(seed: int, frames: int = 16, side: int = 32, digit: int = 12) -> np.ndarray:
@@ -147,3 +147,18 @@ def test_frame_difference_rule():
     assert np.isnan(scores[0, 0])
     assert scores[0, 1:].tolist() == pytest.approx([0.0, 1.0, (0.5 + 1 + 1 + 1) / 4])
     assert clip_scores(scores).tolist() == pytest.approx([1.0])
+
+
+def test_relative_error_divides_by_the_motion_the_context_showed():
+    # frame differences of a 6-frame clip; the predictor (3 context frames) erred on frames 3, 4, 5
+    differences = np.array([[np.nan, 0.02, 0.04, 0.03, 0.0, 0.0]])
+    errors = np.array([[np.nan, np.nan, np.nan, 0.012, 0.030, 0.001]])
+    scores = relative_errors(errors, differences, context_frames=3, floor=0.001)
+    assert np.isnan(scores[0, :3]).all()
+    # frame 3 saw differences of frames 1-2 (mean 0.03); frame 4 frames 2-3 (0.035); frame 5 frames 3-4 (0.015)
+    assert scores[0, 3:].tolist() == pytest.approx([0.012 / 0.031, 0.030 / 0.036, 0.001 / 0.016])
+    # a frozen context (no motion) leaves only the floor under a small error
+    still = relative_errors(np.array([[np.nan, 0.002]]), np.array([[np.nan, 0.0]]), context_frames=1, floor=0.004)
+    assert still[0, 1] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="floor"):
+        relative_errors(errors, differences, context_frames=3, floor=0.0)

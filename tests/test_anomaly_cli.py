@@ -52,6 +52,12 @@ def test_anomaly_on_shards_with_a_briefly_trained_predictor(tiny_shards, tmp_pat
     # the predictor scores frames 3.. (after its context), the baseline frames 1..
     assert [row["score_model"] == "" for row in per_frame[:frames]] == [t < 3 for t in range(frames)]
     assert [row["score_frame_difference"] == "" for row in per_frame[:frames]] == [t < 1 for t in range(frames)]
+    # the predictor's score is its error in units of the context's motion (frame differences of frames j-2, j-1)
+    floor = 0.003
+    for row in per_frame[3:frames]:
+        t = int(row["frame"])
+        motion = np.mean([float(f["score_frame_difference"]) for f in per_frame[t - 2:t]])
+        assert float(row["score_model"]) == pytest.approx(float(row["error_model"]) / (motion + floor), rel=1e-4)
     for row in per_clip:  # a clip's score is its highest frame score
         mine = [float(f["score_model"]) for f in per_frame if f["clip"] == row["clip"] and f["score_model"]]
         assert float(row["score_model"]) == pytest.approx(max(mine), rel=1e-5)

@@ -162,7 +162,8 @@ def detect(params) -> dict:
     """Score every clip of the input; write scores, metrics, report and picture; return the metrics."""
     from vgan.data.anomalies import NORMAL, anomalous_frames, inject_set
     from vgan.data.loader import to_model_range
-    from vgan.metrics.anomaly import clip_scores, discriminator_scores, frame_differences, prediction_errors
+    from vgan.metrics.anomaly import (clip_scores, discriminator_scores, frame_differences, prediction_errors,
+                                      relative_errors)
     from vgan.train.loop import select_device
 
     cfg = params.anomaly
@@ -188,8 +189,10 @@ def detect(params) -> dict:
         anomalous = np.stack([anomalous_frames(NORMAL, 0, num_frames, 0)] * num_clips)
     started = time.perf_counter()
     videos = to_model_range(torch.from_numpy(clips))
-    frame_scores = {"model": prediction_errors(generator, videos, torch.from_numpy(labels), cfg.batch_size, device),
-                    "frame_difference": frame_differences(videos)}
+    errors = prediction_errors(generator, videos, torch.from_numpy(labels), cfg.batch_size, device)
+    differences = frame_differences(videos)
+    frame_scores = {"model": relative_errors(errors, differences, generator.context_frames, cfg.motion_floor),
+                    "frame_difference": differences}
     per_clip = {name: clip_scores(scores) for name, scores in frame_scores.items()}
     discriminator, discriminator_source = load_discriminator(cfg, trained, params.train.checkpoint_dir, device)
     # the discriminator judges whole clips: a clip score (its "fake" logit), no frame scores
@@ -205,18 +208,19 @@ def detect(params) -> dict:
         ([i, keys[i], int(labels[i]), kinds[i], int(onsets[i]), float(per_clip["model"][i]),
           float(per_clip["discriminator"][i]), float(per_clip["frame_difference"][i])] for i in range(num_clips))))
     write_text(out_dir / "frames.csv", _csv(
-        ["clip", "frame", "anomalous", "score_model", "score_frame_difference"],
-        ([i, t, int(anomalous[i, t]), float(frame_scores["model"][i, t]), float(frame_scores["frame_difference"][i, t])]
-         for i in range(num_clips) for t in range(num_frames))))
+        ["clip", "frame", "anomalous", "score_model", "error_model", "score_frame_difference"],
+        ([i, t, int(anomalous[i, t]), float(frame_scores["model"][i, t]), float(errors[i, t]),
+          float(frame_scores["frame_difference"][i, t])] for i in range(num_clips) for t in range(num_frames))))
+    c = generator.context_frames
     metrics = {
         "input": cfg.folder if cfg.input == "folder" else f"{params.shards.out_dir}:{cfg.split}",
         "generator": cfg.generator, "generator_steps": generator.trained_steps,
         "context_frames": generator.context_frames, "num_clips": num_clips, "clip_frames": num_frames,
         "num_normal": int((kinds == NORMAL).sum()), "skipped_videos": [list(item) for item in skipped],
         "score_seconds": round(seconds, 2),
-        "rules": {"model": f"frame j >= {generator.context_frames}: mean |predicted - real| of frame j on [0, 1] "
-                           f"pixels, predicted from real frames j-{generator.context_frames}..j-1 with z = 0; "
-                           f"clip: max over frames",
+        "rules": {"model": f"frame j >= {c}: mean |predicted - real| of frame j on [0, 1] pixels, predicted "
+                           f"from real frames j-{c}..j-1 with z = 0, divided by (the mean frame difference of "
+                           f"frames j-{c - 1}..j-1 + {cfg.motion_floor}); clip: max over frames",
                   "discriminator": "clip: minus the video discriminator's logit of the whole clip (its 'fake' "
                                    f"score), discriminator of {discriminator_source}",
                   "frame_difference": "frame j >= 1: mean |frame j - frame j-1| on [0, 1] pixels; clip: max over "
@@ -224,10 +228,10 @@ def detect(params) -> dict:
     }
     # the frame difference of a frame is the error of predicting that nothing moves (a copy of the frame before):
     # a predictor that has learned the motion beats it on normal clips' frames
-    scored = (kinds == NORMAL)[:, None] & ~np.isnan(frame_scores["model"])
+    scored = (kinds == NORMAL)[:, None] & ~np.isnan(errors)
     if scored.any():
-        metrics["normal_frame_error"] = {"model": round(float(frame_scores["model"][scored].mean()), 5),
-                                         "copy_last_frame": round(float(frame_scores["frame_difference"][scored].mean()), 5)}
+        metrics["normal_frame_error"] = {"model": round(float(errors[scored].mean()), 5),
+                                         "copy_last_frame": round(float(differences[scored].mean()), 5)}
     if cfg.inject:
         metrics.update(injected={"types": list(cfg.types), "fraction": cfg.fraction, "seed": cfg.seed},
                        types=rank_by_type(kinds, per_clip, frame_scores, anomalous, cfg.types))

@@ -262,6 +262,8 @@ class AnomalyParams(_Strict):
                                                  "[max(2, context_frames), frames - min_frames]")
     noise_frames: int = Field(2, ge=1, description="frames of a noise burst")
     noise_std: float = Field(0.3, gt=0, description="noise burst: standard deviation as a fraction of 255")
+    motion_floor: float = Field(0.003, gt=0, description="the predictor's score is its error / (the context's mean "
+                                                         "frame difference + this), on [0, 1] pixels")
     batch_size: int = Field(64, ge=1)
     use_ema: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"

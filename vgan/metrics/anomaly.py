@@ -5,8 +5,15 @@ of its frame scores (an anomaly shows up wherever it happens in the clip). Pixel
 
 - prediction error (``prediction_errors``): for every frame ``j >= c`` (``c`` = the predictor's context
   frames), the predictor sees the real frames ``j-c .. j-1`` (latent z = 0, the prior's mode) and predicts
-  the frames that follow; frame ``j``'s score is the mean absolute difference between the first predicted
+  the frames that follow; frame ``j``'s error is the mean absolute difference between the first predicted
   frame and the real frame ``j``. Frames ``0 .. c-1`` have no score.
+- relative prediction error (``relative_errors``), the predictor's score: frame ``j``'s error divided by the
+  motion of the context it was shown (the mean frame difference of frames ``j-c+1 .. j-1``) plus a floor. An
+  error means little on its own: a large, bold or fast digit is harder to predict to the pixel than a small
+  slow one, and the spread of that between normal clips hides a digit that stops or turns back. In units of
+  the motion it saw, a predictor that has learned the motion scores well below 1 on normal frames and about
+  1 or more where the clip stops doing what its context showed; a predictor that has learned nothing (a copy
+  of the last frame) scores about 1 everywhere.
 - frame difference (``frame_differences``), the baseline: frame ``j >= 1``'s score is the mean absolute
   difference between frames ``j`` and ``j-1``; frame 0 has no score.
 """
@@ -68,6 +75,19 @@ def discriminator_scores(discriminator, clips: torch.Tensor, labels: torch.Tenso
         logits = discriminator(clips[start:start + batch_size].to(device), batch_labels).float()
         scores.append(-logits.reshape(len(logits), -1).mean(dim=1).cpu())
     return torch.cat(scores).numpy().astype(np.float64)
+
+
+def relative_errors(errors: np.ndarray, differences: np.ndarray, context_frames: int, floor: float) -> np.ndarray:
+    """(N, T): ``errors`` (``prediction_errors``) / (mean of ``differences`` (``frame_differences``) of frames
+    ``j-c+1 .. j-1`` + ``floor``); NaN where ``errors`` is. ``floor`` > 0 (mean |difference| on [0, 1] pixels)
+    keeps still context from turning tiny errors into large scores."""
+    if floor <= 0:
+        raise ValueError(f"the motion floor must be > 0, got {floor}")
+    scores = np.full(errors.shape, np.nan)
+    for frame in range(context_frames, errors.shape[1]):
+        motion = differences[:, frame - context_frames + 1:frame].mean(axis=1) if context_frames > 1 else 0.0
+        scores[:, frame] = errors[:, frame] / (motion + floor)
+    return scores
 
 
 def clip_scores(frame_scores: np.ndarray) -> np.ndarray:
