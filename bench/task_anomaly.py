@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="anomaly injection seeds")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra `vgan train` override (repeatable), e.g. --set model.width=16")
+    parser.add_argument("--note", default="", help="a sentence on how this run was made (shared machine, reused shards)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/task_anomaly_cpu.json")
     parser.add_argument("--picture", type=Path, default=REPO / "docs/results/task_anomaly.png")
     args = parser.parse_args()
@@ -128,6 +129,17 @@ def main() -> None:
                     "types_beating_frame_difference": sorted({row["type"] for row in rows if row["beats_baseline"]})},
         "pictures": [str(args.picture.relative_to(REPO))] if args.picture.is_relative_to(REPO) else [str(args.picture)],
     }
+    passed = result["summary"]["types_with_auc_ge_0.9"]
+    beaten = sorted({f"{row['type']} ({SCORERS[row['scorer']]} {row['model']:.3f} vs {row['baselines']['frame difference']:.3f})"
+                     for row in rows if row["beats_baseline"]})
+    errors = result["normal_frame_error"] or {}
+    result["note"] = " ".join(part for part in [
+        args.note.rstrip(".") + "." if args.note else "",
+        f"Criteria: AUC >= {CRITERION} on every seed for {len(passed)} types ({', '.join(passed) or 'none'}; 3 wanted), "
+        f"{'met' if len(passed) >= 3 and beaten else 'not met'}; beats the frame-difference baseline on "
+        f"{', '.join(beaten) or 'none'}.",
+        f"Mean error on normal frames: predictor {errors.get('model')}, copying the previous frame "
+        f"{errors.get('copy_last_frame')}." if errors else ""] if part)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{'anomaly':10s} {'scorer':18s} {'clips':>5s} {'AUC':>6s} {'AUC frame diff':>15s}  AUC >= {CRITERION}")

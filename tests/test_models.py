@@ -206,9 +206,34 @@ def test_predictor_keeps_the_context_and_reconstructs_only_the_future():
     assert fake.shape == target.shape == (2, 3, 5, 16, 16)
     torch.testing.assert_close(target, real[:, :, 3:])
     assert G(G.sample_z(2), None, context, num_frames=12).shape == (2, 3, 12, 16, 16)
+    # the training loss's pair: each future frame predicted from the 3 real frames before it (teacher forcing)
+    taught, target = G.training_pair(views, real)
+    torch.testing.assert_close(target, real[:, :, 3:])
+    for j in (3, 7):
+        torch.testing.assert_close(taught[:, :, j - 3], G.step(real[:, :, j - 3:j], views["code"])[:, :, 0])
+    assert not torch.allclose(taught[:, :, 4], fake[:, :, 4])  # frame 7 from real frames, not from predictions
     with pytest.raises(ValueError, match="context"):
         G(G.sample_z(2))
 
+
+
+def test_predictor_starts_as_copy_last_frame_and_its_flow_is_bounded():
+    from vgan.models.predictor import FLOW_LIMIT
+
+    torch.manual_seed(0)
+    G, _ = build_model(tiny("predictor", predictor={"context_frames": 3}))
+    context = moving_squares(2)[:, :, :3]
+    first = G.predict(G.sample_z(2), None, context)[:, :, 0]
+    # untrained: the last context frame, up to the nearly shut mask's faint foreground
+    assert (first - context[:, :, -1]).abs().mean() < 0.1
+    # a head driven far out (what a diverging run does) still moves pixels by FLOW_LIMIT at most: the frame
+    # shifted left by FLOW_LIMIT whole pixels, not a frame of border pixels
+    with torch.no_grad():
+        G.step.heads.weight.zero_()
+        G.step.heads.bias.copy_(torch.tensor([1e4, 0.0, -1e4, 0.0, 0.0, 0.0]))
+    moved = G.predict(G.sample_z(2), None, context)[:, :, 0]
+    shift = int(FLOW_LIMIT)
+    torch.testing.assert_close(moved[..., :-shift], context[:, :, -1, :, shift:])
 
 def test_progressive_views_and_stages(tmp_path):
     torch.manual_seed(0)

@@ -17,6 +17,9 @@
 - ``G.real_views(real) -> dict[str, Tensor]``: the matching views of a real clip.
 - ``G.reconstruction(views, real) -> (fake, target)``: the pair a reconstruction loss compares, and the frames
   the task metrics (PSNR, SSIM) score: the future for prediction, the in-between frames for interpolation.
+- ``G.training_pair(views, real) -> (fake, target)``: the pair the trainer's reconstruction loss compares;
+  ``reconstruction`` unless a model trains on something else (the predictor: one-step predictions from real
+  frames, teacher forcing).
 - every discriminator ``D(x, y=None) -> logits`` (B,) or (B, K); ``D.view`` names the view it judges.
 - Longer clips than trained: where ``G.variable_length`` is true,
   ``G(G.sample_z(b, num_frames=n), y, context, num_frames=n)`` returns ``n`` frames (``n`` future frames
@@ -107,6 +110,10 @@ class VideoGenerator(nn.Module):
     def reconstruction(self, views: dict[str, torch.Tensor], real: torch.Tensor):
         """Pair compared by the reconstruction loss: the whole clip (prediction models override)."""
         return views["video"], real
+
+    def training_pair(self, views: dict[str, torch.Tensor], real: torch.Tensor):
+        """Pair compared by the trainer's reconstruction loss: ``reconstruction`` (the predictor overrides)."""
+        return self.reconstruction(views, real)
 
 
 class VideoDiscriminator(nn.Module):

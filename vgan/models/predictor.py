@@ -9,8 +9,9 @@ coarsest level). It outputs a flow field, a mask and a foreground: the next fram
 the flow (bilinear sampling), with the foreground painted where the mask opens (what the warp cannot explain:
 new content, edges). Moving content is moved rather than repainted, so the model learns the motion in a few
 hundred CPU steps (the anomaly detector's needs, `vgan anomaly`); the flow starts at zero (a copy of the last
-frame, the baseline it must beat). The discriminator judges context + future as one clip; the reconstruction
-loss compares the predicted future with the real one. Objective: ``RECOMMENDED_OVERRIDES`` below.
+frame, the baseline it must beat). The discriminator judges context + rolled-out future as one clip; the
+reconstruction loss compares each future frame predicted from the real frames before it with the real one
+(teacher forcing, ``training_pair``); metrics score the rolled-out future (``reconstruction``). Objective: ``RECOMMENDED_OVERRIDES`` below.
 Longer horizons roll out the same way: ``G(z, y, context, num_frames=n)``.
 """
 
@@ -27,7 +28,8 @@ from vgan.models.nets import Conv3dDiscriminator
 # DCGAN's objective, with a faster generator: at lr_g 2e-4 the reconstruction error after 80 steps was 0.21, at 1e-3 0.11
 RECOMMENDED_OVERRIDES = (*DCGAN_OBJECTIVE, "train.lr_g=1e-3", "train.adv_weight=0.5", "train.recon_weight=0.5",
                          "train.recon_loss=l1")
-FLOW_SCALE = 3.0  # pixels of flow per unit of the flow head's output (its small initial weights: sub-pixel flows)
+FLOW_LIMIT = 4.0  # pixels: the flow is FLOW_LIMIT * tanh(head). Unbounded, a 300-step CPU run pushed it to ~1000 px:
+# every pixel sampled the black border, a black frame with zero gradient, and training stalled there for good
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
@@ -39,7 +41,7 @@ class FlowUNet(nn.Module):
     """Context frames (B, C, Tc, H, W) + code (B, code_dim) -> the next frame (B, C, 1, H, W).
 
     Three levels (full, 1/2 and 1/4 resolution; widths w, 2w, 4w) with skip connections; the code is added
-    at the coarsest level. Heads: flow (2 channels, pixels), mask (1), foreground (C)."""
+    at the coarsest level. Heads: flow (2 channels, pixels, at most FLOW_LIMIT), mask (1), foreground (C)."""
 
     def __init__(self, channels: int, context_frames: int, code_dim: int, width: int):
         super().__init__()
@@ -66,7 +68,7 @@ class FlowUNet(nn.Module):
         h2 = self.merge2(torch.cat([self.up2(h3), h2], dim=1))
         h1 = self.merge1(torch.cat([self.up1(h2), h1], dim=1))
         out = self.heads(h1)
-        flow, mask, foreground = out[:, :2] * FLOW_SCALE, torch.sigmoid(out[:, 2:3]), torch.tanh(out[:, 3:])
+        flow, mask, foreground = FLOW_LIMIT * torch.tanh(out[:, :2]), torch.sigmoid(out[:, 2:3]), torch.tanh(out[:, 3:])
         warped = warp(context[:, :, -1], flow)
         return (mask * foreground + (1 - mask) * warped)[:, :, None]
 
@@ -104,14 +106,34 @@ class PredictorGenerator(VideoGenerator):
         return self.step(context, self.cond(z, y))
 
     def forward(self, z, y=None, context=None, num_frames=None):
+        return self._roll_out(self.cond(z, y), context, num_frames or self.future_frames)
+
+    def _roll_out(self, code, context, num_frames):
         if context is None or context.shape[2] != self.context_frames:
             got = None if context is None else tuple(context.shape)
             raise ValueError(f"the predictor needs context frames (B, C, {self.context_frames}, H, W); got {got}")
         frames = []
-        for _ in range(num_frames or self.future_frames):
-            frames.append(self.predict(z, y, context))
+        for _ in range(num_frames):
+            frames.append(self.step(context, code))
             context = torch.cat([context[:, :, 1:], frames[-1]], dim=2)
         return torch.cat(frames, dim=2)
+
+    def views(self, z, y=None, context=None):
+        """The rolled-out clip for the discriminator, and the code it was made with (for ``training_pair``)."""
+        code = self.cond(z, y)
+        return {"video": self.full_clip(context, self._roll_out(code, context, self.future_frames)), "code": code}
+
+    def training_pair(self, views, real):
+        """Teacher forcing: every future frame predicted from the real frames before it (the code of ``views``),
+        against the real frame. A loss on the rolled-out frames instead collapsed training within 20 CPU steps
+        (lr 1e-3: the flow saturated and the mask shut, a black frame with no gradient); one-step errors are also
+        what ``vgan anomaly`` scores."""
+        c, future = self.context_frames, self.future_frames
+        windows = real.unfold(2, c, 1)[:, :, :future]  # (B, C, future, H, W, c): frames j-c..j-1 for j = c..
+        windows = windows.permute(0, 2, 1, 5, 3, 4).flatten(0, 1)  # (B * future, C, c, H, W)
+        code = views["code"].repeat_interleave(future, dim=0)
+        predicted = self.step(windows, code).unflatten(0, (real.shape[0], future))  # (B, future, C, 1, H, W)
+        return predicted[:, :, :, 0].transpose(1, 2), real[:, :, c:]
 
     @property
     def given_frames(self):

@@ -331,7 +331,7 @@ class Trainer:
             loss = cfg.adv_weight * adversarial
             losses = {"loss_g_adv": adversarial.detach()}
             if cfg.recon_weight:
-                fake, target = self.G.reconstruction(views, real)
+                fake, target = self.G.training_pair(views, real)
                 recon = reconstruction_loss(cfg.recon_loss, fake.float(), target.float())
                 losses["loss_g_recon"] = recon.detach()
                 loss = loss + cfg.recon_weight * recon
