@@ -126,6 +126,10 @@ def main() -> None:
         "normal_frame_error": metrics.get("normal_frame_error"),
         "rows": rows,
         "summary": {"types_with_auc_ge_0.9": sorted({row["type"] for row in rows if row["passes"]}),
+                    "types_with_auc_ge_0.9_per_seed": {
+                        str(seed): sorted(row["type"] for row in rows if row["scorer"] == "model"
+                                          and (row["per_seed"][str(seed)]["model"] or 0) >= CRITERION)
+                        for seed in args.seeds},
                     "types_beating_frame_difference": sorted({row["type"] for row in rows if row["beats_baseline"]})},
         "pictures": [str(args.picture.relative_to(REPO))] if args.picture.is_relative_to(REPO) else [str(args.picture)],
     }
@@ -136,7 +140,10 @@ def main() -> None:
     result["note"] = " ".join(part for part in [
         args.note.rstrip(".") + "." if args.note else "",
         f"Criteria: AUC >= {CRITERION} on every seed for {len(passed)} types ({', '.join(passed) or 'none'}; 3 wanted), "
-        f"{'met' if len(passed) >= 3 and beaten else 'not met'}; beats the frame-difference baseline on "
+        f"{'met' if len(passed) >= 3 and beaten else 'not met'}; per seed, the predictor's types at AUC >= "
+        f"{CRITERION}: " + "; ".join(f"seed {seed} {len(kinds)} ({', '.join(kinds)})" for seed, kinds in
+                                      result["summary"]["types_with_auc_ge_0.9_per_seed"].items()) +
+        "; beats the frame-difference baseline on "
         f"{', '.join(beaten) or 'none'}.",
         f"Mean error on normal frames: predictor {errors.get('model')}, copying the previous frame "
         f"{errors.get('copy_last_frame')}." if errors else ""] if part)
