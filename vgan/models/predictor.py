@@ -11,7 +11,8 @@ new content, edges). Moving content is moved rather than repainted, so the model
 hundred CPU steps (the anomaly detector's needs, `vgan anomaly`); the flow starts at zero (a copy of the last
 frame, the baseline it must beat). The discriminator judges context + rolled-out future as one clip; the
 reconstruction loss compares each future frame predicted from the real frames before it with the real one
-(teacher forcing, ``training_pair``); metrics score the rolled-out future (``reconstruction``). Objective: ``RECOMMENDED_OVERRIDES`` below.
+(teacher forcing, ``training_pair``); metrics score the rolled-out future (``reconstruction``).
+Objective: ``RECOMMENDED_OVERRIDES`` below.
 Longer horizons roll out the same way: ``G(z, y, context, num_frames=n)``.
 """
 
