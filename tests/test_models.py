@@ -223,7 +223,7 @@ def test_predictor_starts_as_copy_last_frame_and_its_flow_is_bounded():
     torch.manual_seed(0)
     G, _ = build_model(tiny("predictor", predictor={"context_frames": 3}))
     context = moving_squares(2)[:, :, :3]
-    first = G.predict(G.sample_z(2), None, context)[:, :, 0]
+    first = G(G.sample_z(2), None, context, num_frames=1)[:, :, 0]
     # untrained: the last context frame, up to the nearly shut mask's faint foreground
     assert (first - context[:, :, -1]).abs().mean() < 0.1
     # a head driven far out (what a diverging run does) still moves pixels by FLOW_LIMIT at most: the frame
@@ -231,7 +231,7 @@ def test_predictor_starts_as_copy_last_frame_and_its_flow_is_bounded():
     with torch.no_grad():
         G.step.heads.weight.zero_()
         G.step.heads.bias.copy_(torch.tensor([1e4, 0.0, -1e4, 0.0, 0.0, 0.0]))
-    moved = G.predict(G.sample_z(2), None, context)[:, :, 0]
+    moved = G(G.sample_z(2), None, context, num_frames=1)[:, :, 0]
     shift = int(FLOW_LIMIT)
     torch.testing.assert_close(moved[..., :-shift], context[:, :, -1, :, shift:])
 

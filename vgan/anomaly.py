@@ -215,7 +215,7 @@ def detect(params) -> dict:
     metrics = {
         "input": cfg.folder if cfg.input == "folder" else f"{params.shards.out_dir}:{cfg.split}",
         "generator": cfg.generator, "generator_steps": generator.trained_steps,
-        "context_frames": generator.context_frames, "num_clips": num_clips, "clip_frames": num_frames,
+        "context_frames": c, "num_clips": num_clips, "clip_frames": num_frames,
         "num_normal": int((kinds == NORMAL).sum()), "skipped_videos": [list(item) for item in skipped],
         "score_seconds": round(seconds, 2),
         "rules": {"model": f"frame j >= {c}: mean |predicted - real| of frame j on [0, 1] pixels, predicted "

@@ -106,10 +106,6 @@ class PredictorGenerator(VideoGenerator):
         self.cond = ConditionalInput(z_dim, num_classes)
         self.step = FlowUNet(channels, context_frames, self.cond.out_dim, width)
 
-    def predict(self, z, y, context):
-        """The frame after ``context`` (B, C, 1, H, W)."""
-        return self.step(context, self.cond(z, y))
-
     def forward(self, z, y=None, context=None, num_frames=None):
         return self._roll_out(self.cond(z, y), context, num_frames or self.future_frames)
 
