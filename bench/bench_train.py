@@ -1,19 +1,22 @@
-"""Training-step speed: a reference-style step vs the vgan Trainer's step, MFU, loader data wait.
+"""Training-step speed: the vgan Trainer's step vs a plain PyTorch loop, for the default and two zoo models.
 
-    .venv/bin/python bench/bench_train.py                  # CUDA when present, else CPU (small batch)
-    .venv/bin/python bench/bench_train.py --device cuda --batch 256 --out bench/results/train_h100.json
+    .venv/bin/python bench/bench_train.py                  # CPU: params.yaml's sizes (the default, vgan, mocogan)
+    .venv/bin/python bench/bench_train.py --device cuda --batch 256 --out bench/results/train_cuda.json
     .venv/bin/python bench/bench_train.py --tiny           # seconds: the smoke test's size
 
-For VGAN at 32x64x64 and MoCoGAN at 16x64x64, in one process on one device:
-  (a) reference: fp32 weights and activations, TF32 convolutions/matmuls on CUDA, default memory format,
-      no compile, a plain D step + G step with the paper objective (as the original repositories run);
-  (b) vgan: the Trainer's own ``discriminator_step`` + ``generator_step`` (bf16 autocast and
-      channels_last_3d on CUDA, EMA, gradient norms, NaN guard; fp32 on CPU).
-Both get the same models, batch and optimiser. Reported: videos/s (batch / step time), their ratio,
-peak GPU memory, MFU = model FLOPs per step (torch.utils.flop_counter) x steps/s / the dense matmul
-rate measured in this run (bf16 on CUDA, fp32 on CPU, whichever the Trainer computes in), and the
-fraction of step time the Trainer waits for the WebDataset loader reading shards written here.
-Timings are ratios inside one run; absolute numbers depend on the (possibly shared) machine.
+Each case (model at params.yaml's clip size, width and batch unless overridden), in one process on one device:
+  (a) plain loop: the loop of the DCGAN/MoCoGAN reference code, fp32 (TF32 on CUDA), default memory format, no
+      compile: generate without grad, D on real then on fake, generate again with grad, G through D, two
+      Adam steps;
+  (b) vgan: ``Trainer.train_step`` (``vgan/train/steps.py``: one generator forward per step, real and fake in one
+      discriminator forward where it has no batch-coupled layer, EMA, gradient norms and the NaN guard; bf16
+      autocast and channels_last_3d on CUDA).
+Same models (same initial weights), batch, objective (train.loss) and optimiser settings. After ``--warmup``
+untimed steps each side runs ``--steps`` timed steps ``--repeats`` times, the two sides alternating, and the median
+round counts. videos/s = real clips drawn per second of step time (batch x n_critic per step), the Trainer's own
+definition (``metrics/train.json``). Also reported: MFU = model FLOPs per step (torch.utils.flop_counter) x steps/s
+/ the dense matmul rate measured in this run, and the fraction of step time the Trainer waits for the WebDataset
+loader reading shards written here. Timings are ratios inside one run; absolute numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import itertools
 import json
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,21 +43,28 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from vgan.losses import discriminator_loss, generator_loss  # noqa: E402
 from vgan.models.registry import build_model  # noqa: E402
-from vgan.params import Params  # noqa: E402
+from vgan.params import Params, load_params  # noqa: E402
 from vgan.train.loop import NullLogger, Trainer  # noqa: E402
 
-CASES = (("vgan", 32), ("mocogan", 16))  # (model, frames) at 64x64
+def git_commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
 
 
-def params_for(model: str, frames: int, resolution: int, width: int, batch: int, device: str,
-               compile_g: bool, workers: int, shards: str = "unused") -> Params:
-    return Params.model_validate({
-        "model": {"name": model, "frames": frames, "resolution": resolution, "width": width, "z_dim": 100},
-        "shards": {"out_dir": shards},
-        "train": {"batch_size": batch, "device": device, "compile": compile_g, "num_workers": workers,
-                  "ema_decay": 0.999, "shuffle_buffer": 64, "log_every": 10 ** 6, "sample_every": 10 ** 6,
-                  "checkpoint_every": 10 ** 6},
-    })
+CASES = ("default", "vgan", "mocogan")  # "default" = params.yaml's model.name
+
+
+def params_for(model: str, args, device: str, workers: int, shards: str = "unused") -> Params:
+    """params.yaml with the case's model and the benchmark's sizes; bookkeeping that would write files is off."""
+    overrides = [f"train.device={device}", f"train.num_workers={workers}", f"train.compile={str(args.compile).lower()}",
+                 "train.log_every=1000000", "train.sample_every=1000000", "train.checkpoint_every=1000000",
+                 f"shards.out_dir={shards}", "train.shuffle_buffer=64"]
+    if model != "default":
+        overrides.append(f"model.name={model}")
+    for key in ("batch", "resolution", "frames", "width"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{'train.batch_size' if key == 'batch' else 'model.' + key}={getattr(args, key)}")
+    return load_params(REPO / "params.yaml", overrides)
 
 
 def synchronize(device: torch.device) -> None:
@@ -78,11 +91,11 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * size ** 3 / best / 1e12
 
 
-class ReferenceStep:
-    """A plain fp32 GAN step: D on real and fake, then G; TF32 allowed on CUDA, default memory format."""
+class PlainStep:
+    """The plain loop: D on real and on fake (generated without grad), then a fresh generation for G."""
 
     def __init__(self, params: Params, device: torch.device):
-        torch.manual_seed(0)
+        torch.manual_seed(params.train.seed)
         self.G, discriminators = build_model(params.model)
         self.G.to(device)
         self.Ds = torch.nn.ModuleDict(discriminators).to(device)
@@ -94,15 +107,16 @@ class ReferenceStep:
     def __call__(self, real: torch.Tensor, labels) -> None:
         batch = real.shape[0]
         with torch.no_grad():
-            fake = self.G.views(self.G.sample_z(batch, device=self.device))
+            fake = self.G.views(self.G.sample_z(batch, device=self.device), labels)
         real_views = self.G.real_views(real)
-        loss_d = sum(discriminator_loss(self.loss, D(real_views[D.view]), D(fake[D.view])) for D in self.Ds.values())
+        loss_d = sum(discriminator_loss(self.loss, D(real_views[D.view], labels), D(fake[D.view], labels))
+                     for D in self.Ds.values())
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
         self.Ds.requires_grad_(False)
-        views = self.G.views(self.G.sample_z(batch, device=self.device))
-        loss_g = sum(generator_loss(self.loss, D(views[D.view])) for D in self.Ds.values())
+        views = self.G.views(self.G.sample_z(batch, device=self.device), labels)
+        loss_g = sum(generator_loss(self.loss, D(views[D.view], labels)) for D in self.Ds.values())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -110,39 +124,45 @@ class ReferenceStep:
 
 
 class TrainerStep:
-    """The Trainer's own D step + G step (what ``Trainer.run`` does per step, without the data)."""
+    """``Trainer.train_step`` on one fixed batch (what ``Trainer.run`` does per step, without the loader)."""
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
 
     def __call__(self, real: torch.Tensor, labels) -> None:
-        d = self.trainer.discriminator_step(real, labels)
-        if d["finite"]:
-            self.trainer.generator_step(real, labels)
+        self.trainer.train_step(itertools.repeat((real, labels)))
 
 
-def measure(step, real, labels, device: torch.device, warmup: int, steps: int, repeats: int) -> dict:
-    """Time ``steps`` steps ``repeats`` times and keep the best round (the machine may be shared)."""
-    for _ in range(warmup):
-        step(real, labels)
-    synchronize(device)
+def flops_per_step(step, real, labels) -> int:
     with FlopCounterMode(display=False) as counter:
         step(real, labels)
-    flops = counter.get_total_flops()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    seconds = float("inf")
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
+    return int(counter.get_total_flops())
+
+
+def timed_round(step, real, labels, device: torch.device, steps: int) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(real, labels)
+    synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
+def measure_pair(sides: dict, real, labels, device: torch.device, warmup: int, steps: int, repeats: int) -> dict:
+    """Warm each side up, then alternate timed rounds (so a noisy neighbour hits both alike); the median counts."""
+    rounds = {name: [] for name in sides}
+    for name, step in sides.items():
+        for _ in range(warmup):
             step(real, labels)
-        synchronize(device)
-        seconds = min(seconds, (time.perf_counter() - start) / steps)
-    return {"step_ms": round(seconds * 1e3, 3), "videos_per_s": round(real.shape[0] / seconds, 2),
-            "flops_per_step": int(flops),
-            "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
-            if device.type == "cuda" else None}
+    for _ in range(repeats):
+        for name, step in sides.items():
+            rounds[name].append(timed_round(step, real, labels, device, steps))
+    results = {}
+    for name, times in rounds.items():
+        seconds = statistics.median(times)
+        results[name] = {"step_ms": round(seconds * 1e3, 3), "videos_per_s": round(real.shape[0] / seconds, 2),
+                         "rounds_ms": [round(t * 1e3, 3) for t in times]}
+    return results
 
 
 def write_shards(folder: Path, frames: int, resolution: int, clips: int, per_shard: int) -> None:
@@ -174,7 +194,6 @@ def loader_data_wait(params: Params, trainer: Trainer, warmup: int, steps: int) 
 
     make_batches = shard_batches(params)
     device = trainer.device
-    step = TrainerStep(trainer)
 
     def endless():
         epoch = 0
@@ -182,90 +201,102 @@ def loader_data_wait(params: Params, trainer: Trainer, warmup: int, steps: int) 
             yield from make_batches(epoch, params.train.seed)
             epoch += 1
 
-    batches = endless()
-    wait = busy = 0.0
-    for index in range(warmup + steps):  # warm-up starts the workers and fills their prefetch queues
-        tick = time.perf_counter()
-        real, labels = trainer._to_device(*next(batches))
-        tock = time.perf_counter()
-        step(real, labels)
-        synchronize(device)
-        if index >= warmup:
-            wait += tock - tick
-            busy += time.perf_counter() - tock
+    timer = {"data_wait": 0.0}
+
+    def device_batches():
+        for batch in endless():
+            tick = time.perf_counter()
+            batch = trainer._to_device(*batch)
+            timer["data_wait"] += time.perf_counter() - tick
+            yield batch
+
+    batches = device_batches()
+    for _ in range(warmup):  # starts the workers and fills their prefetch queues
+        trainer.train_step(batches)
+    synchronize(device)
+    timer["data_wait"] = 0.0
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(batches)
+    synchronize(device)
+    total = time.perf_counter() - started
     return {"workers": params.train.num_workers, "steps": steps,
-            "data_wait_fraction": round(wait / (wait + busy), 4),
-            "videos_per_s": round(params.train.batch_size * steps / (wait + busy), 2)}
+            "data_wait_fraction": round(timer["data_wait"] / total, 4),
+            "videos_per_s": round(params.train.batch_size * steps / total, 2)}
 
 
-def run_case(model: str, frames: int, args, device: torch.device, peak_tflops: float, shards_root: Path) -> dict:
-    params = params_for(model, frames, args.resolution, args.width, args.batch, device.type, args.compile,
-                        args.workers, str(shards_root / model))
+def run_case(model: str, args, device: torch.device, peak_tflops: float, shards_root: Path) -> dict:
+    params = params_for(model, args, device.type, args.workers, str(shards_root / model))
+    shape = params.model
     generator = torch.Generator().manual_seed(0)
-    real_cpu = torch.rand(args.batch, 3, frames, args.resolution, args.resolution, generator=generator) * 2 - 1
-    labels_cpu = torch.zeros(args.batch, dtype=torch.int64)
+    batch = params.train.batch_size
+    real_cpu = torch.rand(batch, shape.channels, shape.frames, shape.resolution, shape.resolution,
+                          generator=generator) * 2 - 1
+    labels_cpu = torch.randint(0, max(shape.num_classes, 1), (batch,), generator=generator)
 
-    if device.type == "cuda":  # the reference: fp32 + TF32, default memory format, eager
+    if device.type == "cuda":  # the plain loop: fp32 + TF32, default memory format, eager
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    reference = ReferenceStep(params, device)
-    real = real_cpu.to(device)
-    result = {"model": model, "clip": [frames, args.resolution, args.resolution], "batch": args.batch}
-    result["reference"] = measure(reference, real, None, device, args.warmup, args.steps, args.repeats)
-    del reference
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
+    result = {"model": shape.name if model == "default" else model, "case": model, "loss": params.train.loss,
+              "clip": [shape.frames, shape.resolution, shape.resolution], "channels": shape.channels,
+              "width": shape.width, "batch": batch}
     with tempfile.TemporaryDirectory() as scratch:
+        plain = PlainStep(params, device)
         trainer = Trainer(params, batches=lambda epoch, seed: [], logger=NullLogger(), out_root=scratch)
         real, labels = trainer._to_device(real_cpu, labels_cpu)
-        result["vgan"] = measure(TrainerStep(trainer), real, labels, device, args.warmup, args.steps, args.repeats)
+        sides = {"plain": plain, "vgan": TrainerStep(trainer)}
+        timings = measure_pair(sides, real, labels, device, args.warmup, args.steps, args.repeats)
+        for side, step in sides.items():
+            result[side] = timings[side]
+            result[side]["flops_per_step"] = flops_per_step(step, real, labels)
+            steps_per_s = 1e3 / result[side]["step_ms"]
+            result[side]["mfu"] = round(result[side]["flops_per_step"] * steps_per_s / (peak_tflops * 1e12), 4)
+            result[side]["peak_memory_gib"] = (round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
+                                               if device.type == "cuda" else None)
         result["vgan"]["precision"] = "bf16 autocast" if trainer.use_bf16 else "fp32"
         result["vgan"]["channels_last_3d"] = device.type == "cuda" and params.train.channels_last
         result["vgan"]["compile"] = args.compile
-        for side in ("reference", "vgan"):
-            steps_per_s = 1e3 / result[side]["step_ms"]
-            result[side]["mfu"] = round(result[side]["flops_per_step"] * steps_per_s / (peak_tflops * 1e12), 4)
-        result["speedup"] = round(result["vgan"]["videos_per_s"] / result["reference"]["videos_per_s"], 3)
+        result["ratio"] = round(result["vgan"]["videos_per_s"] / result["plain"]["videos_per_s"], 3)
         if args.loader_steps and importlib.util.find_spec("webdataset") is None:
             result["loader"] = {"skipped": "webdataset is not installed (pip install webdataset==1.0.2)"}
         elif args.loader_steps:
-            clips = max(args.batch * 4, min(args.batch * (args.loader_steps + args.warmup + 2), 2048))
-            write_shards(shards_root / model, frames, args.resolution, clips, per_shard=max(args.batch, 64))
+            clips = max(batch * 4, min(batch * (args.loader_steps + args.warmup + 2), 2048))
+            write_shards(shards_root / model, shape.frames, shape.resolution, clips, per_shard=max(batch, 64))
             result["loader"] = loader_data_wait(params, trainer, args.warmup, args.loader_steps)
     return result
 
 
 def print_table(report: dict) -> None:
-    head = (f"{'model':8} {'clip':>9} {'batch':>5} | {'ref videos/s':>12} {'vgan videos/s':>13} {'ratio':>6} | "
-            f"{'ref MFU':>7} {'vgan MFU':>8} | {'peak GiB ref/vgan':>17} | {'data wait':>9}")
+    head = (f"{'case':8} {'model':11} {'clip':>8} {'batch':>5} | {'plain videos/s':>14} {'vgan videos/s':>13} "
+            f"{'ratio':>6} | {'plain MFU':>9} {'vgan MFU':>8} | {'data wait':>9}")
     print(f"device: {report['device']['name']}  matmul rate ({report['matmul_dtype']}): "
-          f"{report['matmul_tflops']:.2f} TFLOP/s")
+          f"{report['matmul_tflops']:.2f} TFLOP/s; median of {report['settings']['repeats']} alternating rounds of "
+          f"{report['settings']['steps']} steps")
     print(head)
     print("-" * len(head))
     for case in report["cases"]:
-        ref, ours = case["reference"], case["vgan"]
-        memory = ("-" if ref["peak_memory_gib"] is None
-                  else f"{ref['peak_memory_gib']:.2f}/{ours['peak_memory_gib']:.2f}")
+        plain, ours = case["plain"], case["vgan"]
         wait = f"{case['loader']['data_wait_fraction']:.1%}" if "data_wait_fraction" in case.get("loader", {}) else "-"
         clip = "x".join(str(v) for v in case["clip"])
-        print(f"{case['model']:8} {clip:>9} {case['batch']:>5} | {ref['videos_per_s']:>12.1f} "
-              f"{ours['videos_per_s']:>13.1f} {case['speedup']:>6.2f} | {ref['mfu']:>7.1%} {ours['mfu']:>8.1%} | "
-              f"{memory:>17} | {wait:>9}")
+        print(f"{case['case']:8} {case['model']:11} {clip:>8} {case['batch']:>5} | {plain['videos_per_s']:>14.1f} "
+              f"{ours['videos_per_s']:>13.1f} {case['ratio']:>6.2f} | {plain['mfu']:>9.1%} {ours['mfu']:>8.1%} | "
+              f"{wait:>9}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--batch", type=int, default=None, help="default: 256 on CUDA, 2 on CPU")
-    parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--width", type=int, default=64, help="64 gives the papers' 512-256-128-64 channels")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 CUDA, 3 CPU)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per side; the best counts")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 5 CUDA, 1 CPU)")
-    parser.add_argument("--loader-steps", type=int, default=None, help="steps fed from shards; 0 = skip")
-    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: 6 CUDA, 1 CPU)")
+    parser.add_argument("--models", nargs="+", default=list(CASES), help="cases: default (params.yaml's) or names")
+    parser.add_argument("--batch", type=int, default=None, help="default: params.yaml's train.batch_size")
+    parser.add_argument("--resolution", type=int, default=None, help="default: params.yaml's model.resolution")
+    parser.add_argument("--frames", type=int, default=None, help="default: params.yaml's model.frames")
+    parser.add_argument("--width", type=int, default=None, help="default: params.yaml's model.width")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per round")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per side (alternating); the median counts")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first, per side")
+    parser.add_argument("--loader-steps", type=int, default=20, help="steps fed from shards; 0 = skip")
+    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: params.yaml's)")
     parser.add_argument("--compile", action="store_true", help="Trainer side with train.compile=true")
     parser.add_argument("--tiny", action="store_true", help="8 frames of 16x16, width 8, batch 2: a smoke run")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/train_<device>.json")
@@ -275,37 +306,35 @@ def main(argv=None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
-    defaults = {"batch": 256 if on_gpu else 2, "steps": 20 if on_gpu else 3, "warmup": 5 if on_gpu else 1,
-                "loader_steps": 20 if on_gpu else 3, "workers": 6 if on_gpu else 1}
+    if args.workers is None:
+        args.workers = load_params(REPO / "params.yaml").train.num_workers
     if args.tiny:
-        args.resolution, args.width = 16, 8
-        defaults.update(batch=2, steps=2, warmup=1, loader_steps=2, workers=0)
+        args.resolution, args.width, args.frames, args.batch = 16, 8, 8, 2
+        args.steps, args.warmup, args.loader_steps, args.workers = 2, 1, 2, 0
         args.repeats = min(args.repeats, 2)
         torch.set_num_threads(1)  # tiny ops gain nothing from threads, and spinning ones stall a busy machine
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    cases = [(model, 8 if args.tiny else frames) for model, frames in CASES]
 
     dtype = torch.bfloat16 if on_gpu else torch.float32
     peak = matmul_tflops(device, dtype)
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join(["python", "bench/bench_train.py", *sys.argv[1:]]),
+        "commit": git_commit(), "date": time.strftime("%Y-%m-%d"),
         "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if on_gpu else platform.processor()
                    or platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "matmul_dtype": str(dtype).replace("torch.", ""), "matmul_tflops": round(peak, 3),
-        "settings": {k: getattr(args, k) for k in ("batch", "resolution", "width", "steps", "repeats", "warmup",
-                                                    "loader_steps", "workers", "compile", "tiny")},
+        "videos_per_s": "real training clips drawn per second of step time (batch x n_critic per step)",
+        "settings": {k: getattr(args, k) for k in ("batch", "resolution", "frames", "width", "steps", "repeats",
+                                                    "warmup", "loader_steps", "workers", "compile", "tiny")},
         "cases": [],
     }
     with tempfile.TemporaryDirectory() as shards_root:
-        for model, frames in cases:
-            report["cases"].append(run_case(model, frames, args, device, peak, Path(shards_root)))
+        for model in args.models:
+            report["cases"].append(run_case(model, args, device, peak, Path(shards_root)))
     print_table(report)
     out = args.out or REPO / "bench" / "results" / f"train_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out.name}")
     return 0
 
 

@@ -166,7 +166,8 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=REPO / "docs/results.md")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of --out and run only --models (at its budget_minutes unless --minutes), "
-                             "replacing their rows; the default's seeds are not rerun; notes below the table stay")
+                             "replacing their rows; 'default' among them reruns the default's --seeds; notes below "
+                             "the table stay")
     parser.add_argument("--tasks", nargs="*", default=None, metavar="NAME",
                         help=f"run bench/task_<name>.py for these tasks (none given: all of them: "
                              f"{' '.join(TASKS)}) and rewrite docs/results.md; the zoo is not rerun")
@@ -202,7 +203,9 @@ def main() -> None:
     runs, previous, notes = [], {}, ""
     if args.append:
         previous = json.loads(args.out.read_text())
-        runs = [row for row in previous["runs"] if row["name"] not in args.models]
+        rerun_default = "default" in args.models
+        runs = [row for row in previous["runs"] if row["name"] not in args.models
+                and not (rerun_default and row["name"].startswith("default-seed"))]
         notes = kept_notes(args.docs)
 
     def record(label: str, seed: int, overrides: list[str], file_name: str) -> None:
@@ -234,11 +237,11 @@ def main() -> None:
     budget = args.minutes
     if args.append:
         budget = budget if budget is not None else previous["budget_minutes"]
-    for seed in ([] if args.append else args.seeds):
+    for seed in ([] if args.append and "default" not in args.models else args.seeds):
         record(f"default ({default_model})", seed, [f"train.seed={seed}"], f"default-seed{seed}")
     if budget is None:
         budget = round(runs[0]["train_seconds"] / 60, 2) if runs else 3.0
-    models = [m for m in (ARCHITECTURES if args.models is None else args.models) if m != default_model]
+    models = [m for m in (ARCHITECTURES if args.models is None else args.models) if m not in (default_model, "default")]
     for model in models:
         overrides = [f"model.name={model}", *recommended_overrides(model), f"train.max_minutes={budget}",
                      "train.steps=1000000", f"train.seed={args.seeds[0]}"]

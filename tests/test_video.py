@@ -41,9 +41,36 @@ def test_encode_then_probe_reports_what_was_written(tmp_path):
     assert (info.width, info.height, info.num_frames, info.codec, info.pix_fmt) == (80, 40, 12, "h264", "yuv420p")
     assert info.fps == pytest.approx(6) and info.duration == pytest.approx(2.0)
     assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]  # no temp file left behind
-    with open(path, "rb") as handle:  # faststart: the index (moov) precedes the media data (mdat)
-        head = handle.read(4096)
-    assert head.find(b"moov") < head.find(b"mdat") or b"mdat" not in head
+    boxes = top_level_boxes(path.read_bytes())  # faststart: the index (moov) precedes the media data (mdat)
+    assert "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat"), boxes
+
+
+def top_level_boxes(data: bytes) -> list[str]:
+    """The types of an MP4 file's top-level boxes, in file order (ISO/IEC 14496-12: 32-bit size, type; size 1 =
+    a 64-bit size follows, size 0 = to the end of the file)."""
+    boxes, offset = [], 0
+    while offset + 8 <= len(data):
+        size, kind = int.from_bytes(data[offset:offset + 4], "big"), data[offset + 4:offset + 8].decode("latin-1")
+        header = 8
+        if size == 1:
+            size, header = int.from_bytes(data[offset + 8:offset + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - offset
+        assert size >= header, f"broken box {kind!r} at byte {offset}"
+        boxes.append(kind)
+        offset += size
+    return boxes
+
+
+def test_the_box_walker_tells_faststart_from_a_trailing_index(tmp_path):
+    """The faststart check above can fail: ffmpeg without +faststart writes mdat before moov."""
+    import subprocess
+
+    plain = tmp_path / "plain.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x32:rate=5:duration=1",
+                    "-pix_fmt", "yuv420p", str(plain)], check=True)
+    boxes = top_level_boxes(plain.read_bytes())
+    assert boxes.index("mdat") < boxes.index("moov")
 
 
 def test_encode_round_trip_keeps_the_picture(tmp_path):

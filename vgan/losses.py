@@ -60,9 +60,10 @@ def reconstruction_loss(kind: str, fake: torch.Tensor, target: torch.Tensor) -> 
 
 @torch.no_grad()
 def clip_weights(module: torch.nn.Module, limit: float) -> None:
-    """Original WGAN's Lipschitz constraint: clamp every weight to [-limit, limit]."""
-    for param in module.parameters():
-        param.clamp_(-limit, limit)
+    """Original WGAN's Lipschitz constraint: clamp every weight to [-limit, limit] (one foreach call each way)."""
+    weights = list(module.parameters())
+    torch._foreach_clamp_min_(weights, -limit)
+    torch._foreach_clamp_max_(weights, limit)
 
 
 @torch.no_grad()

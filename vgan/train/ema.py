@@ -16,8 +16,7 @@ def ema_decay_at(decay: float, step: int) -> float:
 @torch.no_grad()
 def update_ema(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
     """Average the weights; batch-norm statistics are the EMA model's own (see ``standing_statistics``)."""
-    for ema_param, param in zip(ema_model.parameters(), model.parameters()):
-        ema_param.lerp_(param, 1.0 - decay)
+    torch._foreach_lerp_(list(ema_model.parameters()), list(model.parameters()), 1.0 - decay)
 
 
 @torch.no_grad()

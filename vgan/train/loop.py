@@ -27,18 +27,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from vgan.augment import augment
 from vgan.data.loader import to_model_range
 from vgan.errors import TrainingError
 from vgan.generator_file import save_generator
 from vgan.io import atomic_path
-from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty,
-                         r1_penalty, reconstruction_loss)
 from vgan.models.layers import to_channels_last_3d
 from vgan.models.registry import build_model
 from vgan.train import checkpoint as ckpt
-from vgan.train import distributed
-from vgan.train.ema import ema_decay_at, standing_statistics, update_ema
+from vgan.train import distributed, steps
+from vgan.train.ema import standing_statistics
 
 PLOT_FILE = "plots/train_losses.csv"
 GENERATOR_FILE = "models/generator.pt"
@@ -135,8 +132,10 @@ class Trainer:
             module.to(self.device)
             if self.device.type == "cuda" and self.cfg.channels_last:
                 to_channels_last_3d(module)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=self.cfg.betas)
-        self.opt_d = torch.optim.Adam(self.Ds.parameters(), lr=self.cfg.lr_d, betas=self.cfg.betas)
+        fused = self.device.type == "cuda"  # one kernel per optimiser step; CPU keeps the default implementation
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=self.cfg.betas, fused=fused)
+        self.opt_d = torch.optim.Adam(self.Ds.parameters(), lr=self.cfg.lr_d, betas=self.cfg.betas, fused=fused)
+        self.gan = steps.GanModules(self.G, self.G_ema, self.Ds, self.opt_g, self.opt_d, world_size, self._autocast)
         if self.cfg.compile:
             self.G.compile()  # compiles G's forward in place, so every view uses it
         self.model_hash = params.group_hash("model")
@@ -247,7 +246,10 @@ class Trainer:
             produced = 0
             iterator = iter(self.make_batches(self.state.epoch, self.cfg.seed * EPOCH_STRIDE + self.state.epoch))
             for index in itertools.count():
-                with ckpt.preserved_rng():  # loaders may draw from global RNGs; training's stream stays exact
+                if index == 0:  # a loader's iterator draws its base seed from the global RNGs when it starts
+                    with ckpt.preserved_rng():  # (the epoch's first batch); training's streams stay exact
+                        batch = next(iterator, None)
+                else:
                     batch = next(iterator, None)
                 if batch is None:
                     break
@@ -260,6 +262,15 @@ class Trainer:
                 raise TrainingError("the training shards yield no batch: lower train.batch_size or add data")
             self.state.epoch += 1
             self.state.batches_in_epoch = 0
+
+    def _device_batches(self, timer: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``_batches`` on the training device; adds the seconds spent waiting to ``timer["data_wait"]``."""
+        batches = self._batches()
+        while True:
+            tick = time.monotonic()
+            batch = self._to_device(*next(batches))
+            timer["data_wait"] += time.monotonic() - tick
+            yield batch
 
     # -- one step ----------------------------------------------------------------------------------
     def _autocast(self):
@@ -274,90 +285,39 @@ class Trainer:
         labels = labels.to(self.device, non_blocking=True) if self.G.num_classes else None
         return real, labels
 
-    def _context(self, real):
-        return self.G.condition(real)
-
     def _latents(self, local_batch: int) -> torch.Tensor:
         """This rank's slice of the global batch's latents (all ranks draw the same global tensor)."""
         z = self.G.sample_z(local_batch * self.world_size, device=self.device, generator=self.latent_rng)
         return z[self.rank * local_batch:(self.rank + 1) * local_batch]
 
-    def discriminator_step(self, real, labels) -> dict:
-        cfg = self.cfg
-        z = self._latents(real.shape[0])
-        with torch.no_grad(), self._autocast():
-            fake_views = self.G.views(z, labels, self._context(real))
-        real_views = self.G.real_views(real)
-        losses, total = {}, 0.0
-        for name, D in self.Ds.items():
-            with self._autocast():
-                real_logits = D(augment(real_views[D.view], cfg.augment), labels)
-                fake_logits = D(augment(fake_views[D.view].detach(), cfg.augment), labels)
-            loss = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float())
-            losses[f"loss_d_{name}"] = loss.detach()
-            if cfg.loss == "wgan-gp" and cfg.gp_weight:
-                penalty = gradient_penalty(D, real_views[D.view].float(), fake_views[D.view].float(), labels)
-                losses[f"gp_{name}"] = penalty.detach()
-                loss = loss + cfg.gp_weight * penalty
-            if cfg.r1_weight:
-                penalty = r1_penalty(D, real_views[D.view].float(), labels)
-                losses[f"r1_{name}"] = penalty.detach()
-                loss = loss + cfg.r1_weight * penalty
-            losses[f"margin_{name}"] = (real_logits.float().mean() - fake_logits.float().mean()).detach()
-            total = total + loss
-        self.opt_d.zero_grad(set_to_none=True)
-        total.backward()  # also when non-finite: every rank must join the all-reduce, then all decide alike
-        losses["loss_d"] = distributed.average_gradients(self.Ds.parameters(), self.world_size, total.detach())
-        losses["grad_norm_d"] = self._clip(self.Ds.parameters())
-        if not self._finite(losses["loss_d"], losses["grad_norm_d"]):
-            return {**losses, "finite": False}
-        self.opt_d.step()
-        for D in self.Ds.values():
-            if cfg.loss == "wgan" and not cfg.svc_every:  # TGAN: SVC replaces weight clipping
-                clip_weights(D, cfg.weight_clip)
-            if cfg.svc_every and (self.state.step + 1) % cfg.svc_every == 0:
-                clip_singular_values(D)
-        return {**losses, "finite": True}
+    def train_step(self, batches: Iterator) -> tuple[dict, bool, int]:
+        """``n_critic`` discriminator steps (each on a fresh batch of ``batches``), then one generator step.
 
-    def generator_step(self, real, labels) -> dict:
-        cfg = self.cfg
-        z = self._latents(real.shape[0])
-        self.Ds.requires_grad_(False)
-        try:
-            with self._autocast():
-                views = self.G.views(z, labels, self._context(real))
-                adversarial = sum(generator_loss(cfg.loss, D(augment(views[D.view], cfg.augment), labels).float())
-                                  for D in self.Ds.values())
-            loss = cfg.adv_weight * adversarial
-            losses = {"loss_g_adv": adversarial.detach()}
-            if cfg.recon_weight:
-                fake, target = self.G.training_pair(views, real)
-                recon = reconstruction_loss(cfg.recon_loss, fake.float(), target.float())
-                losses["loss_g_recon"] = recon.detach()
-                loss = loss + cfg.recon_weight * recon
-        finally:
-            self.Ds.requires_grad_(True)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        losses["loss_g"] = distributed.average_gradients(self.G.parameters(), self.world_size, loss.detach())
-        losses["grad_norm_g"] = self._clip(self.G.parameters())
-        if not self._finite(losses["loss_g"], losses["grad_norm_g"]):
-            return {**losses, "finite": False}
-        self.opt_g.step()
-        update_ema(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, self.state.step))
-        return {**losses, "finite": True}
-
-    def _clip(self, parameters) -> torch.Tensor:
-        """Total gradient norm before clipping; clips to ``train.grad_clip`` when that is > 0."""
-        parameters = [p for p in parameters if p.grad is not None]
-        if self.cfg.grad_clip > 0:
-            return torch.nn.utils.clip_grad_norm_(parameters, self.cfg.grad_clip).detach()
-        return torch.nn.utils.get_total_norm([p.grad for p in parameters]).detach()
-
-    @staticmethod
-    def _finite(loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
-        # one host sync for both checks; after the all-reduce both are equal on every rank
-        return bool(torch.isfinite(torch.stack([loss.float(), grad_norm.float()])).all())
+        Returns (losses as tensors, finite, clips drawn). With one critic step the generator's clips of the
+        discriminator step also train the generator (one forward per step, as the DCGAN reference does).
+        """
+        cfg, gan = self.cfg, self.gan
+        losses, finite, clips = {}, True, 0
+        reuse = cfg.n_critic == 1
+        for _ in range(cfg.n_critic):
+            real, labels = next(batches)
+            clips += real.shape[0]
+            z = self._latents(real.shape[0])
+            with torch.set_grad_enabled(reuse), self._autocast():
+                views = self.G.views(z, labels, self.G.condition(real))
+            d_losses, ok = steps.discriminator_step(gan, cfg, self.G.real_views(real), views, labels, self.state.step)
+            losses.update(d_losses)
+            finite &= ok
+        if self.G.conditional and self._preview_context is None:
+            self._preview_context = self.G.condition(real[:8]).detach().clone()
+        if finite:
+            if not reuse:
+                with self._autocast():
+                    views = self.G.views(self._latents(real.shape[0]), labels, self.G.condition(real))
+            g_losses, ok = steps.generator_step(gan, cfg, views, real, labels, self.state.step)
+            losses.update(g_losses)
+            finite &= ok
+        return losses, finite, clips
 
     # -- outputs -----------------------------------------------------------------------------------
     def refresh_ema_statistics(self) -> None:
@@ -442,43 +402,28 @@ class Trainer:
         cfg = self.cfg
         self.resume()
         lr_schedulers = self._lr_schedulers()
-        batches = self._batches()
+        timer = {"data_wait": 0.0}
+        batches = self._device_batches(timer)
         started = time.monotonic()
         deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
-        data_wait = compute = 0.0
+        step_seconds = 0.0
         videos_seen = 0
         stopped_by_budget = False
         bar = progress_bar(total=cfg.steps, initial=self.state.step, desc="train", unit="step", disable=not progress)
-        running: dict[str, float] = {}
+        running: dict[str, torch.Tensor] = {}
         while self.state.step < cfg.steps:
-            # every rank must stop at the same step, or the others wait in an all-reduce for ever
-            if deadline and distributed.any_rank(time.monotonic() > deadline, self.world_size, self.device):
+            # every rank must stop at the same step, or the others wait in an all-reduce for ever; with several
+            # ranks the clock is compared (one collective) every log_every steps only
+            if deadline and (self.world_size == 1 or self.state.step % cfg.log_every == 0) and distributed.any_rank(
+                    time.monotonic() > deadline, self.world_size, self.device):
                 stopped_by_budget = True
                 break
             lr_g, lr_d = (scheduler.get_last_lr()[0] for scheduler in lr_schedulers)  # this step's rates
-            finite = True
-            step_losses: dict = {}
-            for _ in range(cfg.n_critic):
-                tick = time.monotonic()
-                real, labels = next(batches)
-                real, labels = self._to_device(real, labels)
-                tock = time.monotonic()
-                data_wait += tock - tick
-                d_losses = self.discriminator_step(real, labels)
-                finite &= d_losses.pop("finite")
-                step_losses.update(d_losses)
-                compute += time.monotonic() - tock
-            if self.G.conditional and self._preview_context is None:
-                self._preview_context = self.G.condition(real[:8]).detach().clone()
+            tick = time.monotonic()
+            step_losses, finite, clips = self.train_step(batches)
             tock = time.monotonic()
-            if finite:
-                g_losses = self.generator_step(real, labels)
-                finite &= g_losses.pop("finite")
-                step_losses.update(g_losses)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            compute += time.monotonic() - tock
-            videos_seen += real.shape[0] * self.world_size * (cfg.n_critic + 1)  # global batch, all ranks
+            step_seconds += tock - tick
+            videos_seen += clips * self.world_size  # real training clips drawn, all ranks (VIDEOS_PER_S)
             self.state.step += 1
             for scheduler in lr_schedulers:
                 scheduler.step()
@@ -494,18 +439,20 @@ class Trainer:
                         f"{self.state.consecutive_bad_steps} consecutive non-finite losses at step {self.state.step}; "
                         f"stopped (last good checkpoint: {kept[-1] if kept else 'none'}). Lower the learning rates "
                         f"or enable train.grad_clip")
-            for key, value in step_losses.items():
-                running[key] = float(value)
+            running.update(step_losses)
             bar.update(1)
             if self.state.step % cfg.log_every == 0 or self.state.step == cfg.steps:
-                elapsed = data_wait + compute
-                row = {"step": self.state.step, **{k: round(v, 6) for k, v in running.items()},
-                       "videos_per_s": round(videos_seen / max(elapsed, 1e-9), 2),
-                       "data_wait_fraction": round(data_wait / max(elapsed, 1e-9), 4),
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()  # the queued kernels belong to the time measured
+                    step_seconds += time.monotonic() - tock
+                values = {k: float(v) for k, v in running.items()}  # the one host read of losses per log row
+                row = {"step": self.state.step, **{k: round(v, 6) for k, v in values.items()},
+                       "videos_per_s": round(videos_seen / max(step_seconds, 1e-9), 2),
+                       "data_wait_fraction": round(timer["data_wait"] / max(step_seconds, 1e-9), 4),
                        "skipped_steps": self.state.skipped_steps, "lr_g": round(lr_g, 10), "lr_d": round(lr_d, 10)}
                 self.state.history.append(row)
                 self.logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
-                bar.set_postfix(d=f"{running.get('loss_d', 0):.3f}", g=f"{running.get('loss_g', 0):.3f}")
+                bar.set_postfix(d=f"{values.get('loss_d', 0):.3f}", g=f"{values.get('loss_g', 0):.3f}")
             if self.state.step % cfg.sample_every == 0:
                 self.refresh_ema_statistics()
                 self.log_sample_grid()
@@ -520,12 +467,12 @@ class Trainer:
         self.write_plots()
         generator_path = self.export_generator() if self.rank == 0 else None
         distributed.barrier(self.world_size)
-        elapsed = data_wait + compute
+        elapsed = step_seconds
         summary = {
             "steps": self.state.step, "stopped_by_time_budget": stopped_by_budget,
             "skipped_steps": self.state.skipped_steps,
             "videos_per_s": round(videos_seen / elapsed, 2) if elapsed else 0.0,
-            "data_wait_fraction": round(data_wait / elapsed, 4) if elapsed else 0.0,
+            "data_wait_fraction": round(timer["data_wait"] / elapsed, 4) if elapsed else 0.0,
             **{k: v for k, v in (self.state.history[-1] if self.state.history else {}).items()
                if k.startswith("loss")},
         }

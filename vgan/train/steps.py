@@ -1,0 +1,138 @@
+"""The two halves of a GAN step, as functions of (modules and optimisers, train params, tensors).
+
+The ``Trainer`` (``loop.py``) calls them once per step; ``bench/bench_train.py`` calls them directly. Nothing here
+reads from the host inside a step: losses and gradient norms stay tensors until the loop logs them.
+What keeps a step cheap:
+- the generator runs once per step when ``train.n_critic`` is 1: its clips train the discriminators (detached)
+  and then the generator itself (``GanModules.fake_views`` with grad);
+- a discriminator with no layer that mixes clips of a batch judges real and fake clips in one forward on their
+  concatenation (``couples_batch`` says which ones cannot: batch norm, minibatch-stddev);
+- R1 is lazy (StyleGAN2): every ``train.r1_every`` steps, its weight multiplied by that interval;
+- the EMA update and WGAN's weight clipping are single ``torch._foreach_*`` calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vgan.augment import augment
+from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty, r1_penalty,
+                         reconstruction_loss)
+from vgan.models.layers import MinibatchStd
+from vgan.train import distributed
+from vgan.train.ema import ema_decay_at, update_ema
+
+
+@dataclass
+class GanModules:
+    """What a step reads and updates: the networks, their optimisers, the world size and the autocast context."""
+
+    G: nn.Module
+    G_ema: nn.Module
+    Ds: nn.ModuleDict
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    world_size: int = 1
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    _coupled: dict = field(default_factory=dict)
+
+    def batch_coupled(self, name: str) -> bool:
+        if name not in self._coupled:
+            self._coupled[name] = couples_batch(self.Ds[name])
+        return self._coupled[name]
+
+
+def couples_batch(module: nn.Module) -> bool:
+    """Whether a clip's output depends on the other clips of its batch (then real and fake go separately)."""
+    return any(isinstance(m, (nn.modules.batchnorm._BatchNorm, MinibatchStd)) for m in module.modules())
+
+
+def judge(gan: GanModules, name: str, real: torch.Tensor, fake: torch.Tensor, labels, policies) -> tuple:
+    """(real logits, fake logits) of discriminator ``name``: one forward on both where its layers allow."""
+    D = gan.Ds[name]
+    if gan.batch_coupled(name) or real.shape[1:] != fake.shape[1:]:
+        return D(augment(real, policies), labels), D(augment(fake, policies), labels)
+    both_labels = None if labels is None else torch.cat([labels, labels])
+    logits = D(augment(torch.cat([real, fake.to(real.dtype)]), policies), both_labels)
+    return logits[:real.shape[0]], logits[real.shape[0]:]
+
+
+def total_grad_norm(parameters, clip: float) -> torch.Tensor:
+    """Total gradient norm before clipping (a tensor); clips to ``clip`` when that is > 0."""
+    parameters = [p for p in parameters if p.grad is not None]
+    if clip > 0:
+        return torch.nn.utils.clip_grad_norm_(parameters, clip).detach()
+    return torch.nn.utils.get_total_norm([p.grad for p in parameters]).detach()
+
+
+def all_finite(*values: torch.Tensor) -> bool:
+    """One host read for the NaN guard (after the all-reduce the values are equal on every rank)."""
+    return bool(torch.isfinite(torch.stack([v.float() for v in values])).all())
+
+
+def discriminator_step(gan: GanModules, cfg, real_views: dict, fake_views: dict, labels, step: int) -> tuple[dict, bool]:
+    """Update every discriminator on real and (detached) generated views; returns (losses as tensors, finite)."""
+    losses, total = {}, 0.0
+    lazy_r1 = cfg.r1_weight and step % cfg.r1_every == 0
+    for name, D in gan.Ds.items():
+        real, fake = real_views[D.view], fake_views[D.view].detach()
+        with gan.autocast():
+            real_logits, fake_logits = judge(gan, name, real, fake, labels, cfg.augment)
+        real_logits, fake_logits = real_logits.float(), fake_logits.float()
+        loss = discriminator_loss(cfg.loss, real_logits, fake_logits)
+        losses[f"loss_d_{name}"] = loss.detach()
+        if cfg.loss == "wgan-gp" and cfg.gp_weight:
+            penalty = gradient_penalty(D, real.float(), fake.float(), labels)
+            losses[f"gp_{name}"] = penalty.detach()
+            loss = loss + cfg.gp_weight * penalty
+        if lazy_r1:
+            penalty = r1_penalty(D, real.float(), labels)
+            losses[f"r1_{name}"] = penalty.detach()
+            loss = loss + cfg.r1_weight * cfg.r1_every * penalty
+        losses[f"margin_{name}"] = (real_logits.mean() - fake_logits.mean()).detach()
+        total = total + loss
+    gan.opt_d.zero_grad(set_to_none=True)
+    total.backward()  # also when non-finite: every rank must join the all-reduce, then all decide alike
+    losses["loss_d"] = distributed.average_gradients(gan.Ds.parameters(), gan.world_size, total.detach())
+    losses["grad_norm_d"] = total_grad_norm(gan.Ds.parameters(), cfg.grad_clip)
+    if not all_finite(losses["loss_d"], losses["grad_norm_d"]):
+        return losses, False
+    gan.opt_d.step()
+    for D in gan.Ds.values():
+        if cfg.loss == "wgan" and not cfg.svc_every:  # TGAN: SVC replaces weight clipping
+            clip_weights(D, cfg.weight_clip)
+        if cfg.svc_every and (step + 1) % cfg.svc_every == 0:
+            clip_singular_values(D)
+    return losses, True
+
+
+def generator_step(gan: GanModules, cfg, views: dict, real: torch.Tensor, labels, step: int) -> tuple[dict, bool]:
+    """Update G through the discriminators' judgement of ``views`` (generated with grad), then the EMA."""
+    gan.Ds.requires_grad_(False)
+    try:
+        with gan.autocast():
+            adversarial = sum(generator_loss(cfg.loss, D(augment(views[D.view], cfg.augment), labels).float())
+                              for D in gan.Ds.values())
+        loss = cfg.adv_weight * adversarial
+        losses = {"loss_g_adv": adversarial.detach()}
+        if cfg.recon_weight:
+            fake, target = gan.G.training_pair(views, real)
+            recon = reconstruction_loss(cfg.recon_loss, fake.float(), target.float())
+            losses["loss_g_recon"] = recon.detach()
+            loss = loss + cfg.recon_weight * recon
+    finally:
+        gan.Ds.requires_grad_(True)
+    gan.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    losses["loss_g"] = distributed.average_gradients(gan.G.parameters(), gan.world_size, loss.detach())
+    losses["grad_norm_g"] = total_grad_norm(gan.G.parameters(), cfg.grad_clip)
+    if not all_finite(losses["loss_g"], losses["grad_norm_g"]):
+        return losses, False
+    gan.opt_g.step()
+    update_ema(gan.G_ema, gan.G, ema_decay_at(cfg.ema_decay, step))
+    return losses, True
