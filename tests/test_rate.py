@@ -48,10 +48,14 @@ def test_wilson_interval_matches_published_values():
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(8, 8)[1] == 1.0 and wilson_interval(3, 0) == (0.0, 1.0)
 
 
-def test_pairs_use_every_clip_evenly_and_each_side_half_the_time():
+def test_pairs_show_as_many_clips_of_each_side_as_often_and_each_side_half_the_time():
     pairs = _draw_pairs(12, (4, 5), seed=3)
     assert sorted(np.bincount([first for first, _, _ in pairs])) == [3, 3, 3, 3]
-    assert sorted(np.bincount([second for _, second, _ in pairs], minlength=5)) == [2, 2, 2, 3, 3]
+    seconds = np.bincount([second for _, second, _ in pairs], minlength=5)
+    assert sorted(seconds) == [0, 3, 3, 3, 3]  # 4 of the 5, each as often as each of the 4 on the other side
+    for block in range(3):  # in every block of 4 pairs each shown clip of either side appears once
+        assert len({pairs[i][0] for i in range(4 * block, 4 * block + 4)}) == 4
+        assert len({pairs[i][1] for i in range(4 * block, 4 * block + 4)}) == 4
     assert sum(left for _, _, left in pairs) == 6
     assert pairs == _draw_pairs(12, (4, 5), seed=3) != _draw_pairs(12, (4, 5), seed=4)
 
@@ -93,6 +97,7 @@ def test_a_session_resumes_its_pairs_and_answers_and_refuses_other_clips(tmp_pat
     session.record(0, "left", 800)
     session.record(0, "right", 900)  # a second press on an answered round counts once
     session.record(1, "right", 700)
+    session.close()
     again = open_session(params)  # as after a killed server
     assert again.meta == session.meta and [a["choice"] for a in again.answers] == ["left", "right"]
     assert again.state()["round"] == 2 and again.state()["answered"] == 2
@@ -100,6 +105,7 @@ def test_a_session_resumes_its_pairs_and_answers_and_refuses_other_clips(tmp_pat
         again.record(round_index, "left", 500)
     assert again.done and again.finished.is_set()
     assert len((tmp_path / "ratings" / "models-seed0" / "answers.jsonl").read_text().splitlines()) == 5
+    again.close()
     write_clips(tmp_path / "b", [DARK, BRIGHT, 91])
     with pytest.raises(DataError, match="holds a rating of other clips or settings"):
         open_session(params)
@@ -194,19 +200,17 @@ def test_a_scripted_keyboard_rater_in_chromium_gets_the_score_its_choices_imply(
         first = lines.get(timeout=120)
         url = re.search(r"open (http://127\.0\.0\.1:\d+/) in a browser: 8 pairs, 0 answered", first).group(1)
 
-        # nothing served names or labels a clip: opaque URLs, identical re-encoded files
+        # nothing served names or labels a clip: opaque URLs, raw frames of one size, the same headers
         state = json.load(urllib.request.urlopen(url + "state"))
         assert set(state) == {"answered", "total", "done", "round", "left", "right"}
-        gifs = []
+        served = []
         for side in ("left", "right"):
-            assert re.fullmatch(r"clip/[0-9a-f]{16}\.gif", state[side]), state
+            assert re.fullmatch(r"clip/[0-9a-f]{16}", state[side]), state
             with urllib.request.urlopen(url + state[side]) as response:
-                gifs.append((sorted(k for k in response.headers.keys() if k != "Content-Length"), response.read()))
-        assert gifs[0][0] == gifs[1][0]
-        from PIL import Image
-        shapes = [(image.size, image.n_frames, image.info.get("duration"))
-                  for image in (Image.open(io.BytesIO(body)) for _, body in gifs)]
-        assert shapes[0] == shapes[1] and shapes[0][:2] == ((16, 16), 8) and 120 <= shapes[0][2] <= 130  # 8 fps
+                served.append(([(k, v) for k, v in response.headers.items() if k != "Date"], response.read()))
+        assert served[0][0] == served[1][0] and len(served[0][1]) == len(served[1][1]) == 8 * 16 * 16 * 3
+        page = urllib.request.urlopen(url).read().decode()
+        assert "frames: 8, height: 16, width: 16, fps: 8.0" in page and "Blind two-alternative forced choice" in page
 
         browser = Browser(tmp_path / "profile")
         browser.call("Page.navigate", url=url)
@@ -215,7 +219,7 @@ def test_a_scripted_keyboard_rater_in_chromium_gets_the_score_its_choices_imply(
             browser.wait_for("document.body && document.body.dataset.ready", lambda v: v == f"round-{round_index}")
             pair_html = browser.evaluate("document.getElementById('pair').outerHTML").lower()
             assert not re.search(r"real|fake|generated|gen/|clip_0|sample|shard|val", pair_html), pair_html
-            assert re.findall(r'src="clip/[0-9a-f]{16}\.gif', pair_html) and "alt=\"left clip\"" in pair_html
+            assert '<canvas id="left-img"' in pair_html and "aria-label=\"left clip\"" in pair_html
             left, right = browser.brightness(["left-img", "right-img"])
             side = "left" if left > right else "right"  # the brighter clip looks real to this rater
             decisions.append(side)
@@ -243,7 +247,7 @@ def test_a_scripted_keyboard_rater_in_chromium_gets_the_score_its_choices_imply(
     for answer in answers:  # the rater chose the brighter clip: a bright generated one, else the real one
         fooled = answer["chosen"] == "generated"
         assert fooled == (answer["chosen_source"] in bright_files or answer["other_source"] in bright_files), answer
-    assert sum(answer["chosen"] == "generated" for answer in answers) == 6  # each generated clip shown twice
+    assert sum(answer["chosen"] == "generated" for answer in answers) == 6  # each clip of either side shown twice
     assert "rate: fool rate 0.750 [0.409, 0.929] (95% Wilson interval; in 6 of 8 pairs the generated clip was " \
            "chosen as real; 0.5 = indistinguishable) -> ratings/real-seed0/answers.jsonl; MLflow run " in out, out
 
@@ -259,4 +263,7 @@ def test_a_scripted_keyboard_rater_in_chromium_gets_the_score_its_choices_imply(
     assert run.data.metrics["fool_rate_ci_low"] == pytest.approx(0.4093, abs=1e-4)
     assert run.data.params["rate.rounds"] == "8" and run.data.params["rate.samples_dir"] == "gen"
     assert sorted(a.path for a in client.list_artifacts(run.info.run_id, "rating")) == \
-        ["rating/answers.jsonl", "rating/session.json"]
+        ["rating/answers.jsonl", "rating/report.md", "rating/session.json"]
+    report = (work / "ratings/real-seed0/report.md").read_text()
+    assert "fool rate 0.750" in report and "4 distinct clips per side, each shown 2 times" in report
+    assert run.data.tags["vgan.rating.protocol"].startswith("Blind two-alternative forced choice: 8 pairs")

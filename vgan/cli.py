@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from vgan import QUIET_ENV
-from vgan.errors import VganError
+from vgan.errors import ParamsError, VganError
 from vgan.io import write_json
 
 
@@ -114,6 +114,7 @@ def cmd_rate(params, args):
                   mlflow=False if args.no_mlflow else None)
     run = f"; MLflow run {result['run_id']}" if result["run_id"] else ""
     print(f"rate: {result['line']} -> {result['answers_file']}{run}")
+    print(f"rate: the score and the protocol it was measured under -> {result['report']}")
 
 
 def cmd_anomaly(params, args):
@@ -171,7 +172,23 @@ def foreign_overrides(stage: str, overrides: list[str]) -> list[str]:
     return notes
 
 
+def check_outputs(stage: str, params, allowed: bool) -> None:
+    """A stage output outside the current folder (the project): a relative path that climbs out (a typo such as
+    ``sample.out_dir=../../x``) is refused unless --allow-outside; an absolute one, written on purpose, is
+    announced. Either way nothing lands in someone else's folder without a word."""
+    from vgan.params import outputs_outside
+
+    for key, path in outputs_outside(params, stage):
+        where = os.path.abspath(path)
+        if not os.path.isabs(path) and not allowed:
+            raise ParamsError(f"{key} = {path!r} climbs out of the project ({os.getcwd()}) to {where}; pass "
+                              f"--allow-outside if that is meant")
+        print(f"vgan {stage}: note: {key} writes outside the project, to {where}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from vgan.params import STAGE_OUTPUTS
+
     parser = argparse.ArgumentParser(prog="vgan", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vgan {__import__('vgan').__version__}")
     parser.add_argument("--debug", action="store_true", default=os.environ.get("VGAN_DEBUG", "") not in ("", "0"),
@@ -182,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         stage.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                            help="override one parameter, e.g. --set train.steps=100 (repeatable)")
+        if name in STAGE_OUTPUTS:
+            stage.add_argument("--allow-outside", action="store_true",
+                               help="let a relative output path climb out of the current folder (the project), "
+                                    f"e.g. {STAGE_OUTPUTS[name][0]}=../elsewhere; without it that is refused (an "
+                                    "absolute path outside is announced)")
         if name in ("train", "evaluator"):
             stage.add_argument("--no-progress", action="store_true", help="no progress bar")
         if name in ("sample", "evaluate", "register"):
@@ -223,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params, args.overrides)
         for note in foreign_overrides(args.stage, args.overrides):
             print(f"vgan {args.stage}: note: {note}", file=sys.stderr)
+        check_outputs(args.stage, params, getattr(args, "allow_outside", False))
         handler(params, args)
     except VganError as exc:
         print(f"vgan {args.stage}: error: {exc}", file=sys.stderr)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -21,7 +23,8 @@ from vgan.models.options import ModelParams
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # infinity and NaN are never a sensible setting (a learning rate of inf, a frame rate of nan)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _names_from(names: list[str], known, what: str) -> list[str]:
@@ -66,6 +69,8 @@ class DataParams(_Strict):
     download_dir: str | None = Field(None, description="null = a 'downloads' folder beside raw_dir")
     # downloads and extraction
     download_retries: int = Field(5, ge=0)
+    max_download_gb: float = Field(20.0, gt=0, description="refuse a download larger than this (declared or "
+                                                            "arriving)")
     max_extract_gb: float = Field(20.0, gt=0)
 
 
@@ -229,13 +234,14 @@ class RateParams(_Strict):
                                                                    "shards.out_dir")
     rounds: int = Field(20, ge=1, description="pairs to rate")
     seed: int = 0
-    fps: float = Field(8.0, gt=0, description="every clip is re-encoded at this frame rate")
+    fps: float = Field(8.0, ge=1, le=50, description="every clip is played at this frame rate (browsers play GIF "
+                                                    "frames no faster than 50 per second)")
     display_px: int = Field(256, ge=32, description="side of each clip on the page, in CSS pixels")
     out_dir: str = "ratings"
     session: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                                  description="folder under out_dir; null = <mode>-seed<seed>; "
                                                   "the same session resumes")
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="address to listen on; one that is not loopback is warned about")
     port: int = Field(0, ge=0, le=65535, description="0 = any free port")
     ci_level: float = Field(0.95, gt=0, lt=1, description="level of the Wilson interval of the score")
     mlflow: bool = Field(True, description="log the finished rating as an MLflow run")
@@ -314,11 +320,84 @@ class Params(_Strict):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _shown(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a 10,000-character value stays a readable one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-4:]} ({len(str(value))} characters)"
+
+
 def _describe_error(err: dict) -> str:
     key = ".".join(str(part) for part in err["loc"])
     if err["type"] == "extra_forbidden":
-        return f"unknown parameter {key!r} (value {err['input']!r}); check the spelling against params.yaml"
-    return f"parameter {key} = {err['input']!r}: {err['msg'].lower()}"
+        return f"unknown parameter {key!r} (value {_shown(err['input'])}); check the spelling against params.yaml"
+    return f"parameter {key} = {_shown(err['input'])}: {err['msg'].lower()}"
+
+
+# -- checks every group shares: numbers that are numbers, paths that can exist, outputs that stay home -------
+PATH_NAMES = ("folder", "generator", "checkpoint", "resume_from", "filename")
+PATH_MAX, NAME_MAX = 4096, 255  # Linux's limits: longer fails deep inside a stage with an OSError
+# what each stage writes, by parameter (a stage absent here writes only fixed paths: metrics/, reports/, models/)
+STAGE_OUTPUTS = {"fetch": ("data.raw_dir", "data.download_dir"), "shards": ("shards.out_dir",),
+                 "train": ("train.checkpoint_dir",), "sample": ("sample.out_dir",),
+                 "evaluator": ("evaluate.evaluator_path",), "evaluate": ("evaluate.cache_dir",),
+                 "rate": ("rate.out_dir",), "anomaly": ("anomaly.out_dir",)}
+
+
+def _is_path_key(key: str) -> bool:
+    name = key.rsplit(".", 1)[-1]
+    return name.endswith(("_dir", "_path", "_weights")) or name in PATH_NAMES
+
+
+def _path_problem(value: str) -> str | None:
+    if "\0" in value:
+        return "a path cannot contain a NUL character"
+    if len(value.encode()) > PATH_MAX:
+        return f"a path of {len(value.encode())} bytes is longer than the {PATH_MAX} a path can have"
+    longest = max((len(part.encode()) for part in re.split(r"[/\\]", value)), default=0)
+    if longest > NAME_MAX:
+        return f"a path part of {longest} bytes is longer than the {NAME_MAX} a file or folder name can have"
+    return None
+
+
+def _leaves(raw, validated, key: str = ""):
+    """(dotted key, value as given, value as validated) for every scalar of the validated tree; the given value
+    is None where the tree did not hold one (a default, or a group passed as an object)."""
+    if isinstance(validated, BaseModel):
+        for name in type(validated).model_fields:
+            given = raw.get(name) if isinstance(raw, dict) else None
+            yield from _leaves(given, getattr(validated, name), f"{key}.{name}" if key else name)
+    elif isinstance(validated, (list, tuple)):
+        given = raw if isinstance(raw, (list, tuple)) and len(raw) == len(validated) else [None] * len(validated)
+        for index, (item, value) in enumerate(zip(given, validated)):
+            yield from _leaves(item, value, f"{key}[{index}]")
+    else:
+        yield key, raw, validated
+
+
+def check_values(params, tree: dict | None = None) -> None:
+    """Refuse what the per-field schema lets through (numbers given as booleans, non-finite numbers, paths no
+    file system can hold) in every group, the model group's options included; ParamsError names the key."""
+    for key, given, value in _leaves(tree or {}, params):
+        if isinstance(given, bool) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ParamsError(f"parameter {key} = {given!r}: expected a number, not a boolean")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamsError(f"parameter {key} = {_shown(given if given is not None else value)}: "
+                              "expected a finite number")
+        if isinstance(value, str) and _is_path_key(key) and (problem := _path_problem(value)):
+            raise ParamsError(f"parameter {key} = {_shown(value)}: {problem}")
+
+
+def outputs_outside(params, stage: str, root: str | Path = ".") -> list[tuple[str, str]]:
+    """(key, path) of each output of ``stage`` that lies outside ``root`` (the project: the current folder).
+    Judged as written, without following symlinks: a ``data`` link to a bigger disk is the user's own choice."""
+    home = os.path.abspath(root)
+    outside = []
+    for key in STAGE_OUTPUTS.get(stage, ()):
+        group, name = key.split(".")
+        value = getattr(getattr(params, group), name)
+        if value and os.path.commonpath([home, os.path.abspath(value)]) != home:
+            outside.append((key, value))
+    return outside
 
 
 def _apply_override(tree: dict, assignment: str) -> None:
@@ -379,6 +458,8 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
     for assignment in overrides:
         _apply_override(tree, assignment)
     try:
-        return Params.model_validate(tree)
+        params = Params.model_validate(tree)
     except ValidationError as exc:
         raise ParamsError(_describe_error(exc.errors()[0])) from None
+    check_values(params, tree)
+    return params

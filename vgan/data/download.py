@@ -27,10 +27,23 @@ class _Retryable(Exception):
     """A network failure worth another try (dropped connection, timeout, 5xx)."""
 
 
+def _over_cap(url: str, size: int, max_bytes: int, partial: Path, how: str) -> DataError:
+    partial.unlink(missing_ok=True)
+    return DataError(f"download failed: {url}: {how} {size:,} bytes, over the cap of {max_bytes:,} "
+                     f"(data.max_download_gb); nothing was kept (raise the cap if this file is trusted)")
 
 
-def _http_attempt(url: str, partial: Path, digest, timeout_s: float, progress: bool):
-    """One HTTP request continuing `partial`; returns the running digest."""
+def _declared_length(url: str, value: str | None) -> int | None:
+    """The response's Content-Length as a number (None when absent); a malformed one is a one-line error."""
+    if value is None:
+        return None
+    if not value.strip().isascii() or not value.strip().isdigit():
+        raise DataError(f"download failed: {url}: the server sent a malformed Content-Length {value[:40]!r}")
+    return int(value)
+
+
+def _http_attempt(url: str, partial: Path, digest, timeout_s: float, progress: bool, max_bytes: int | None = None):
+    """One HTTP request continuing `partial`; returns the running digest. Stops at ``max_bytes`` in all."""
     have = partial.stat().st_size if partial.exists() else 0
     headers = {"User-Agent": USER_AGENT}
     if have:
@@ -50,18 +63,27 @@ def _http_attempt(url: str, partial: Path, digest, timeout_s: float, progress: b
             raise DataError(f"download failed: {url}: cannot resolve host {host!r} (DNS; check the URL "
                             "and the network)") from None
         raise _Retryable(str(err.reason)) from None
+    except (http.client.HTTPException, ValueError) as err:  # a status line or headers no HTTP client can read
+        raise DataError(f"download failed: {url}: malformed response from the server ({err.__class__.__name__}: "
+                        f"{' '.join(str(err).split())[:80]})") from None
     with response:
         if have and response.status != 206:
             # the server ignored our Range header: start over
             have, digest = 0, hashlib.sha256()
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
+        length = _declared_length(url, response.headers.get("Content-Length"))
+        total = have + length if length is not None else None
+        if max_bytes is not None and total is not None and total > max_bytes:
+            raise _over_cap(url, total, max_bytes, partial, "the server announces")
         mode = "ab" if have else "wb"
         name = Path(urllib.parse.urlsplit(url).path).name or url
         with open(partial, mode) as out, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                               desc=name, disable=None if progress else True) as bar:
             try:
                 for block in iter(lambda: response.read(CHUNK), b""):
+                    if max_bytes is not None and out.tell() + len(block) > max_bytes:
+                        arrived = out.tell() + len(block)
+                        out.close()  # before _over_cap deletes it
+                        raise _over_cap(url, arrived, max_bytes, partial, "more than")
                     out.write(block)
                     digest.update(block)
                     bar.update(len(block))
@@ -72,11 +94,11 @@ def _http_attempt(url: str, partial: Path, digest, timeout_s: float, progress: b
     return digest
 
 
-def _fetch_http(url: str, partial: Path, retries: int, timeout_s: float, progress: bool):
+def _fetch_http(url: str, partial: Path, retries: int, timeout_s: float, progress: bool, max_bytes: int | None):
     digest = sha256_file(partial) if partial.exists() else hashlib.sha256()
     for attempt in range(retries + 1):
         try:
-            return _http_attempt(url, partial, digest, timeout_s, progress)
+            return _http_attempt(url, partial, digest, timeout_s, progress, max_bytes)
         except _Retryable as err:
             if attempt == retries:
                 raise DataError(f"download failed: {url}: {err} (gave up after {retries + 1} attempts)") from None
@@ -86,10 +108,12 @@ def _fetch_http(url: str, partial: Path, retries: int, timeout_s: float, progres
     raise AssertionError("unreachable")
 
 
-def _fetch_file(url: str, partial: Path):
+def _fetch_file(url: str, partial: Path, max_bytes: int | None):
     source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
     if not source.is_file():
         raise DataError(f"download failed: {url}: no such file {source}")
+    if max_bytes is not None and source.stat().st_size > max_bytes:
+        raise _over_cap(url, source.stat().st_size, max_bytes, partial, "the file holds")
     shutil.copyfile(source, partial)
     return sha256_file(partial)
 
@@ -114,8 +138,9 @@ def _fetch_s3(url: str, partial: Path):
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str, *, retries: int = 5, timeout_s: float = 60.0,
-             progress: bool = True) -> Path:
-    """Fetch `url` (http, https, file or s3) to `dest`, promoted only when its sha256 matches."""
+             progress: bool = True, max_bytes: int | None = None) -> Path:
+    """Fetch `url` (http, https, file or s3) to `dest`, promoted only when its sha256 matches; a file larger than
+    ``max_bytes`` is refused (from its declared size, or as soon as that many bytes have arrived)."""
     dest = Path(dest)
     expected = sha256.lower()
     if dest.is_file() and sha256_file(dest).hexdigest() == expected:
@@ -125,15 +150,17 @@ def download(url: str, dest: str | os.PathLike, sha256: str, *, retries: int = 5
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme in ("http", "https"):
         resumed = partial.exists()
-        digest = _fetch_http(url, partial, retries, timeout_s, progress)
+        digest = _fetch_http(url, partial, retries, timeout_s, progress, max_bytes)
         if resumed and digest.hexdigest() != expected:
             # a leftover .partial may belong to an older version of the file: one clean try
             partial.unlink()
-            digest = _fetch_http(url, partial, retries, timeout_s, progress)
+            digest = _fetch_http(url, partial, retries, timeout_s, progress, max_bytes)
     elif scheme == "file":
-        digest = _fetch_file(url, partial)
+        digest = _fetch_file(url, partial, max_bytes)
     elif scheme == "s3":
         digest = _fetch_s3(url, partial)
+        if max_bytes is not None and partial.stat().st_size > max_bytes:  # the CLI copies whole: checked after
+            raise _over_cap(url, partial.stat().st_size, max_bytes, partial, "it holds")
     else:
         raise DataError(f"cannot download {url!r}: unsupported scheme {scheme!r} (use http, https, file or s3)")
     actual = digest.hexdigest()

@@ -22,13 +22,43 @@ from vgan.errors import DataError
 EXTRACTOR_HINT = "install Debian's libarchive-tools (apt-get install -y libarchive-tools) for bsdtar"
 
 
+NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux file systems count them
+
+
+def _bytes(name: str) -> int:
+    return len(name.encode("utf-8", "surrogateescape"))  # tar keeps undecodable bytes as surrogates
+
+
+def _shown(name: str) -> str:
+    return repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"
+
+
 def _check_name(archive: Path, name: str) -> PurePosixPath:
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or (path.parts and ":" in path.parts[0]):
-        raise DataError(f"{archive.name}: refusing absolute path {name!r} in the archive")
+        raise DataError(f"{archive.name}: refusing absolute path {_shown(name)} in the archive")
     if ".." in path.parts:
-        raise DataError(f"{archive.name}: refusing path {name!r} that climbs out with '..'")
+        raise DataError(f"{archive.name}: refusing path {_shown(name)} that climbs out with '..'")
+    if "\0" in name:
+        raise DataError(f"{archive.name}: refusing entry {_shown(name)} whose name holds a NUL character")
+    if _bytes(name) > PATH_MAX or any(_bytes(part) > NAME_MAX for part in path.parts):
+        raise DataError(f"{archive.name}: refusing entry {_shown(name)}: its name is longer than a file system "
+                        f"allows ({NAME_MAX} bytes a name, {PATH_MAX} a path)")
     return path
+
+
+def _check_layout(archive: Path, entries: list[tuple[str, bool]]) -> None:
+    """Refuse an archive that needs one path to be both a file and a folder (``a`` and ``a/b``): no extractor
+    can write both, and which one wins would depend on the order."""
+    files, folders = set(), set()
+    for name, is_dir in entries:
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        folders.update(parts[:index] for index in range(1, len(parts)))
+        (folders if is_dir else files).add(parts)
+    clash = sorted(files & folders)
+    if clash:
+        raise DataError(f"{archive.name}: refusing an archive that holds {_shown('/'.join(clash[0]))} both as a "
+                        f"file and as a folder")
 
 
 def _check_link(archive: Path, name: str, target: str) -> None:
@@ -48,6 +78,9 @@ def _extract_zip(archive: Path, staging: Path, max_bytes: int) -> None:
     with zipfile.ZipFile(archive) as bundle:
         members = bundle.infolist()
         _check_total(archive, sum(m.file_size for m in members), max_bytes)
+        for member in members:
+            _check_name(archive, member.filename)
+        _check_layout(archive, [(m.filename, m.is_dir()) for m in members])
         written = 0
         for member in members:
             name = _check_name(archive, member.filename)
@@ -80,6 +113,7 @@ def _extract_tar(archive: Path, staging: Path, max_bytes: int) -> None:
                             os.path.relpath(member.linkname, str(PurePosixPath(member.name).parent) or "."))
             elif not (member.isfile() or member.isdir()):
                 raise DataError(f"{archive.name}: refusing device, FIFO or special file {member.name!r}")
+        _check_layout(archive, [(m.name, m.isdir()) for m in members])
         _check_total(archive, sum(m.size for m in members if m.isfile()), max_bytes)
         # the "data" filter repeats these checks inside the standard library (Python >= 3.11.4)
         bundle.extractall(staging, members=members, filter="data")
@@ -117,7 +151,9 @@ def _extract_bsdtar(archive: Path, staging: Path, max_bytes: int) -> None:
     if not shutil.which("bsdtar"):
         raise DataError(f"cannot extract {archive.name}: no RAR-capable extractor found; {EXTRACTOR_HINT}")
     total = 0
-    for name, kind, size in _bsdtar_listing(archive):
+    listing = _bsdtar_listing(archive)
+    _check_layout(archive, [(name.rstrip("/"), kind[0] == "d") for name, kind, _ in listing])
+    for name, kind, size in listing:
         _check_name(archive, name)
         if kind[0] in "lh":
             target = kind[1:]
@@ -188,5 +224,8 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: i
         return added
     except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, UnicodeDecodeError) as err:
         raise DataError(f"{archive.name}: corrupt archive ({err})") from None
+    except OSError as err:  # whatever the checks above did not foresee: still one line, nothing kept
+        raise DataError(f"{archive.name}: cannot extract it into {dest} ({err.strerror or err.__class__.__name__}"
+                        f"{': ' + _shown(Path(err.filename).name) if err.filename else ''})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -23,6 +23,8 @@ from vgan.io import MANIFEST_FILE, sha256_file, write_json
 
 SPLITS = ("train", "val")
 SHARD_PATTERN = "{split}-{index:06d}.tar"
+SHARD_NAME = re.compile(rf"(?:{'|'.join(SPLITS)})-[0-9]{{6}}\.tar")
+OWNED_FILE = ".shards-owned.json"  # shards this folder's runs wrote that no manifest lists yet (a run in progress)
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,9 @@ class ShardWriter:
     write to a temp name and rename. The readers are webdataset's.
     """
 
-    def __init__(self, out_dir: Path, split: str, max_bytes: int):
+    def __init__(self, out_dir: Path, split: str, max_bytes: int, claim=None):
         self.out_dir, self.split, self.max_bytes = out_dir, split, max_bytes
+        self.claim = claim  # called with each shard's name before it is written
         self.names: list[str] = []
         self.samples = 0
         self._tar: tarfile.TarFile | None = None
@@ -119,6 +122,8 @@ class ShardWriter:
 
     def _open(self) -> None:
         name = SHARD_PATTERN.format(split=self.split, index=len(self.names))
+        if self.claim:
+            self.claim(name)
         self.names.append(name)
         self._partial = self.out_dir / f".{name}.partial"
         self._tar = tarfile.open(self._partial, "w", format=tarfile.GNU_FORMAT)
@@ -206,11 +211,59 @@ def read_index(raw_dir: Path) -> dict:
     return {"source": index.get("source", "unknown"), "label_names": label_names, "videos": videos}
 
 
+class Ownership:
+    """The shards of a folder that `vgan shards` wrote there: those its last manifest lists, plus those a run
+    since then claimed (kept in ``OWNED_FILE`` until the next manifest, so a killed run's shards stay known).
+    Only these are ever replaced or deleted: anything else in a shared folder is someone else's."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.names: set[str] = set()
+        manifest = self._read(out_dir / MANIFEST_FILE)
+        listed = manifest.get("shards") if isinstance(manifest, dict) else None
+        for names in (listed.values() if isinstance(listed, dict) else []):
+            self.names.update(names if isinstance(names, list) else [])
+        ledger = self._read(out_dir / OWNED_FILE)
+        self.names.update(ledger.get("shards", []) if isinstance(ledger, dict) else [])
+        self.names = {name for name in self.names if isinstance(name, str) and SHARD_NAME.fullmatch(name)}
+        self._save()
+
+    @staticmethod
+    def _read(path: Path):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):  # absent or unreadable: it vouches for nothing
+            return None
+
+    def _save(self) -> None:
+        write_json(self.out_dir / OWNED_FILE, {"shards": sorted(self.names)})
+
+    def claim(self, name: str) -> None:
+        """Before writing shard ``name``: refuse to replace a file of that name this stage did not write."""
+        if name not in self.names:
+            if (self.out_dir / name).exists():
+                raise DataError(f"{self.out_dir / name} was not written by `vgan shards` in this folder (no manifest "
+                                f"of it lists it): it is left alone; choose another shards.out_dir or move it away")
+            self.names.add(name)
+            self._save()
+
+    def finish(self, keep: set[str]) -> None:
+        """After the new manifest is written: delete this stage's shards it no longer lists, and the ledger."""
+        for name in sorted(self.names - keep):
+            (self.out_dir / name).unlink(missing_ok=True)
+        (self.out_dir / OWNED_FILE).unlink(missing_ok=True)
+
+
 def _clean(out_dir: Path) -> None:
     # the manifest goes first: a directory without one is visibly incomplete
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
-    for stale in out_dir.glob(".*.partial"):
-        stale.unlink()
+    for split in SPLITS:
+        for stale in out_dir.glob(f".{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar.partial"):
+            stale.unlink()
+    for record in (MANIFEST_FILE, OWNED_FILE):  # the temp names of a record written when the stage was killed
+        path = Path(record)
+        for stale in out_dir.glob(f".{path.stem}.tmp-[0-9]*{path.suffix}"):
+            stale.unlink()
 
 
 def _sample_members(key: str, start: int, clip: np.ndarray, result: VideoResult, source: str,
@@ -264,8 +317,10 @@ def build_shards(params) -> dict:
                         frame_stride=cfg.frame_stride, clips_per_video=cfg.clips_per_video,
                         timeout_s=cfg.decode_timeout_s, threads=executor.ffmpeg_threads)
         out_dir.mkdir(parents=True, exist_ok=True)
+        ownership = Ownership(out_dir)  # before the old manifest goes: it says which shards are this stage's
         _clean(out_dir)
-        writers = {split: ShardWriter(out_dir, split, int(cfg.shard_mb * 1e6)) for split in SPLITS}
+        writers = {split: ShardWriter(out_dir, split, int(cfg.shard_mb * 1e6), ownership.claim)
+                   for split in SPLITS}
         results = executor.map_in_order(_process_task, ((task, spec) for task in tasks))
         inputs, quarantine, videos_per_split = _write_samples(results, len(tasks), writers, index)
     shard_names = {split: writer.close() for split, writer in writers.items()}
@@ -275,9 +330,6 @@ def build_shards(params) -> dict:
         examples = "; ".join(item["reason"] for item in quarantine[:3])
         raise DataError(f"no usable clip in {len(tasks)} videos, all quarantined (e.g. {examples})")
     keep = {name for names in shard_names.values() for name in names}
-    for old in out_dir.glob("*-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
-        if old.name not in keep:
-            old.unlink()
     manifest = {
         "source": index["source"],
         "label_names": index["label_names"],
@@ -290,4 +342,5 @@ def build_shards(params) -> dict:
         "params": cfg.model_dump(mode="json", exclude={"workers", "executor", "out_dir"}),
     }
     write_json(out_dir / MANIFEST_FILE, manifest, indent=2, sort_keys=True)
+    ownership.finish(keep)
     return manifest

@@ -120,7 +120,8 @@ def fetch_urls(data) -> dict:
         filename = entry.filename or PurePosixPath(urllib.parse.urlsplit(entry.url).path).name
         if not filename or _unsafe(filename):
             raise DataError(f"data.urls: cannot use filename {filename!r} for {entry.url}; set a plain `filename`")
-        local = download(entry.url, cache / filename, entry.sha256, retries=data.download_retries)
+        local = download(entry.url, cache / filename, entry.sha256, retries=data.download_retries,
+                         max_bytes=int(data.max_download_gb * 1e9))
         if _is_archive(filename):
             added = extract(local, raw_dir, max_bytes=max_bytes)
             rel_paths += [p.relative_to(raw_dir).as_posix() for p in added if is_candidate(p)]
@@ -171,9 +172,10 @@ def fetch_ucf101(data, *, video_url: str | None = None, splits_url: str | None =
                         "(sha256sum of UCF101.rar and of the split-list zip you trust)")
     raw_dir, cache = Path(data.raw_dir), download_dir(data)
     max_bytes = int(data.max_extract_gb * 1e9)
-    archive = download(video_url, cache / "UCF101.rar", video_sha256, retries=data.download_retries)
+    cap = int(data.max_download_gb * 1e9)
+    archive = download(video_url, cache / "UCF101.rar", video_sha256, retries=data.download_retries, max_bytes=cap)
     lists = download(splits_url, cache / "UCF101TrainTestSplits-RecognitionTask.zip", splits_sha256,
-                     retries=data.download_retries)
+                     retries=data.download_retries, max_bytes=cap)
     for source, sha in ((archive, video_sha256), (lists, splits_sha256)):
         marker = raw_dir / f".extracted-{sha[:16]}"
         if not marker.exists():  # 13,320 files: unpack once per archive version

@@ -1,7 +1,9 @@
 """The rating page: one self-contained HTML file (no network), keyboard first, mouse too.
 
-It names nothing about the clips: their URLs are random tokens the page fetches from ``state``, the two
-images appear together only once both have loaded, and the captions are just "left" and "right".
+It names nothing about the clips: their URLs are random tokens the page fetches from ``state``, each clip is raw
+frames of the session's one shape that the page draws on a canvas (every download the same size), the two
+appear together only once both have loaded and play on one clock, and the captions are just "left" and "right".
+It states the protocol, and sends the server's per-session token with each answer.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ PAGE = Template("""<!doctype html>
   button.clip:hover { border-color: #6b6f7a; }
   button.clip:focus-visible { outline: 4px solid var(--accent); outline-offset: 3px; }
   button.clip.picked { border-color: var(--accent); background: #3b3423; }
-  button.clip img { width: ${px}px; height: ${px}px; image-rendering: pixelated; display: block; background: #000; }
+  button.clip canvas { width: ${px}px; height: ${px}px; image-rendering: pixelated; display: block; background: #000; }
+  details.protocol { color: #9a9ca4; font-size: .9rem; margin-top: 26px; }
+  details.protocol summary { cursor: pointer; }
   .key { color: #b9bbc2; font-size: .95rem; }
   #status { min-height: 1.5em; margin-top: 18px; text-align: center; color: #b9bbc2; }
   #finish { display: none; text-align: center; padding: 60px 0; }
@@ -55,17 +59,22 @@ PAGE = Template("""<!doctype html>
     and <kbd>Enter</kbd> chooses the one in focus. Each pair appears once both clips have loaded.</p>
   <div id="pair">
     <button class="clip" id="left" type="button" aria-label="left clip">
-      <img id="left-img" alt="left clip"><span class="key"><kbd>&larr;</kbd> / <kbd>1</kbd> left</span></button>
+      <canvas id="left-img" width="${width}" height="${height}" role="img" aria-label="left clip"></canvas>
+      <span class="key"><kbd>&larr;</kbd> / <kbd>1</kbd> left</span></button>
     <button class="clip" id="right" type="button" aria-label="right clip">
-      <img id="right-img" alt="right clip"><span class="key">right <kbd>2</kbd> / <kbd>&rarr;</kbd></span></button>
+      <canvas id="right-img" width="${width}" height="${height}" role="img" aria-label="right clip"></canvas>
+      <span class="key">right <kbd>2</kbd> / <kbd>&rarr;</kbd></span></button>
   </div>
   <div id="status" role="status"></div>
+  <details class="protocol"><summary>How this rating is kept blind</summary><p id="protocol">${protocol}</p></details>
   <section id="finish" aria-live="polite"><h2>Thank you: all pairs are rated.</h2>
     <p id="finish-text">Your answers are saved. You can close this tab.</p></section>
 </main>
 <script>
 "use strict";
-let state = null, busy = true, shownAt = 0;
+const CLIP = {frames: ${frames}, height: ${height}, width: ${width}, fps: ${fps}}, TOKEN = "${token}";
+const FRAME_BYTES = CLIP.height * CLIP.width * 3;
+let state = null, busy = true, shownAt = 0, timer = null;
 const el = (id) => document.getElementById(id);
 
 function progress(s) {
@@ -74,10 +83,38 @@ function progress(s) {
   el("bar").style.width = (100 * s.answered / s.total) + "%";
 }
 
+async function loadClip(url) {
+  const response = await fetch(url, {cache: "no-store"});
+  if (!response.ok) throw new Error("HTTP " + response.status);
+  const rgb = new Uint8Array(await response.arrayBuffer());
+  if (rgb.length !== CLIP.frames * FRAME_BYTES) throw new Error("a clip of unexpected size");
+  const frames = [];
+  for (let t = 0; t < CLIP.frames; t++) {
+    const image = new ImageData(CLIP.width, CLIP.height);
+    for (let i = t * FRAME_BYTES, j = 0; j < image.data.length; i += 3, j += 4) {
+      image.data[j] = rgb[i]; image.data[j + 1] = rgb[i + 1]; image.data[j + 2] = rgb[i + 2]; image.data[j + 3] = 255;
+    }
+    frames.push(image);
+  }
+  return frames;
+}
+
+function play(clips) {  // both clips on one clock, looping
+  clearInterval(timer);
+  let t = 0;
+  const draw = () => {
+    for (const side of ["left", "right"]) el(side + "-img").getContext("2d").putImageData(clips[side][t], 0, 0);
+    t = (t + 1) % CLIP.frames;
+  };
+  draw();
+  timer = setInterval(draw, 1000 / CLIP.fps);
+}
+
 function show(s) {
   state = s;
   progress(s);
   document.body.dataset.ready = "";
+  clearInterval(timer);
   if (s.done) {
     document.body.classList.add("done");
     document.body.dataset.ready = "done";
@@ -87,13 +124,13 @@ function show(s) {
   busy = true;
   el("pair").classList.remove("shown");
   for (const side of ["left", "right"]) el(side).classList.remove("picked");
-  let pending = 2;
-  for (const side of ["left", "right"]) {
-    const img = el(side + "-img");
-    img.onload = () => { if (--pending === 0) reveal(); };
-    img.onerror = () => { el("status").textContent = "A clip failed to load; reload the page to try again."; };
-    img.src = s[side];
-  }
+  Promise.all([loadClip(s.left), loadClip(s.right)]).then(([left, right]) => {
+    if (state !== s) return;  // an answer moved on meanwhile
+    play({left, right});
+    reveal();
+  }).catch((err) => {
+    el("status").textContent = "A clip failed to load (" + err.message + "); reload the page to try again.";
+  });
 }
 
 function reveal() {
@@ -110,7 +147,8 @@ async function choose(side) {
   el(side).classList.add("picked");
   el("status").textContent = "Saved \\u2014 next pair\\u2026";
   try {
-    const response = await fetch("answer", {method: "POST", headers: {"Content-Type": "application/json"},
+    const response = await fetch("answer", {method: "POST",
+      headers: {"Content-Type": "application/json", "X-Vgan-Token": TOKEN},
       body: JSON.stringify({round: state.round, choice: side, ms: Math.round(performance.now() - shownAt)})});
     if (!response.ok) throw new Error(await response.text());
     show(await response.json());
@@ -138,5 +176,10 @@ HELP = {"real": "One clip of each pair is a real video and the other one is gene
         "models": "Both clips are generated, by two different models: pick the one that looks more realistic."}
 
 
-def render_page(mode: str, question: str, display_px: int) -> str:
-    return PAGE.substitute(question=escape(question), help=escape(HELP[mode]), px=int(display_px))
+def render_page(mode: str, question: str, display_px: int, *, protocol: str, token: str,
+                clip_shape: tuple[int, int, int], fps: float) -> str:
+    """The page of one session: its question, its protocol, its clips' shape and frame rate, its token."""
+    frames, height, width = (int(side) for side in clip_shape)
+    return PAGE.substitute(question=escape(question), help=escape(HELP[mode]), px=int(display_px),
+                           protocol=escape(protocol), token=escape(token), frames=frames, height=height,
+                           width=width, fps=float(fps))

@@ -1,8 +1,14 @@
-"""A rating session: the pairs (drawn with a seed), the answers (one JSONL line each, written atomically, so a
-killed server loses nothing answered and the same command resumes), the score and its MLflow run.
+"""A rating session: the pairs (drawn with a seed, blind by design), the answers (one fsynced JSONL line each,
+appended by the session's only writer, so a killed server loses nothing answered and the same command resumes),
+the score, its report and its MLflow run.
 
-Folder ``<rate.out_dir>/<session>/``: ``clips/*.gif`` (every shown clip, re-encoded alike), ``session.json``
-(the pairs and which clip is which: never served) and ``answers.jsonl``.
+Folder ``<rate.out_dir>/<session>/``: ``clips/*.npy`` (the frames served, every clip of one shape),
+``clips/*.gif`` (the same clips for people to look at), ``session.json`` (the pairs and which clip is which:
+never served), ``answers.jsonl``, ``report.md`` and ``.writer.lock``.
+
+Blindness: both sides show the same number of distinct clips in the same pattern (in every block of that many
+pairs each clip of either side appears once), so remembering a clip says nothing about its side; every clip is
+served as raw frames of one size with the same headers (``server.py``), so no byte count or header does either.
 """
 
 from __future__ import annotations
@@ -20,8 +26,13 @@ import numpy as np
 from pydantic import ValidationError
 
 from vgan.errors import DataError, ParamsError
-from vgan.io import write_json, write_text
+from vgan.io import atomic_path, write_json, write_text
+from vgan.rating.answers import append_answer, posted_answer, read_answers
 from vgan.rating.clips import common_shape, folder_clips, harmonised, real_clips
+from vgan.rating.lock import SessionLock
+
+PROTOCOL_VERSION = 2  # 1: GIFs of differing sizes, generated clips repeated more often than real ones
+SIDE_NAMES = {"generated": "generated", "real": "real", "A": "model A", "B": "model B"}
 
 CHOICES = ("left", "right")
 # per mode: the two groups (the score counts choices of the first), the question and the score's name
@@ -66,6 +77,13 @@ class Session:
     answers: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     finished: threading.Event = field(default_factory=threading.Event)
+    writer: SessionLock | None = None  # this process is the session's only writer while it holds this
+
+    def close(self) -> None:
+        """Let another `vgan rate` open the session (the lock also goes when the process ends)."""
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
 
     @property
     def name(self) -> str:
@@ -83,42 +101,44 @@ class Session:
     def done(self) -> bool:
         return len(self.answers) >= self.total
 
-    def clip_file(self, token: str) -> Path | None:
-        """The GIF behind a served token (tokens are random per shown clip; None for an unknown one)."""
-        for pair in self.meta["pairs"]:
-            for side in CHOICES:
-                if pair[side]["token"] == token:
-                    return self.folder / "clips" / f"{pair[side]['clip']}.gif"
-        return None
+    def clip_bytes(self, key: str) -> bytes:
+        """The frames of clip ``key`` as served: raw RGB, uint8 (T, H, W, 3) of the session's clip shape."""
+        path = self.folder / "clips" / f"{key}.npy"
+        try:
+            video = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot read {path} ({err}); remove {self.folder} to prepare the session again") from None
+        if list(video.shape) != [*self.meta["clip_shape"], 3] or video.dtype != np.uint8:
+            raise DataError(f"{path} holds frames of shape {list(video.shape)}, not the session's "
+                            f"{self.meta['clip_shape']} + [3]; remove {self.folder} to prepare the session again")
+        return np.ascontiguousarray(video).tobytes()
 
     def state(self) -> dict:
         """What the page may know: progress, and the current pair as two opaque URLs."""
         state = {"answered": len(self.answers), "total": self.total, "done": self.done}
         if not self.done:
             pair = self.meta["pairs"][len(self.answers)]
-            state.update(round=pair["round"], left=f"clip/{pair['left']['token']}.gif",
-                         right=f"clip/{pair['right']['token']}.gif")
+            state.update(round=pair["round"], left=f"clip/{pair['left']['token']}",
+                         right=f"clip/{pair['right']['token']}")
         return state
 
     def record(self, round_index, choice, ms) -> dict:
-        """Append one answer (atomically: the whole file is rewritten under a temp name, then renamed); an answer
+        """Append one answer (checked against the schema, then fsynced; a ValueError names what is wrong); an answer
         to a round already answered is ignored (a double key press), so each round counts once."""
-        if choice not in CHOICES or not isinstance(round_index, int):
-            raise ValueError(f"expected round (int) and choice (left|right), got {round_index!r}, {choice!r}")
+        posted = posted_answer({"round": round_index, "choice": choice, "ms": ms})
         with self.lock:
-            if round_index != len(self.answers) or self.done:
+            if posted.round != len(self.answers) or self.done:
                 return self.state()
-            pair = self.meta["pairs"][round_index]
-            other = CHOICES[1 - CHOICES.index(choice)]
+            pair = self.meta["pairs"][posted.round]
+            other = CHOICES[1 - CHOICES.index(posted.choice)]
             clips = self.meta["clips"]
-            answer = {"round": round_index, "choice": choice, "chosen": clips[pair[choice]["clip"]]["group"],
-                      "chosen_source": clips[pair[choice]["clip"]]["source"],
+            answer = {"round": posted.round, "choice": posted.choice,
+                      "chosen": clips[pair[posted.choice]["clip"]]["group"],
+                      "chosen_source": clips[pair[posted.choice]["clip"]]["source"],
                       "other_source": clips[pair[other]["clip"]]["source"],
-                      "ms": int(ms) if isinstance(ms, (int, float)) and ms >= 0 else None,
+                      "ms": None if posted.ms is None else round(posted.ms),
                       "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            lines = "".join(json.dumps(item) + "\n" for item in [*self.answers, answer])
-            write_text(self.answers_file, lines)
-            self.answers.append(answer)
+            self.answers.append(append_answer(self.answers_file, answer))
             if self.done:
                 self.finished.set()
             return self.state()
@@ -153,11 +173,32 @@ def _cycled(count: int, length: int, rng: np.random.Generator) -> list[int]:
 
 
 def _draw_pairs(rounds: int, counts: tuple[int, int], seed: int) -> list[tuple[int, int, bool]]:
-    """(index in group 0, index in group 1, group 0 on the left) per round; each side holds group 0 half the time."""
+    """(index in group 0, index in group 1, group 0 on the left) per round. Both groups show the same number of
+    distinct clips (a seeded subset where a group has more) in the same pattern, each side holds group 0 half
+    the time: neither memory nor position says which group a clip belongs to."""
     rng = np.random.default_rng(seed)
-    first, second = _cycled(counts[0], rounds, rng), _cycled(counts[1], rounds, rng)
+    distinct = min(rounds, *counts)
+    pools = [sorted(rng.choice(count, distinct, replace=False).tolist()) for count in counts]
+    first, second = ([pool[index] for index in _cycled(distinct, rounds, rng)] for pool in pools)
     on_left = rng.permutation([index % 2 == 0 for index in range(rounds)]).tolist()
     return list(zip(first, second, on_left))
+
+
+def protocol_text(meta: dict) -> str:
+    """The protocol of a session in one paragraph: what the page says and the report repeats."""
+    pairs, (first, second) = meta["pairs"], meta["groups"]
+    distinct, (frames, height, width) = meta["distinct_per_side"], meta["clip_shape"]
+    low, extra = divmod(len(pairs), distinct)
+    shown = f"{low} time{'s' if low > 1 else ''}" if not extra else \
+        f"{low} or {low + 1} times (the same counts on both sides)"
+    on_left = sum(meta["clips"][pair["left"]["clip"]]["group"] == first for pair in pairs)
+    return (f"Blind two-alternative forced choice: {len(pairs)} pairs, each of one {SIDE_NAMES[first]} and one "
+            f"{SIDE_NAMES[second]} clip; {distinct} distinct clips per side, each shown {shown}, so a clip seen "
+            f"before is as likely one as the other. Every clip has {frames} frames of {width}x{height} pixels at "
+            f"{meta['fps']:g} frames/s and is served as raw frames of the same size "
+            f"({frames * height * width * 3:,} bytes) with the same headers under a new random address each time. "
+            f"The {SIDE_NAMES[first]} clip is on the left in {on_left} of the {len(pairs)} pairs, in a random "
+            f"order drawn with seed {meta['seed']}.")
 
 
 def _inputs(params) -> tuple[list, list]:
@@ -174,47 +215,76 @@ def _inputs(params) -> tuple[list, list]:
 
 
 def open_session(params) -> Session:
-    """The session of these params: resumed when its folder was made from the same inputs, else made afresh."""
+    """The session of these params, opened for writing (``Session.close()`` ends that): resumed when its folder
+    was made from the same inputs, else made afresh. Another process holding it open is a DataError."""
     cfg = params.rate
     folder = Path(cfg.out_dir) / (cfg.session or f"{cfg.mode}-seed{cfg.seed}")
     groups = _inputs(params)
     digest = _digest(cfg, groups)
-    meta_file = folder / "session.json"
-    if meta_file.exists():
-        meta = json.loads(meta_file.read_text())
-        if meta.get("inputs_digest") != digest:
-            raise DataError(f"{folder} holds a rating of other clips or settings (mode, seed, rounds, fps); choose "
-                            f"another --session, or remove {folder} to start it again")
-        answers = [json.loads(line) for line in (folder / "answers.jsonl").read_text().splitlines() if line.strip()] \
-            if (folder / "answers.jsonl").exists() else []
-        session = Session(folder, meta, answers)
-        if session.done:
-            session.finished.set()
-        return session
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = SessionLock(folder)  # before reading or writing anything of the session
+    try:
+        session = _resume(folder, digest) if (folder / "session.json").exists() else \
+            _prepare(folder, params, groups, digest)
+    except BaseException:
+        writer.release()
+        raise
+    session.writer = writer
+    return session
+
+
+def _resume(folder: Path, digest: str) -> Session:
+    try:
+        meta = json.loads((folder / "session.json").read_text())
+    except ValueError:
+        raise DataError(f"{folder / 'session.json'} is not readable JSON; remove {folder} to start the session "
+                        f"again") from None
+    if meta.get("protocol_version") != PROTOCOL_VERSION:
+        raise DataError(f"{folder} was prepared by an older `vgan rate` whose page was not blind (file sizes and "
+                        f"repeats told the clips apart); move it away or choose another --session")
+    if meta.get("inputs_digest") != digest:
+        raise DataError(f"{folder} holds a rating of other clips or settings (mode, seed, rounds, fps); choose "
+                        f"another --session, or remove {folder} to start it again")
+    session = Session(folder, meta, read_answers(folder / "answers.jsonl", len(meta["pairs"])))
+    if session.done:
+        session.finished.set()
+    return session
+
+
+def _prepare(folder: Path, params, groups, digest: str) -> Session:
     from vgan.media import write_gif
 
+    cfg = params.rate
+    if (folder / "answers.jsonl").exists():  # answers whose pairs are gone: not ours to overwrite
+        raise DataError(f"{folder} holds answers.jsonl but no session.json (the pairs they answer); move it away "
+                        f"or choose another --session")
     names = MODES[cfg.mode]["groups"]
     shape = common_shape(*groups)
     clips, pairs = {}, []
-    for round_index, (first, second, first_left) in enumerate(_draw_pairs(cfg.rounds, tuple(map(len, groups)),
-                                                                          cfg.seed)):
+    draws = _draw_pairs(cfg.rounds, tuple(map(len, groups)), cfg.seed)
+    for round_index, (first, second, first_left) in enumerate(draws):
         keys = []
         for name, group, index in zip(names, groups, (first, second)):
             key = f"{name.lower()}-{index:03d}"
             if key not in clips:
                 source, video = group[index]
-                write_gif(harmonised(video, shape), folder / "clips" / f"{key}.gif", fps=cfg.fps)
+                video = harmonised(video, shape)
+                with atomic_path(folder / "clips" / f"{key}.npy") as tmp:
+                    np.save(tmp, video, allow_pickle=False)
+                write_gif(video, folder / "clips" / f"{key}.gif", fps=cfg.fps)
                 clips[key] = {"group": name, "source": source}
             keys.append(key)
         left, right = keys if first_left else keys[::-1]
         pairs.append({"round": round_index, "left": {"token": secrets.token_hex(8), "clip": left},
                       "right": {"token": secrets.token_hex(8), "clip": right}})
-    meta = {"mode": cfg.mode, "question": MODES[cfg.mode]["question"], "groups": list(names),
-            "inputs_digest": digest, "clip_shape": list(shape), "fps": cfg.fps, "seed": cfg.seed,
+    meta = {"protocol_version": PROTOCOL_VERSION, "mode": cfg.mode, "question": MODES[cfg.mode]["question"],
+            "groups": list(names), "inputs_digest": digest, "clip_shape": list(shape), "fps": cfg.fps,
+            "seed": cfg.seed, "distinct_per_side": len({first for first, _, _ in draws}),
             "sources": {names[0]: cfg.samples_dir,
                         names[1]: f"{params.shards.out_dir} ({cfg.real_split})" if cfg.mode == "real" else cfg.other_dir},
             "clips": clips, "pairs": pairs}
-    write_json(meta_file, meta, indent=1)  # last: a session interrupted while preparing is prepared again
+    meta["protocol"] = protocol_text(meta)
+    write_json(folder / "session.json", meta, indent=1)  # last: a session interrupted while preparing starts again
     return Session(folder, meta)
 
 
@@ -227,6 +297,15 @@ def summary_line(session: Session, result: dict) -> str:
             f"{mode['meaning']}; {mode['chance']})")
 
 
+def write_report(session: Session, result: dict) -> Path:
+    """``report.md`` of a scored session: the score with its interval, then the protocol it was measured under."""
+    path = session.folder / "report.md"
+    write_text(path, f"# Rating {session.name}\n\n{session.meta['question']}\n\n**{summary_line(session, result)}**\n\n"
+                     f"## Protocol\n\n{session.meta['protocol']}\n\nAnswers: `answers.jsonl` ({len(session.answers)} "
+                     f"lines); the pairs and the source of every clip: `session.json`.\n")
+    return path
+
+
 def log_rating(params, cfg, session: Session, result: dict) -> str:
     """One MLflow run named for the rating, nested under the pipeline run of ``params``: the rating's settings
     ``cfg`` (params.rate with the command-line flags), the score and its interval, the answers and the pairs
@@ -235,11 +314,14 @@ def log_rating(params, cfg, session: Session, result: dict) -> str:
 
     with stage_run(params, "rate") as logger:
         logger.set_tags({"mlflow.runName": f"rate-{session.name}", "vgan.rating": session.name,
-                         "vgan.rating.question": session.meta["question"]})
+                         "vgan.rating.question": session.meta["question"],
+                         "vgan.rating.protocol": session.meta["protocol"]})
         logger.log_params({"rate": {**cfg.model_dump(mode="json"), "session": session.name},
                            "rating": {"clip_shape": session.meta["clip_shape"], **{
                                f"source_{group}": source for group, source in session.meta["sources"].items()}}})
         logger.log_metrics(result)
         logger.log_artifact(session.answers_file, "rating")
         logger.log_artifact(session.folder / "session.json", "rating")
+        if (session.folder / "report.md").exists():
+            logger.log_artifact(session.folder / "report.md", "rating")
         return logger.run_id
