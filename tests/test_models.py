@@ -330,12 +330,15 @@ def test_minibatch_std_appends_the_group_standard_deviation():
 
 
 def test_channels_last_helper_converts_only_3d_weights():
-    G, _ = build_model(tiny("mocogan"))
+    G, _ = build_model(tiny("mocogan"))  # 2D image generator: nothing to convert, nothing changed
+    before = {name: p.detach().clone() for name, p in G.named_parameters()}
     to_channels_last_3d(G)
+    assert all(p.is_contiguous() and torch.equal(p, before[name]) for name, p in G.named_parameters() if p.dim() != 5)
     G3, _ = build_model(tiny("vgan"))
     to_channels_last_3d(G3)
     conv = G3.fg_video.weight
     assert conv.is_contiguous(memory_format=torch.channels_last_3d)
+    assert all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in G3.parameters() if p.dim() == 5)
 
 
 def test_model_table_counts_parameters_and_flops():
@@ -389,8 +392,22 @@ def test_recommended_overrides_are_valid_params(name, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_batch_of_one_trains(name):
-    """Batch norm must not see a single value per channel: DDP ranks can hold one clip each."""
+    """Batch norm must not see a single value per channel: DDP ranks can hold one clip each. One clip gives a clip
+    of the right shape in [-1, 1], finite logits, and a finite, non-zero gradient for the generator and for
+    every discriminator."""
+    torch.manual_seed(0)
     G, discriminators = build_model(tiny(name))
     real = moving_squares(1)
     views = G.views(G.sample_z(1), None, context_of(G, real))
-    sum(D(views[D.view]).sum() for D in discriminators.values()).backward()
+    video = views["video"]
+    assert video.shape == real.shape
+    assert torch.isfinite(video).all() and video.abs().max() <= 1.0
+    logits = {key: D(views[D.view]) for key, D in discriminators.items()}
+    for key, value in logits.items():
+        assert value.shape[0] == 1 and torch.isfinite(value).all(), f"{name} D[{key}] logits {value}"
+    sum(value.sum() for value in logits.values()).backward()
+    for owner, module in {"G": G, **discriminators}.items():
+        grads = [p.grad for p in module.parameters() if p.requires_grad and p.grad is not None]
+        assert grads, f"{name}: {owner} gets no gradient from a batch of one"
+        assert all(torch.isfinite(g).all() for g in grads), f"{name}: {owner} gets a non-finite gradient"
+        assert sum(float(g.abs().sum()) for g in grads) > 0, f"{name}: {owner} gets only zero gradients"

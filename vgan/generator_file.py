@@ -1,6 +1,11 @@
 """The generator file, ``models/generator.pt``: what `vgan train` writes and `sample`, `evaluate` and `register`
 load. It holds the params the generator was trained with, its step, and its raw and EMA weights; a training
-checkpoint (``vgan.train.checkpoint``) loads the same way, so any checkpoint can be sampled or evaluated."""
+checkpoint (``vgan.train.checkpoint``) loads the same way, so any checkpoint can be sampled or evaluated.
+
+The file is bit-reproducible: the same weights, params and step give the same bytes whatever the file's name or
+folder (``atomic_save``), so a content hash (dvc.lock, `make check-reference`) says whether two runs trained the same
+generator. Nothing about the run's time or machine goes in (its params are params.yaml's values, relative
+locations unless a user sets absolute ones); that provenance is MLflow's."""
 
 from __future__ import annotations
 
