@@ -28,7 +28,6 @@ import itertools
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -44,12 +44,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from vgan.losses import discriminator_loss, generator_loss  # noqa: E402
 from vgan.models.registry import build_model  # noqa: E402
 from vgan.params import Params, load_params  # noqa: E402
+
+from quality import git_commit, public_command  # noqa: E402  (bench/, beside this file)
 from vgan.train.loop import NullLogger, Trainer  # noqa: E402
-
-def git_commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
-
 
 CASES = ("default", "vgan", "mocogan")  # "default" = params.yaml's model.name
 
@@ -317,7 +314,7 @@ def main(argv=None) -> int:
     dtype = torch.bfloat16 if on_gpu else torch.float32
     peak = matmul_tflops(device, dtype)
     report = {
-        "command": " ".join(["python", "bench/bench_train.py", *sys.argv[1:]]),
+        "command": public_command("bench/bench_train.py", sys.argv[1:]),
         "commit": git_commit(), "date": time.strftime("%Y-%m-%d"),
         "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if on_gpu else platform.processor()
                    or platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads()},

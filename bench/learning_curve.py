@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from quality import git_commit, run_stage, sets  # noqa: E402
+from quality import git_commit, public_command, run_stage, sets  # noqa: E402
 
 from vgan.io import write_json  # noqa: E402
 
@@ -182,9 +182,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = args.out or REPO / "bench/results" / f"curve_{args.name}_{device}.json"
     result = {
-        "command": "python bench/learning_curve.py " + " ".join(
-            [f"--name {args.name}", *sets(args.overrides), "--seeds", *map(str, args.seeds), f"--steps {steps}",
-             f"--every {args.every}"]).replace("--set", "--set"),
+        "command": public_command("bench/learning_curve.py", sys.argv[1:]),
         "name": args.name, "overrides": args.overrides, "commit": git_commit(), "date": time.strftime("%Y-%m-%d"),
         "device": {"type": device, "machine": platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__},
         "num_clips": judge.n, "baselines": {"static": judge.baseline("static"), "shuffled": judge.baseline("shuffled")},

@@ -42,6 +42,7 @@ from vgan.models.registry import ARCHITECTURES, recommended_overrides  # noqa: E
 from tasks_table import load_task_results, tasks_markdown  # noqa: E402  (bench/, beside this file)
 
 TASKS = tuple(sorted(path.stem.removeprefix("task_") for path in (REPO / "bench").glob("task_*.py")))  # bench/task_<name>.py
+CURVE_PICTURE = REPO / "docs/results/curve_default.png"
 NOTES_HEADING = "\n## Notes"  # hand-written notes below the tables, kept when the tables are rewritten
 
 
@@ -56,14 +57,30 @@ def run_stage(workdir: Path, *args: str) -> float:
     return time.monotonic() - started
 
 
+def public_command(script: str, argv: list[str]) -> str:
+    """The command line as a reader reruns it from the repository root: paths into this checkout relative, other
+    absolute paths (a work folder in a temp directory) as ``<folder>``, so no machine's paths get published."""
+    def public(arg: str) -> str:
+        if not arg.startswith("/"):
+            return arg
+        path = Path(arg).resolve()
+        return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else "<folder>"
+    return " ".join([f"python {script}", *(public(arg) for arg in argv)])
+
+
 def sets(overrides: list[str]) -> list[str]:
     return [arg for override in overrides for arg in ("--set", override)]
 
 
-def train_and_judge(workdir: Path, name: str, overrides: list[str], thumbs: Path) -> dict:
-    """Train from scratch with ``overrides``, evaluate, sample; the row of the results table."""
+def train_and_judge(workdir: Path, name: str, overrides: list[str], thumbs: Path, curve: bool = False) -> dict:
+    """Train from scratch with ``overrides``, evaluate, sample; the row of the results table.
+
+    curve: also score every checkpoint (every train.checkpoint_every steps, as `make run` writes them) like
+    `vgan evaluate` does (bench/learning_curve.py's ``Judge``): fd_evaluator against step and training seconds."""
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
-    train_s = run_stage(workdir, "train", *sets(overrides))
+    started = time.time()
+    train_s = run_stage(workdir, "train", *sets(overrides + (["train.keep_checkpoints=1000"] if curve else [])))
+    scored = score_checkpoints(workdir, started) if curve else None
     run_stage(workdir, "evaluate", *sets(overrides))
     run_stage(workdir, "sample", *sets(overrides + ["sample.mp4=false"]))
     metrics = json.loads((workdir / "metrics/evaluate.json").read_text())
@@ -71,8 +88,25 @@ def train_and_judge(workdir: Path, name: str, overrides: list[str], thumbs: Path
     index = json.loads((workdir / "samples/index.json").read_text())
     thumb = thumbs / f"{name}.png"
     shutil.copyfile(workdir / "samples" / index["contact_sheet"], thumb)
-    return {"name": name, "overrides": overrides, "steps": train["steps"], "train_seconds": round(train_s, 1),
-            "metrics": metrics, "contact_sheet": str(thumb.relative_to(REPO))}
+    row = {"name": name, "overrides": overrides, "steps": train["steps"], "train_seconds": round(train_s, 1),
+           "metrics": metrics, "contact_sheet": str(thumb.relative_to(REPO))}
+    if scored is not None:
+        row["curve"] = scored
+    return row
+
+
+def score_checkpoints(workdir: Path, started: float) -> list[dict]:
+    """fd_evaluator (with its interval) of every checkpoint of the run just trained, oldest first."""
+    from learning_curve import Judge  # bench/, beside this file
+
+    from vgan.train.checkpoint import list_checkpoints
+
+    judge = Judge(workdir)
+    rows = []
+    for path in list_checkpoints(next((workdir / "checkpoints").iterdir())):
+        rows.append({"step": int(path.stem.split("-")[1]), "train_seconds": round(path.stat().st_mtime - started, 1),
+                     **judge.score(path)})
+    return rows
 
 
 def headline(metrics: dict) -> dict:
@@ -127,11 +161,50 @@ def markdown(results: dict) -> str:
     for entry in results.get("appended", []):
         lines += [f"Rows {', '.join(entry['models'])}: added by `{entry['command']}` at commit {entry['git_commit']}, "
                   f"{entry['date']}, on the same {entry['budget_minutes']}-minute budget.", ""]
+    lines += curves_markdown(results)
     return "\n".join(lines)
 
 
+def curves(results: dict) -> dict | None:
+    """The default's learning curves in bench/learning_curve.py's layout (for its ``plot``), or None."""
+    runs = [row for row in results["runs"] if "curve" in row]
+    if not runs:
+        return None
+    static = runs[0]["headline"]["static"]
+    return {"name": "default", "baselines": {"static": static},
+            "runs": [{"seed": row["seed"], "curve": row["curve"]} for row in runs]}
+
+
+def curves_markdown(results: dict) -> list[str]:
+    from learning_curve import first_below  # bench/, beside this file
+
+    found = curves(results)
+    if found is None:
+        return []
+    static = found["baselines"]["static"]
+    when = lambda hit: "never" if hit is None else f"step {hit['step']} ({hit['train_seconds']:.0f} s)"  # noqa: E731
+    lines = ["## The default's learning curves and time to quality", "",
+             "Every checkpoint of the default runs above (every 250 steps, EMA generator) scored like `vgan evaluate` "
+             "scores the final one: same evaluator, same n, the same static-frame baseline. Training seconds are "
+             "wall-clock from the start of `vgan train` to the checkpoint file (start-up and checkpointing included).",
+             "", f"![learning curves]({CURVE_PICTURE.relative_to(REPO / 'docs')})", "",
+             "| seed | fd_evaluator at each checkpoint | first below 2x static | first below static |",
+             "| --- | --- | --- | --- |"]
+    for run in found["runs"]:
+        points = ", ".join(f"{fmt(point['fd_evaluator'])}" for point in run["curve"])
+        lines.append(f"| {run['seed']} | {points} | {when(first_below(run['curve'], 2 * static))} | "
+                     f"{when(first_below(run['curve'], static))} |")
+    return lines + [""]
+
+
 def write_docs(docs: Path, results: dict, notes: str) -> None:
-    """docs/results.md: the zoo's table, the tasks' table (from their results files), the hand-written notes."""
+    """docs/results.md: the zoo's table, the default's learning curves (and their picture), the tasks' table (from
+    their results files), the hand-written notes."""
+    from learning_curve import plot  # bench/, beside this file
+
+    found = curves(results)
+    if found is not None:
+        plot([found], CURVE_PICTURE)
     write_text(docs, markdown(results) + tasks_markdown(load_task_results(REPO / "bench/results"), REPO) + notes)
 
 
@@ -208,8 +281,8 @@ def main() -> None:
                 and not (rerun_default and row["name"].startswith("default-seed"))]
         notes = kept_notes(args.docs)
 
-    def record(label: str, seed: int, overrides: list[str], file_name: str) -> None:
-        row = train_and_judge(workdir, file_name, overrides, thumbs)
+    def record(label: str, seed: int, overrides: list[str], file_name: str, curve: bool = False) -> None:
+        row = train_and_judge(workdir, file_name, overrides, thumbs, curve)
         row.update(label=label, seed=seed, headline=headline(row["metrics"]))
         runs.append(row)
         head = row["headline"]
@@ -219,17 +292,20 @@ def main() -> None:
         write_results()
 
     def write_results() -> None:
-        command = " ".join(["python bench/quality.py", *sys.argv[1:]])
+        command = public_command("bench/quality.py", sys.argv[1:])
         results = {"command": command, "device": platform.processor() or platform.machine(),
                    "cpu_count": os.cpu_count(), "torch": torch.__version__, "git_commit": git_commit(),
                    "date": time.strftime("%Y-%m-%d"), "default_model": default_model,
                    "budget_minutes": budget, "runs": runs}
         if args.append:  # the table's provenance stays the full run's; each appended run is listed beside it
-            appended = [entry for entry in previous.get("appended", []) if entry["models"] != args.models]
+            appended = [{**entry, "command": public_command("bench/quality.py", entry["command"].split()[2:])}
+                        for entry in previous.get("appended", []) if entry["models"] != args.models]
             appended.append({"command": command, "models": args.models, "git_commit": results["git_commit"],
                              "date": results["date"], "budget_minutes": budget})
             results.update({key: previous[key] for key in ("command", "device", "cpu_count", "torch", "git_commit",
                                                             "date", "default_model") if key in previous})
+            # commands recorded before public_command existed named this machine's work folders
+            results["command"] = public_command("bench/quality.py", results["command"].split()[2:])
             results["appended"] = appended
         write_json(args.out, results, indent=1)
         write_docs(args.docs, results, notes)
@@ -238,7 +314,7 @@ def main() -> None:
     if args.append:
         budget = budget if budget is not None else previous["budget_minutes"]
     for seed in ([] if args.append and "default" not in args.models else args.seeds):
-        record(f"default ({default_model})", seed, [f"train.seed={seed}"], f"default-seed{seed}")
+        record(f"default ({default_model})", seed, [f"train.seed={seed}"], f"default-seed{seed}", curve=True)
     if budget is None:
         budget = round(runs[0]["train_seconds"] / 60, 2) if runs else 3.0
     models = [m for m in (ARCHITECTURES if args.models is None else args.models) if m not in (default_model, "default")]

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from vgan.models.predictor import RECOMMENDED_OVERRIDES  # noqa: E402
 
-from quality import git_commit  # noqa: E402  (bench/, beside this file)
+from quality import git_commit, public_command  # noqa: E402  (bench/, beside this file)
 
 SCORERS = {"model": "predictor's relative error", "discriminator": "its discriminator"}
 CRITERION = 0.9
@@ -111,7 +111,7 @@ def main() -> None:
 
     result = {
         "task": "anomaly",
-        "command": " ".join(["python bench/task_anomaly.py", *sys.argv[1:]]),
+        "command": public_command("bench/task_anomaly.py", sys.argv[1:]),
         "device": "cpu", "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "platform": platform.machine(), "git_commit": git_commit(),
         "date": datetime.date.today().isoformat(),
@@ -131,7 +131,7 @@ def main() -> None:
                                           and (row["per_seed"][str(seed)]["model"] or 0) >= CRITERION)
                         for seed in args.seeds},
                     "types_beating_frame_difference": sorted({row["type"] for row in rows if row["beats_baseline"]})},
-        "pictures": [str(args.picture.relative_to(REPO))] if args.picture.is_relative_to(REPO) else [str(args.picture)],
+        "pictures": [str(args.picture.resolve().relative_to(REPO))] if args.picture.resolve().is_relative_to(REPO) else [],
     }
     passed = result["summary"]["types_with_auc_ge_0.9"]
     beaten = sorted({f"{row['type']} ({SCORERS[row['scorer']]} {row['model']:.3f} vs {row['baselines']['frame difference']:.3f})"

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from vgan.io import write_json  # noqa: E402
 from vgan.models.registry import recommended_overrides  # noqa: E402
 
-from quality import git_commit, run_stage, sets  # noqa: E402  (bench/, beside this file)
+from quality import git_commit, public_command, run_stage, sets  # noqa: E402  (bench/, beside this file)
 
 # model.name: (capability, baseline to beat, [(measure, metric key, higher is better)], metrics the criterion
 # needs beaten, baselines shown)
@@ -123,7 +123,7 @@ def main() -> None:
         bases = ", ".join(f"{base} {value:.4g}" for base, value in row["baselines"].items() if value is not None)
         verdict = {True: "PASS", False: "FAIL", None: ""}[row["passes"]]
         print(f"{row['capability']:<24} {row['measure']:<50} {row['model']:>9.4g}  {bases}  {verdict}")
-    command = "python bench/task_vsr.py " + " ".join(sys.argv[1:])
+    command = public_command("bench/task_vsr.py", sys.argv[1:])
     results = {"task": "vsr", "command": command.strip(), "device": platform.processor() or platform.machine(),
                "cpu_count": os.cpu_count(), "torch": torch.__version__, "git_commit": git_commit(),
                "date": date.today().isoformat(),

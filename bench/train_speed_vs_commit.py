@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from learning_curve import prepare_workdir  # noqa: E402
-from quality import git_commit  # noqa: E402
+from quality import git_commit, public_command  # noqa: E402
 
 from vgan import QUIET_ENV  # noqa: E402
 from vgan.io import write_json  # noqa: E402
@@ -91,7 +91,7 @@ def main() -> None:
                 print(f"round {repeat + 1}: {name:14s} {args.short} steps {short:6.1f} s, {args.long} steps "
                       f"{long:6.1f} s -> {rates[name][-1]:.2f} steps/s", flush=True)
     old, new = (statistics.median(rates[name]) for name in sides)
-    result = {"command": " ".join(["python bench/train_speed_vs_commit.py", *sys.argv[1:]]),
+    result = {"command": public_command("bench/train_speed_vs_commit.py", sys.argv[1:]),
               "commit": git_commit(), "against": args.commit, "date": time.strftime("%Y-%m-%d"),
               "device": {"type": "cpu", "machine": platform.machine(), "cores": os.cpu_count(),
                          "torch": torch.__version__},

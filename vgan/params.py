@@ -100,7 +100,7 @@ class ShardsParams(_Strict):
 
 
 class TrainParams(_Strict):
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(2500, ge=1)
     max_minutes: float = Field(0.0, ge=0, description="0 = no time budget")
     batch_size: int = Field(32, ge=1)
     lr_g: float = Field(1e-3, gt=0)

@@ -108,7 +108,7 @@ class ShardWriter:
     Not webdataset's ``TarWriter``/``ShardWriter``: in webdataset 1.0.2 they sort a sample's members
     (cls, frames.npy, json), stamp owner "bigdata" and mode 0444, and open the tar in Python's default PAX
     format (their ``format`` argument never reaches ``tarfile.open``), so every shard's bytes, and the
-    checksums recorded in manifests and ``bench/results/shards_identity.json``, would change; nor do they
+    checksums recorded in manifests and in the committed reference's ``dvc.lock``, would change; nor do they
     write to a temp name and rename. The readers are webdataset's.
     """
 

@@ -59,13 +59,13 @@ class MotionShapeGenerator(VideoGenerator):
         h = self.cond(z, y)
         flow = self.motion_field(h)
         batch, _, frames = flow.shape[:3]
-        appearance = self.shape(h)  # (B, C, H, W); grey: (B, 1, H, W), the same in every channel
-        if self.grayscale:
-            appearance = appearance.expand(-1, self.channels, -1, -1)
+        appearance = self.shape(h)  # (B, C, H, W); grey: (B, 1, H, W), widened to every channel after the warp
         grid = self.identity_grid + flow.permute(0, 2, 3, 4, 1)  # (B, T, H, W, 2)
         source = appearance[:, None].expand(-1, frames, -1, -1, -1).flatten(0, 1)
         warped = F.grid_sample(source, grid.flatten(0, 1), mode="bilinear", padding_mode="border", align_corners=True)
-        return warped.unflatten(0, (batch, frames)).transpose(1, 2)
+        video = warped.unflatten(0, (batch, frames)).transpose(1, 2)
+        # a real copy, not a stride-0 view: callers may write into the clips they get
+        return video.expand(-1, self.channels, -1, -1, -1).contiguous() if self.grayscale else video
 
 
 def build(params):

@@ -36,7 +36,7 @@ class MotionshapeOptions(_Strict):
                     "1 = one displacement per frame (rigid motion)")
     grayscale: bool = Field(True, description="one grey appearance channel, repeated to model.channels (for grey "
                                                 "data such as the moving digits: no colour noise to learn away)")
-    image_frames: int = Field(2, ge=0, description="random frames per clip an image discriminator judges (0 = none)")
+    image_frames: int = Field(4, ge=0, description="random frames per clip an image discriminator judges (0 = none)")
     video_downsample: Literal[1, 2, 4] = Field(
         2, description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
                        "temporal discriminator; the image discriminator keeps full resolution)")

@@ -1,10 +1,13 @@
 """The one training loop: every architecture, several discriminators, exact resume.
 
 Imports only torch/numpy at module level; MLflow logging arrives through ``logger``.
-Why one ~500-line module: the ``Trainer`` owns the state that makes resume bit-exact (weights, optimisers,
-data position, every random stream, the EMA's statistics), and the steps, the checkpoint round trip and the
-loop all read and write it; the parts that need no such state live beside it (``checkpoint``, ``ema``,
-``distributed``, ``vgan.losses``, ``vgan.augment``).
+The ``Trainer`` owns the state that makes resume bit-exact (weights, optimisers, data position, every random
+stream, the EMA's statistics) and the checkpoint round trip; the D and G steps are functions of the modules in
+``steps``, and the parts that need no such state live beside it (``checkpoint``, ``ema``, ``distributed``,
+``vgan.losses``, ``vgan.augment``).
+
+``videos_per_s`` (logged and in ``metrics/train.json``) is one thing everywhere, also in ``bench/``: real
+training clips drawn per second of step time, i.e. global batch x ``n_critic`` per step.
 """
 
 from __future__ import annotations
@@ -135,7 +138,8 @@ class Trainer:
         fused = self.device.type == "cuda"  # one kernel per optimiser step; CPU keeps the default implementation
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=self.cfg.betas, fused=fused)
         self.opt_d = torch.optim.Adam(self.Ds.parameters(), lr=self.cfg.lr_d, betas=self.cfg.betas, fused=fused)
-        self.gan = steps.GanModules(self.G, self.G_ema, self.Ds, self.opt_g, self.opt_d, world_size, self._autocast)
+        self.gan = steps.GanModules(self.G, self.G_ema, self.Ds, self.opt_g, self.opt_d, world_size, self._autocast,
+                                    concatenate=self.device.type == "cuda")
         if self.cfg.compile:
             self.G.compile()  # compiles G's forward in place, so every view uses it
         self.model_hash = params.group_hash("model")

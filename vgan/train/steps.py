@@ -5,8 +5,10 @@ reads from the host inside a step: losses and gradient norms stay tensors until 
 What keeps a step cheap:
 - the generator runs once per step when ``train.n_critic`` is 1: its clips train the discriminators (detached)
   and then the generator itself (``GanModules.fake_views`` with grad);
-- a discriminator with no layer that mixes clips of a batch judges real and fake clips in one forward on their
-  concatenation (``couples_batch`` says which ones cannot: batch norm, minibatch-stddev);
+- on CUDA, a discriminator with no layer that mixes clips of a batch judges real and fake clips in one forward on
+  their concatenation (``couples_batch`` says which ones cannot: batch norm, minibatch-stddev). On the CPU two
+  forwards are faster (no launch overhead to save, and the concatenation is a copy): the default's step took
+  112 ms concatenated and 108 ms separate in one run (the closing note of issue 27 has the probe);
 - R1 is lazy (StyleGAN2): every ``train.r1_every`` steps, its weight multiplied by that interval;
 - the EMA update and WGAN's weight clipping are single ``torch._foreach_*`` calls.
 """
@@ -39,11 +41,13 @@ class GanModules:
     opt_d: torch.optim.Optimizer
     world_size: int = 1
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    concatenate: bool = False  # real and fake in one discriminator forward where allowed (CUDA)
     _coupled: dict = field(default_factory=dict)
 
-    def batch_coupled(self, name: str) -> bool:
+    def judged_apart(self, name: str) -> bool:
+        """Whether discriminator ``name`` judges real and fake clips in two forwards."""
         if name not in self._coupled:
-            self._coupled[name] = couples_batch(self.Ds[name])
+            self._coupled[name] = not self.concatenate or couples_batch(self.Ds[name])
         return self._coupled[name]
 
 
@@ -55,7 +59,7 @@ def couples_batch(module: nn.Module) -> bool:
 def judge(gan: GanModules, name: str, real: torch.Tensor, fake: torch.Tensor, labels, policies) -> tuple:
     """(real logits, fake logits) of discriminator ``name``: one forward on both where its layers allow."""
     D = gan.Ds[name]
-    if gan.batch_coupled(name) or real.shape[1:] != fake.shape[1:]:
+    if gan.judged_apart(name) or real.shape[1:] != fake.shape[1:]:
         return D(augment(real, policies), labels), D(augment(fake, policies), labels)
     both_labels = None if labels is None else torch.cat([labels, labels])
     logits = D(augment(torch.cat([real, fake.to(real.dtype)]), policies), both_labels)
