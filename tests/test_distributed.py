@@ -200,7 +200,9 @@ def assert_matches_single(single_root: Path, ddp_root: Path, params_file: Path) 
     assert len(drifting) == 8
     for weights in ("G", "G_ema"):  # G_ema includes the batch-norm running statistics (buffers)
         compared = [k for k in one[weights] if k not in drifting]
-        assert _max_difference(one[weights], two[weights], compared) < 1e-5, weights
+        # float reduction order only (a slicing or seeding mistake moves weights by ~lr = 1e-3): since the D step's
+        # fake clips also train G (one generator forward per step) the largest difference measured was 1.24e-5
+        assert _max_difference(one[weights], two[weights], compared) < 3e-5, weights
         # gradient-free biases: bounded by Adam's step size (lr per step, 4 steps) ...
         assert _max_difference(one[weights], two[weights], cancelled) <= 2 * 4 * params.train.lr_g
     # ... and invisible in what the user gets: the EMA generator's samples (eval mode, running stats)

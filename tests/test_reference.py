@@ -232,9 +232,9 @@ TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
 TINY_REFERENCE = {
     "data/raw": "26e58d6e01924c19e6b2f36f245c5690.dir",
     "data/shards": "3efbeaebc87ed05d11ce4f15c1921e9e.dir",
-    "models/generator.pt": "7a2b103fc4427eeb27a74ba0999c4318",
+    "models/generator.pt": "57c51f0e70f9845412f77a9c08804eee",
     "plots/training_samples": "0b361c21d6da42b2619a2cd353778e4c.dir",
-    "samples": "250641cb9d32de3d4904ac67a67d90e1.dir",
+    "samples": "bf5de2fbe39bb0c10e5769aa2facea8c.dir",
     "metrics/evaluator.json": "e60b4188cfa06ffe441755d7c0a1fb67",
     "models/evaluator.pt": "b5f78792a96f3c430b4b431ce3b50a06",
     "metrics/evaluate.json": "0c4576a1158fdb9815076535c4938fa8",

@@ -212,3 +212,27 @@ def test_training_benchmark_runs_at_a_tiny_size_and_writes_its_results(tmp_path)
         assert 0 <= case["loader"]["data_wait_fraction"] < 1
     assert report["device"]["type"] == "cpu" and report["matmul_tflops"] > 0
     assert "videos/s" in result.stdout and "MFU" in result.stdout
+
+
+# -- the step functions -------------------------------------------------------------------------
+
+def test_one_forward_on_real_and_fake_gives_the_logits_of_two_and_coupled_discriminators_keep_two():
+    from vgan.models.layers import MinibatchStd
+    from vgan.models.registry import build_model
+    from vgan.params import Params
+    from vgan.train import steps
+
+    torch.manual_seed(0)
+    G, discriminators = build_model(Params.model_validate(
+        {"model": {"frames": 8, "resolution": 16, "width": 8, "motionshape": {"image_frames": 0}}}).model)
+    Ds = torch.nn.ModuleDict(discriminators).eval()  # spectral norm's power iteration would move between forwards
+    gan = steps.GanModules(G, G, Ds, None, None, concatenate=True)
+    real, fake = torch.rand(2, 4, 3, 8, 16, 16) * 2 - 1
+    together = steps.judge(gan, "video", real, fake, None, [])
+    apart = Ds["video"](real), Ds["video"](fake)
+    for joint, alone in zip(together, apart):
+        torch.testing.assert_close(joint, alone, rtol=1e-5, atol=1e-5)
+    assert not gan.judged_apart("video")
+    assert steps.couples_batch(torch.nn.Sequential(torch.nn.Conv3d(3, 3, 1), MinibatchStd(2)))
+    assert steps.couples_batch(torch.nn.BatchNorm2d(3)) and not steps.couples_batch(torch.nn.InstanceNorm3d(3))
+    assert steps.GanModules(G, G, Ds, None, None, concatenate=False).judged_apart("video")  # the CPU default
