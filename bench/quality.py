@@ -159,8 +159,10 @@ def markdown(results: dict) -> str:
     lines += ["", f"n = {results['runs'][0]['headline']['num_clips'] if results['runs'] else 'n/a'} clips per set. "
               "Contact sheets: a row per generated clip, a column per frame (first 8 clips, EMA generator).", ""]
     for entry in results.get("appended", []):
+        budget = ("with the default's own train.steps" if entry["models"] == ["default"]
+                  else f"on the same {entry['budget_minutes']}-minute budget")
         lines += [f"Rows {', '.join(entry['models'])}: added by `{entry['command']}` at commit {entry['git_commit']}, "
-                  f"{entry['date']}, on the same {entry['budget_minutes']}-minute budget.", ""]
+                  f"{entry['date']}, {budget}.", ""]
     lines += curves_markdown(results)
     return "\n".join(lines)
 
@@ -194,7 +196,7 @@ def curves_markdown(results: dict) -> list[str]:
         points = ", ".join(f"{fmt(point['fd_evaluator'])}" for point in run["curve"])
         lines.append(f"| {run['seed']} | {points} | {when(first_below(run['curve'], 2 * static))} | "
                      f"{when(first_below(run['curve'], static))} |")
-    return lines + [""]
+    return lines + ["", ""]
 
 
 def write_docs(docs: Path, results: dict, notes: str) -> None:

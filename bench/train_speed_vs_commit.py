@@ -42,13 +42,13 @@ def checkout(commit: str, into: Path) -> Path:
     return into
 
 
-def timed_train(code: Path, workdir: Path, steps: int, scratch: Path) -> float:
+def timed_train(code: Path, workdir: Path, steps: int, scratch: Path, overrides: list[str]) -> float:
     """Seconds of one `vgan train` of ``steps`` steps from scratch with the code in ``code``."""
     checkpoints = Path(tempfile.mkdtemp(dir=scratch))
     env = {**os.environ, **QUIET_ENV, "PYTHONPATH": str(code)}
     args = [sys.executable, "-m", "vgan.cli", "train", "--no-progress", "--set", f"train.steps={steps}",
             "--set", f"train.checkpoint_dir={checkpoints}", "--set", "train.checkpoint_every=1000000",
-            "--set", "train.sample_every=1000000"]
+            "--set", "train.sample_every=1000000", *[arg for o in overrides for arg in ("--set", o)]]
     started = time.perf_counter()
     result = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -66,6 +66,9 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=350)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=REPO / ".bench-work", help="holds the shards")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params override for this checkout's side only (e.g. the earlier commit's default "
+                             "model, to compare the trainers on one configuration)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     import torch
@@ -85,8 +88,9 @@ def main() -> None:
         rates = {name: [] for name in sides}
         for repeat in range(args.repeats):
             for name, code in sides.items():
-                short = timed_train(code, workdirs[name], args.short, scratch)
-                long = timed_train(code, workdirs[name], args.long, scratch)
+                overrides = args.overrides if code == REPO else []
+                short = timed_train(code, workdirs[name], args.short, scratch, overrides)
+                long = timed_train(code, workdirs[name], args.long, scratch, overrides)
                 rates[name].append((args.long - args.short) / (long - short))
                 print(f"round {repeat + 1}: {name:14s} {args.short} steps {short:6.1f} s, {args.long} steps "
                       f"{long:6.1f} s -> {rates[name][-1]:.2f} steps/s", flush=True)
@@ -97,12 +101,14 @@ def main() -> None:
                          "torch": torch.__version__},
               "method": f"marginal steps/s of `vgan train` between {args.short} and {args.long} steps, each side its "
                         f"own code and params.yaml, alternating, median of {args.repeats}",
+              "this_checkout_overrides": args.overrides,
               "steps_per_s": {args.commit: round(old, 3), "this checkout": round(new, 3)},
               "rounds": {name: [round(r, 3) for r in values] for name, values in rates.items()},
               "ratio": round(new / old, 3)}
     print(f"\n| code | steps/s (median) |\n| --- | --- |\n| {args.commit} | {old:.2f} |\n| this checkout "
           f"({result['commit']}) | {new:.2f} |\nratio {result['ratio']:.2f}")
-    out = args.out or REPO / "bench/results" / f"train_speed_vs_{args.commit}_cpu.json"
+    suffix = "_same_model" if args.overrides else ""
+    out = args.out or REPO / "bench/results" / f"train_speed_vs_{args.commit}{suffix}_cpu.json"
     write_json(out, result)
     print(f"wrote {out.relative_to(REPO) if out.resolve().is_relative_to(REPO) else out.name}")
 
