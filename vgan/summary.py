@@ -39,7 +39,7 @@ def main() -> None:
         lines.append(f"  registry    {reg['name']} v{reg['version']} (champion: {champion}; {reg['reason']})")
     lines += ["", "next: source .venv/bin/activate",
               "      mlflow ui --backend-store-uri sqlite:///mlflow.db   (or: make mlflow-ui)",
-              "      dvc metrics show   dvc plots show   dvc exp run -S train.steps=1500 && make exps", ""]
+              "      dvc metrics show   dvc plots show   dvc exp run -S train.steps=3000 && make exps", ""]
     print("\n".join(lines))
 
 
