@@ -34,7 +34,7 @@ from quality import git_commit, public_command, run_stage, sets  # noqa: E402
 from vgan.io import write_json  # noqa: E402
 
 
-def prepare_workdir(workdir: Path, overrides: list[str]) -> None:
+def prepare_workdir(workdir: Path) -> None:
     """params.yaml plus the shards and the evaluator (made here by the real stages when missing)."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO / "params.yaml", workdir / "params.yaml")
@@ -177,7 +177,7 @@ def main() -> None:
 
     steps = args.steps or yaml.safe_load((REPO / "params.yaml").read_text())["train"]["steps"]
     workdir = args.workdir.resolve()
-    prepare_workdir(workdir, args.overrides)
+    prepare_workdir(workdir)
     judge = Judge(workdir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = args.out or REPO / "bench/results" / f"curve_{args.name}_{device}.json"

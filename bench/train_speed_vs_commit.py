@@ -74,7 +74,7 @@ def main() -> None:
     import torch
 
     shared = args.workdir.resolve()
-    prepare_workdir(shared, [])
+    prepare_workdir(shared)
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         sides = {args.commit: checkout(args.commit, scratch / "old"), "this checkout": REPO}

@@ -42,13 +42,13 @@ class GanModules:
     world_size: int = 1
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     concatenate: bool = False  # real and fake in one discriminator forward where allowed (CUDA)
-    _coupled: dict = field(default_factory=dict)
+    _apart: dict = field(default_factory=dict)  # discriminator name -> judged in two forwards
 
     def judged_apart(self, name: str) -> bool:
         """Whether discriminator ``name`` judges real and fake clips in two forwards."""
-        if name not in self._coupled:
-            self._coupled[name] = not self.concatenate or couples_batch(self.Ds[name])
-        return self._coupled[name]
+        if name not in self._apart:
+            self._apart[name] = not self.concatenate or couples_batch(self.Ds[name])
+        return self._apart[name]
 
 
 def couples_batch(module: nn.Module) -> bool:
