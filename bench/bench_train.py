@@ -55,7 +55,7 @@ def params_for(model: str, args, device: str, workers: int, shards: str = "unuse
     """params.yaml with the case's model and the benchmark's sizes; bookkeeping that would write files is off."""
     overrides = [f"train.device={device}", f"train.num_workers={workers}", f"train.compile={str(args.compile).lower()}",
                  "train.log_every=1000000", "train.sample_every=1000000", "train.checkpoint_every=1000000",
-                 f"shards.out_dir={shards}", "train.shuffle_buffer=64"]
+                 f"shards.out_dir={shards}", "train.shuffle_buffer=64", f"model.channels={args.channels}"]
     if model != "default":
         overrides.append(f"model.name={model}")
     for key in ("batch", "resolution", "frames", "width"):
@@ -289,6 +289,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resolution", type=int, default=None, help="default: params.yaml's model.resolution")
     parser.add_argument("--frames", type=int, default=None, help="default: params.yaml's model.frames")
     parser.add_argument("--width", type=int, default=None, help="default: params.yaml's model.width")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=1,
+                        help="model.channels (default 1: what auto gives on the default, grey, moving digits)")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per round")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per side (alternating); the median counts")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first, per side")
@@ -320,8 +322,8 @@ def main(argv=None) -> int:
                    or platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "matmul_dtype": str(dtype).replace("torch.", ""), "matmul_tflops": round(peak, 3),
         "videos_per_s": "real training clips drawn per second of step time (batch x n_critic per step)",
-        "settings": {k: getattr(args, k) for k in ("batch", "resolution", "frames", "width", "steps", "repeats",
-                                                    "warmup", "loader_steps", "workers", "compile", "tiny")},
+        "settings": {k: getattr(args, k) for k in ("batch", "resolution", "frames", "width", "channels", "steps",
+                                                    "repeats", "warmup", "loader_steps", "workers", "compile", "tiny")},
         "cases": [],
     }
     with tempfile.TemporaryDirectory() as shards_root:

@@ -22,6 +22,9 @@ from vgan.cli import main
     (["models", "--set", "model.name=nope"], "unknown architecture"),
     (["train", "--set", "train.steps=-1"], "greater than or equal to 1"),
     (["train", "--set", "train.nope=1"], "unknown parameter"),
+    (["train", "--set", "model.channels=2"], "model.channels = 2: value error, expected auto (the shards' channels), "
+                                             "1 (grey) or 3 (colour)"),
+    (["models", "--set", "model.channels=rgb"], "model.channels = 'rgb': value error, expected auto"),
 ])
 def test_each_stage_out_of_order_or_misused_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, argv,
                                                                            message):

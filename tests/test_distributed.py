@@ -26,7 +26,7 @@ from vgan.train import checkpoint as ckpt
 HERE = Path(__file__).resolve().parent
 # batch norm in G (VGAN) and several optimiser steps with EMA: the parts where ranks could drift apart
 OVERRIDES = ["train.steps=4", "train.checkpoint_every=2", "train.log_every=1", "train.sample_every=100",
-             "train.batch_size=8", "train.device=cpu", "train.ema_decay=0.5"]
+             "train.batch_size=8", "train.device=cpu", "train.ema_decay=0.5", "model.channels=3"]
 CHECKPOINT_STEPS = ["step-00000002.pt", "step-00000004.pt"]
 LAUNCH_TIMEOUT_S = 300  # a few seconds when it works; a rank waiting for a dead peer would wait 30 minutes
 

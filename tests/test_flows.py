@@ -56,7 +56,7 @@ for done in range(1, 21):
     time.sleep(0.02)
 print(file=sys.stderr)
 print("train: step 2/2 loss_g=0.60")
-params = load_params()
+params = load_params(overrides=["model.channels=1"])  # as `auto` resolves for grey shards
 torch.manual_seed(0)
 G, _ = build_model(params.model)
 atomic_save({"format": GENERATOR_FORMAT, "params": params.model_dump(mode="json"), "step": 1,

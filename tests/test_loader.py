@@ -55,6 +55,18 @@ def test_batches_are_float_bcthw_in_range_with_int64_labels(tmp_path):
     assert labels.tolist() == [n % 5 for n in numbers]  # labels travel with their clips
 
 
+@pytest.mark.parametrize("uint8", [False, True])
+def test_a_grey_model_gets_the_first_channel_of_the_clips(tmp_path, uint8):
+    urls = write_shards(tmp_path)
+    (colour, labels), = [next(iter(make_loader(urls, 4, num_workers=0, uint8=uint8)))]
+    (grey, grey_labels), = [next(iter(make_loader(urls, 4, num_workers=0, uint8=uint8, channels=1)))]
+    assert torch.equal(labels, grey_labels)
+    if uint8:  # as stored, (B, T, H, W, C)
+        assert grey.shape == (4, 4, 8, 8, 1) and torch.equal(grey, colour[..., :1])
+    else:
+        assert grey.shape == (4, 1, 4, 8, 8) and torch.equal(grey, colour[:, :1])
+
+
 def test_full_range_maps_to_minus_one_and_one(tmp_path):
     urls = write_shards(tmp_path, num_shards=1, per_shard=1)
     with tarfile.open(urls[0], "w") as tar:

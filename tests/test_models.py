@@ -9,7 +9,7 @@ import torch
 from pydantic import ValidationError
 
 from vgan import losses
-from vgan.errors import ParamsError
+from vgan.errors import DataError, ParamsError
 from vgan.models.registry import ARCHITECTURES, build_model
 from vgan.models.layers import MinibatchStd, sample_frames, to_channels_last_3d
 from vgan.models.options import ModelParams
@@ -20,7 +20,7 @@ NAMES = list(ARCHITECTURES)
 # restoration models start at their baseline (bicubic upscale, linear blend), as good as real to a fresh
 # discriminator: test_vsr_interp.py checks that their training improves on the baseline instead
 FROM_NOISE = [name for name in NAMES if name not in ("vsr", "interp")]
-TINY = dict(resolution=16, frames=8, width=4, z_dim=8)
+TINY = dict(resolution=16, frames=8, width=4, z_dim=8, channels=3)
 BATCH = 2
 
 
@@ -148,7 +148,7 @@ def test_short_training_widens_the_real_fake_margin(name):
 def test_every_configured_size_builds_with_the_right_shapes(name, resolution, frames):
     with torch.device("meta"):  # shapes only: no memory, no arithmetic
         G, discriminators = build_model(ModelParams(name=name, resolution=resolution, frames=frames, width=8,
-                                                    z_dim=16, num_classes=4))
+                                                    z_dim=16, num_classes=4, channels=3))
         labels = torch.zeros(2, dtype=torch.long)
         real = torch.empty(2, 3, frames, resolution, resolution)
         views = G.views(G.sample_z(2), labels, context_of(G, real))
@@ -291,15 +291,15 @@ def test_mocogan_image_discriminator_judges_single_frames():
 
 
 def test_motionshape_rigid_grey_variant_translates_one_grey_image():
-    params = tiny("motionshape", resolution=32, motionshape={"flow_resolution": 1, "grayscale": True,
-                                                            "image_frames": 2, "video_downsample": 2})
+    params = tiny("motionshape", resolution=32, channels=1, motionshape={"flow_resolution": 1, "image_frames": 2,
+                                                                        "video_downsample": 2})
     G, discriminators = build_model(params)
     assert set(discriminators) == {"image", "video"}
     flow = G.motion_field(G.cond(G.sample_z(BATCH), None))
     assert flow.shape == (BATCH, 2, 8, 32, 32)
     assert torch.equal(flow, flow[..., :1, :1].expand_as(flow))  # one displacement per frame: rigid motion
     video = G(G.sample_z(BATCH))
-    assert torch.equal(video[:, 0], video[:, 1]) and torch.equal(video[:, 0], video[:, 2])  # grey
+    assert video.shape == (BATCH, 1, 8, 32, 32)  # grey: one channel
     assert discriminators["image"](video).shape == (BATCH, 2)
     assert discriminators["video"](video).shape == (BATCH,)
 
@@ -342,15 +342,16 @@ def test_channels_last_helper_converts_only_3d_weights():
 
 
 def test_model_table_counts_parameters_and_flops():
-    rows = model_table(ModelParams(resolution=32, frames=8, width=8, z_dim=16))
+    rows = model_table(ModelParams(resolution=32, frames=8, width=8, z_dim=16, channels=3))
     assert [row["name"] for row in rows] == NAMES
     assert all(row["error"] is None and row["g_params"] > 0 and row["gflops"] > 0 for row in rows)
     by_name = {row["name"]: row for row in rows}
-    G, discriminators = build_model(ModelParams(name="mocogan", resolution=32, frames=8, width=8, z_dim=16))
+    G, discriminators = build_model(ModelParams(name="mocogan", resolution=32, frames=8, width=8, z_dim=16, channels=3))
     assert by_name["mocogan"]["g_params"] == sum(p.numel() for p in G.parameters())
     assert set(by_name["mocogan"]["d_params"]) == set(discriminators)
     assert by_name["motionshape"]["selected"]  # the default architecture
-    longer = {row["name"]: row for row in model_table(ModelParams(resolution=32, frames=16, width=8, z_dim=16))}
+    longer = {row["name"]: row for row in model_table(ModelParams(resolution=32, frames=16, width=8, z_dim=16,
+                                                                   channels=3))}
     # MoCoGAN paints frame by frame (GRU step + image generator): twice the frames, twice the work
     assert longer["mocogan"]["gflops"] / by_name["mocogan"]["gflops"] == pytest.approx(2.0, rel=0.01)
     text = format_table(rows)
@@ -411,3 +412,58 @@ def test_a_batch_of_one_trains(name):
         assert grads, f"{name}: {owner} gets no gradient from a batch of one"
         assert all(torch.isfinite(g).all() for g in grads), f"{name}: {owner} gets a non-finite gradient"
         assert sum(float(g.abs().sum()) for g in grads) > 0, f"{name}: {owner} gets only zero gradients"
+
+
+# -- channels from the data ------------------------------------------------------------------------
+def manifest(grey: bool | None) -> dict:
+    """The part of a shards manifest that ``model.channels: auto`` reads (``grey`` None: a manifest older than
+    the field)."""
+    return {"clip_shape": [8, 16, 16, 3], **({} if grey is None else {"grey": grey})}
+
+
+def auto_params(name: str, shards: dict, *overrides: str):
+    from vgan.params import load_params
+    from vgan.train.run import resolve_channels
+
+    small = ["model.resolution=16", "model.frames=8", "model.width=4", "model.z_dim=8"]
+    repo_params = Path(__file__).resolve().parents[1] / "params.yaml"
+    params = load_params(repo_params, [f"model.name={name}", *small, *overrides])
+    assert params.model.channels == "auto" or overrides  # the default
+    return resolve_channels(params, shards)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("grey, channels", [(True, 1), (False, 3)])
+def test_auto_channels_build_every_architecture_with_the_shards_channels(name, grey, channels):
+    """params.yaml's ``model.channels: auto`` against a grey manifest paints and judges 1 channel, else 3: the
+    generator's clips, a conditional model's input and every discriminator (a real forward on real-shaped clips)."""
+    params = auto_params(name, manifest(grey))
+    assert params.model.channels == channels
+    torch.manual_seed(0)
+    G, discriminators = build_model(params.model)
+    assert G.channels == channels
+    real = moving_squares(BATCH)[:, :channels]
+    context = G.condition(real)
+    if G.conditional:
+        assert context.shape[1] == channels
+        assert all(clips.shape == real.shape for clips in G.baselines(context).values())
+    video = G.full_clip(context, G(G.sample_z(BATCH), None, context))
+    assert video.shape == (BATCH, channels, 8, 16, 16)
+    views, real_views = G.views(G.sample_z(BATCH), None, context), G.real_views(real)
+    for key, D in discriminators.items():
+        for clips in (real_views[D.view], views[D.view]):
+            logits = D(clips)
+            assert logits.shape[0] == BATCH and torch.isfinite(logits).all(), key
+    if channels == 1:  # a colour clip is not what a grey model's discriminators take
+        with pytest.raises(RuntimeError):
+            discriminators[next(iter(discriminators))](moving_squares(BATCH))
+
+
+def test_channels_of_old_manifests_explicit_values_and_colour_shards():
+    assert auto_params("vgan", manifest(None)).model.channels == 3  # written before `grey` was recorded: colour
+    assert auto_params("vgan", manifest(True), "model.channels=3").model.channels == 3  # grey data, colour model
+    assert auto_params("vgan", manifest(True), "model.channels=1").model.channels == 1
+    with pytest.raises(DataError, match=r"model.channels = 1 \(grey\) but the shards .* hold colour clips"):
+        auto_params("vgan", manifest(False), "model.channels=1")
+    with pytest.raises(ParamsError, match="model.channels = 'auto' is not resolved"):
+        build_model(ModelParams(name="vgan"))

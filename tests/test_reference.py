@@ -31,7 +31,7 @@ _spec = importlib.util.spec_from_file_location("check_reference", REPO / "script
 check_reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(check_reference)
 SCRIPT = REPO / "scripts" / "check_reference.py"
-SMALL_MODEL = ["model.resolution=16", "model.frames=8", "model.width=4", "model.z_dim=8"]
+SMALL_MODEL = ["model.resolution=16", "model.frames=8", "model.width=4", "model.z_dim=8", "model.channels=3"]
 
 
 def rebuilt(params: Params) -> Params:
@@ -231,15 +231,15 @@ TINY_REFERENCE_CPU = "x86_64 AVX512"
 TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
 TINY_REFERENCE = {
     "data/raw": "26e58d6e01924c19e6b2f36f245c5690.dir",
-    "data/shards": "3efbeaebc87ed05d11ce4f15c1921e9e.dir",
-    "models/generator.pt": "57c51f0e70f9845412f77a9c08804eee",
-    "plots/training_samples": "0b361c21d6da42b2619a2cd353778e4c.dir",
-    "samples": "bf5de2fbe39bb0c10e5769aa2facea8c.dir",
+    "data/shards": "1c58f064fe45536db64c0510e9c7d3b9.dir",
+    "models/generator.pt": "6dc9719bdebb0eadf83d6eaa1b11c242",
+    "plots/training_samples": "77d7ccbf2ca13933b975803ef52a68ec.dir",
+    "samples": "ad0b053ddba8132e123d10bd768fa46a.dir",
     "metrics/evaluator.json": "e60b4188cfa06ffe441755d7c0a1fb67",
     "models/evaluator.pt": "b5f78792a96f3c430b4b431ce3b50a06",
-    "metrics/evaluate.json": "0c4576a1158fdb9815076535c4938fa8",
-    "metrics/evaluate_baselines.json": "bf921f8eb667b058eaa486ab15b2f621",
-    "reports/evaluation.md": "4cbef9834d78feb3041d04fa1bdef983",
+    "metrics/evaluate.json": "ed8ac468e1908cae5c88f8366722080c",
+    "metrics/evaluate_baselines.json": "9876c6b086eb4cfb1fba6b9c80313e9b",
+    "reports/evaluation.md": "d310734e375d4eea2cce7a7b880641eb",
 }
 TINY_STAGES = ("fetch", "shards", "train", "sample", "evaluator", "evaluate")
 

@@ -48,21 +48,25 @@ def write_test_shards(folder, train: int = 16, val: int = 8, frames: int = 8, si
                     info = tarfile.TarInfo(f"{split}{index:03d}_0.{suffix}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
-    manifest = {"label_names": LABEL_NAMES, "clip_shape": [frames, size, size, 3], "counts": {"train": train, "val": val},
-                "shards": names}
+    manifest = {"label_names": LABEL_NAMES, "clip_shape": [frames, size, size, 3], "grey": True,
+                "counts": {"train": train, "val": val}, "shards": names}
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def tiny_setup(tmp_path, *overrides, step: int = 7):
-    """Params for a tiny untrained generator saved as `vgan train` exports it, plus test shards."""
+    """Params for a tiny untrained generator saved as `vgan train` exports it (one channel: the test shards are
+    grey, and `model.channels: auto` resolves as the train stage does), plus test shards."""
+    from vgan.io import read_manifest
     from vgan.models.registry import build_model
     from vgan.generator_file import GENERATOR_FORMAT
     from vgan.train.checkpoint import atomic_save
+    from vgan.train.run import resolve_channels
 
     write_test_shards(tmp_path / "shards")
     params = load_params(write_tiny_params(tmp_path / "params.yaml"),
                          [f"shards.out_dir={tmp_path / 'shards'}", f"sample.out_dir={tmp_path / 'samples'}",
                           "sample.mp4=false", "sample.loop_frames=12", "sample.interpolation_steps=5", *overrides])
+    params = resolve_channels(params, read_manifest(tmp_path / "shards"))
     torch.manual_seed(0)
     generator, _ = build_model(params.model)
     state = generator.state_dict()

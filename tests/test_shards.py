@@ -95,6 +95,7 @@ def test_shards_hold_every_clip_with_its_metadata(good_videos, tmp_path):
     manifest = build_shards(make_params(raw, tmp_path / "shards", clips_per_video=2, frame_stride=2))
     assert manifest["counts"] == {"train": 12, "val": 4}  # 8 videos x 2 clips, 2 videos in val
     assert manifest["clip_shape"] == [8, 16, 16, 3] and manifest["label_names"] == ["a", "b"]
+    assert manifest["grey"] is False  # testsrc2 is colour: `model.channels: auto` trains 3 channels
     assert manifest["quarantine"] == [] and len(manifest["inputs"]) == 8
     assert all(len(item["sha256"]) == 64 for item in manifest["inputs"])
     train, val = read_shards(tmp_path / "shards", "train"), read_shards(tmp_path / "shards", "val")
@@ -109,6 +110,25 @@ def test_shards_hold_every_clip_with_its_metadata(good_videos, tmp_path):
     assert key.rsplit("_", 1)[1] in {"0", "1"} and meta["start_frame"] in {0, 5}  # 20 frames, span 15
     assert meta["fps"] == 5.0 and int(sample["cls"]) == meta["label"]  # 10 fps source, stride 2
     assert meta["label_name"] == ["a", "b"][meta["label"]] and meta["source"] == "test"
+
+
+def test_grey_videos_are_recorded_grey_and_one_colour_clip_makes_the_set_colour(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("grey0.mp4", "grey1.mp4"):  # grey in an ordinary colour file: yuv420p, decoded as RGB
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=2", "-vf", "format=gray,format=yuv420p",
+               "-c:v", "libx264", raw / name)
+    write_index(raw, ["grey0.mp4", "grey1.mp4"])
+    manifest = build_shards(make_params(raw, tmp_path / "grey"))
+    assert (manifest["grey"], manifest["clip_shape"][-1]) == (True, 3)  # stored RGB; auto trains 1 channel
+    lavfi_video(raw / "colour.mp4")
+    write_index(raw, ["grey0.mp4", "grey1.mp4", "colour.mp4"])
+    assert build_shards(make_params(raw, tmp_path / "mixed"))["grey"] is False
+
+
+def test_moving_digits_shards_are_recorded_grey(tiny_shards):
+    manifest = json.loads((tiny_shards / "data/shards/manifest.json").read_text())
+    assert manifest["source"] == "moving_digits" and manifest["grey"] is True and manifest["clip_shape"][-1] == 3
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from vgan.models.options import ModelParams
 from vgan.models.registry import build_model
 from vgan.models.stylegan_v import ModulatedConv2d
 
-TINY = dict(name="stylegan_v", resolution=16, frames=8, width=4, z_dim=8)
+TINY = dict(name="stylegan_v", resolution=16, frames=8, width=4, z_dim=8, channels=3)
 
 
 def tiny_model(**overrides):

@@ -21,7 +21,8 @@ from vgan.errors import TrackingError
 from vgan.params import load_params
 
 REPO_PARAMS = str(Path(__file__).resolve().parents[1] / "params.yaml")
-TINY_MODEL = ["model.resolution=16", "model.frames=4", "model.z_dim=8", "model.width=4"]
+# grey, as `auto` resolves for the moving digits: the pyfunc model still returns RGB video
+TINY_MODEL = ["model.resolution=16", "model.frames=4", "model.z_dim=8", "model.width=4", "model.channels=1"]
 
 
 def beating_static(fd: float, static: float = 1000.0) -> dict:

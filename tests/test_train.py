@@ -30,7 +30,8 @@ def synthetic_batches(nan_batches=()):
 
 
 def tiny(tmp_path, *overrides):
-    return load_params(write_tiny_params(tmp_path / "params.yaml"), list(overrides))
+    # colour synthetic batches: the channels a train stage would resolve from the shards are given here
+    return load_params(write_tiny_params(tmp_path / "params.yaml"), ["model.channels=3", *overrides])
 
 
 def test_non_finite_steps_are_skipped_and_counted(tmp_path):

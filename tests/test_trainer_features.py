@@ -33,8 +33,9 @@ def clip_batches(shape=(3, 8, 16, 16), batch_size=4, per_epoch=4):
 
 
 def tiny(tmp_path, *overrides):
+    # colour synthetic batches (clip_batches): the channels the train stage would resolve from shards, given here
     return load_params(write_tiny_params(tmp_path / "params.yaml"),
-                       ["train.device=cpu", "train.sample_every=1000", *overrides])
+                       ["train.device=cpu", "train.sample_every=1000", "model.channels=3", *overrides])
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,7 +68,7 @@ def test_time_budget_stops_the_run_and_checkpoints_where_it_stopped(tmp_path):
     # the same command later resumes from there (scheduled retraining continues the run)
     again = Trainer(load_params(tmp_path / "params.yaml", ["train.device=cpu", "train.sample_every=1000",
                                                           "train.steps=1000", "train.checkpoint_every=500",
-                                                          "train.max_minutes=0.002"]),
+                                                          "train.max_minutes=0.002", "model.channels=3"]),
                     clip_batches(), out_root=tmp_path)
     assert again.resume() and again.state.step == summary["steps"]
 
@@ -151,6 +152,7 @@ def test_every_model_trains_two_steps_through_vgan_train(tiny_shards, tmp_path, 
     assert "train: 2 steps" in capsys.readouterr().out
     exported = torch.load(root / "models/generator.pt", weights_only=True)
     assert exported["step"] == 2 and exported["params"]["model"]["name"] == name
+    assert exported["params"]["model"]["channels"] == 1  # `auto` on the grey moving digits: a 1-channel model
     assert all(torch.isfinite(t).all() for t in exported["G_ema"].values() if t.is_floating_point())
     history = read_history(root)
     assert [int(row["step"]) for row in history] == [1, 2]
@@ -224,7 +226,8 @@ def test_one_forward_on_real_and_fake_gives_the_logits_of_two_and_coupled_discri
 
     torch.manual_seed(0)
     G, discriminators = build_model(Params.model_validate(
-        {"model": {"frames": 8, "resolution": 16, "width": 8, "motionshape": {"image_frames": 0}}}).model)
+        {"model": {"frames": 8, "resolution": 16, "width": 8, "channels": 3,
+                   "motionshape": {"image_frames": 0}}}).model)
     Ds = torch.nn.ModuleDict(discriminators).eval()  # spectral norm's power iteration would move between forwards
     gan = steps.GanModules(G, G, Ds, None, None, concatenate=True)
     real, fake = torch.rand(2, 4, 3, 8, 16, 16) * 2 - 1

@@ -23,7 +23,8 @@ from conftest import write_tiny_params
 
 def tiny(name: str, **overrides):
     torch.manual_seed(0)
-    return build_model(ModelParams(name=name, **{"resolution": 16, "frames": 8, "width": 8, "z_dim": 8, **overrides}))
+    return build_model(ModelParams(name=name, **{"resolution": 16, "frames": 8, "width": 8, "z_dim": 8, "channels": 3,
+                                                 **overrides}))
 
 
 def moving_squares(batch: int, frames: int = 8, size: int = 16, seed: int = 0) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """`vgan anomaly`: score clips by how far the real future deviates from a predictor's prediction.
 
 Input: a split of the shards (``anomaly.input=shards``) or every video file under a folder (``input=folder``,
-decoded with ffmpeg at the generator's resolution, cut into non-overlapping clips of its length). With
+decoded with ffmpeg at the generator's resolution, cut into non-overlapping clips of its length), read with the
+generator's channels (a grey predictor scores the first channel, which is the clip for grey videos). With
 ``anomaly.inject`` a seeded share of the clips gets a synthetic anomaly (``vgan/data/anomalies.py``) and the
 ROC AUC of each type against the normal clips is measured, for the predictor's score, for its discriminator's
 score of the whole clip (from the training checkpoint) and for the frame-difference baseline (rules in
@@ -161,7 +162,7 @@ def _csv(header: list[str], rows) -> str:
 def detect(params) -> dict:
     """Score every clip of the input; write scores, metrics, report and picture; return the metrics."""
     from vgan.data.anomalies import NORMAL, anomalous_frames, inject_set
-    from vgan.data.loader import to_model_range
+    from vgan.data.loader import to_model_range, with_channels
     from vgan.metrics.anomaly import (clip_scores, discriminator_scores, frame_differences, prediction_errors,
                                       relative_errors)
     from vgan.train.loop import select_device
@@ -175,6 +176,7 @@ def detect(params) -> dict:
         keys, clips, labels = shard_clips(params.shards.out_dir, cfg.split, size, cfg.max_clips)
     else:
         keys, clips, labels, skipped = folder_clips(cfg, frames, size, cfg.max_clips)
+    clips = np.ascontiguousarray(with_channels(clips, generator.channels))  # as the predictor was trained
     num_clips, num_frames = clips.shape[:2]
     if num_frames <= generator.context_frames:
         raise DataError(f"clips of {num_frames} frames leave nothing to predict after the predictor's "

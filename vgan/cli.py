@@ -104,7 +104,19 @@ def cmd_models(params, args):
         if not all(ok for _, ok, _ in results):
             raise VganError(f"{sum(not ok for _, ok, _ in results)} architecture(s) failed the check")
         return
-    print(summary.format_table(summary.model_table(params.model)))
+    model, note = params.model, None
+    if model.channels == "auto":  # as the train stage resolves it; before `vgan shards`, colour
+        from vgan.io import manifest_channels, read_manifest
+
+        try:
+            channels = manifest_channels(read_manifest(params.shards.out_dir))
+            note = f"model.channels auto = {channels}, from {params.shards.out_dir}'s manifest"
+        except VganError:
+            channels, note = 3, f"model.channels auto: no shards in {params.shards.out_dir} yet, sized for 3 channels"
+        model = model.model_copy(update={"channels": channels})
+    print(summary.format_table(summary.model_table(model)))
+    if note:
+        print(note)
 
 
 def cmd_rate(params, args):

@@ -125,10 +125,14 @@ def compare_with_baselines(net, reference: torch.Tensor, val: torch.Tensor, gene
     shuffled and noise baselines are made of); generated: n generated clips; task_baselines: {name: n clips}
     of a conditional model's task (e.g. bicubic upscaling of the val clips' low-resolution versions).
     """
+    from vgan.media import rgb
     from vgan.metrics.baselines import baseline_clips
     from vgan.metrics.bootstrap import frechet_bootstrap
 
     reference_features, _ = _embed(net, reference, cfg.batch_size)
+    # the evaluator embeds grey clips widened (EvaluatorNet.features); the baselines are made from real clips
+    # as stored, so the noise baseline is the same colour noise whatever channels the model paints
+    val = rgb(val)
     candidates = {"model": generated, "real_vs_real": val, **baseline_clips(val, seed=cfg.seed), **(task_baselines or {})}
     rows, features = {}, {}
     for name, clips in candidates.items():

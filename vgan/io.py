@@ -70,6 +70,12 @@ def read_manifest(out_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def manifest_channels(manifest: dict) -> int:
+    """The channels a model of these shards' clips paints: 1 when the manifest says every clip is grey, else the
+    clips' own (the last of ``clip_shape``). A manifest written before vgan recorded ``grey`` counts as colour."""
+    return 1 if manifest.get("grey") is True else int(manifest["clip_shape"][-1])
+
+
 def _read_remote_manifest(url: str) -> dict:
     import fsspec
 

@@ -13,13 +13,21 @@ import torch
 from vgan.io import atomic_path
 
 
+def rgb(video, dim: int = 1):
+    """``video`` (a torch tensor or numpy array) with 3 channels on axis ``dim``: a grey clip's one channel
+    repeated, 3 channels as they are. Where grey clips (``model.channels`` 1) meet what only takes colour: the
+    evaluator, the external feature networks, GIFs and MP4s."""
+    if video.shape[dim] != 1:
+        return video
+    if isinstance(video, torch.Tensor):
+        return video.expand(*[3 if axis == dim % video.dim() else -1 for axis in range(video.dim())])
+    return np.repeat(video, 3, axis=dim)
+
+
 def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """Float (B, C, T, H, W) in [-1, 1] -> uint8 (B, T, H, W, C) with 3 channels."""
-    video = video.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    array = video.permute(0, 2, 3, 4, 1).cpu().numpy()
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    return array
+    """Float (B, C, T, H, W) in [-1, 1] -> uint8 (B, T, H, W, 3) (grey clips widened by ``rgb``)."""
+    video = rgb(video.detach()).float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return video.permute(0, 2, 3, 4, 1).cpu().numpy()
 
 
 def video_grid(videos: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:

@@ -75,7 +75,9 @@ def log_generator_model(generator, metadata: dict):
         if generator.num_classes:
             columns.append(ColSpec("long", "label", required=False))
             example["label"] = [0, min(1, generator.num_classes - 1)]
-        out_shape = (-1, generator.frames, generator.resolution, generator.resolution, generator.channels)
+        # RGB whatever the generator paints (pyfunc_model.py widens a grey model's channel); "channels" above is the
+        # generator's own
+        out_shape = (-1, generator.frames, generator.resolution, generator.resolution, 3)
         signature = ModelSignature(inputs=Schema(columns),
                                    outputs=Schema([TensorSpec(np.dtype(np.uint8), out_shape)]))
         model_info = mlflow.pyfunc.log_model(

@@ -5,7 +5,8 @@ imports only torch, numpy, pandas and mlflow: a consumer needs no vgan installat
 
 Input: a DataFrame with an integer ``seed`` column and, for class-conditional models, an optional
 integer ``label`` column (missing labels are drawn from the seed). Output: uint8 array
-(N, T, H, W, C), one video per row; the same seed always gives the same video.
+(N, T, H, W, 3), one RGB video per row, whatever the model paints (a grey model's one channel, ``channels`` 1 in
+the model's metadata, is repeated: every consumer gets video it can show); the same seed always gives the same video.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from mlflow.pyfunc import PythonModel
 
 BATCH_SIZE = 32
+OUTPUT_CHANNELS = 3  # RGB out, also from grey models
 
 
 def latent_for_seed(seed: int, latent_dim: int, num_classes: int) -> tuple[torch.Tensor, int | None]:
@@ -30,7 +32,10 @@ def latent_for_seed(seed: int, latent_dim: int, num_classes: int) -> tuple[torch
 
 
 def to_uint8_videos(video: torch.Tensor) -> np.ndarray:
-    """float (B, C, T, H, W) in [-1, 1] -> uint8 (B, T, H, W, C)."""
+    """float (B, C, T, H, W) in [-1, 1], C 1 or 3 -> uint8 (B, T, H, W, 3).
+
+    vgan.media's ``to_uint8`` does the same inside vgan; this file may import nothing of vgan."""
+    video = video.expand(-1, OUTPUT_CHANNELS, -1, -1, -1) if video.shape[1] == 1 else video
     scaled = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return scaled.permute(0, 2, 3, 4, 1).contiguous().numpy()
 
@@ -60,7 +65,7 @@ class VideoGeneratorModel(PythonModel):
                     raise ValueError(f"label {label} is outside 0..{num_classes - 1}")
                 labels.append(label)
         if not latents:
-            shape = (0, self.spec["frames"], self.spec["resolution"], self.spec["resolution"], self.spec["channels"])
+            shape = (0, self.spec["frames"], self.spec["resolution"], self.spec["resolution"], OUTPUT_CHANNELS)
             return np.zeros(shape, dtype=np.uint8)
         z_all = torch.cat(latents)
         y_all = torch.tensor(labels, dtype=torch.int64) if num_classes else None

@@ -151,12 +151,13 @@ def long_length(generator, cfg) -> int:
 def real_context_clips(params, generator, limit: int, splits=("val", "train"),
                        seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to ``limit`` real clips (first split that has any; with ``seed`` a seeded random subset) cut to the
-    generator's length, with labels."""
+    generator's length, with its channels, and labels."""
     from vgan.data.loader import real_clips
 
     for position, split in enumerate(splits):
         try:
-            clips, labels = real_clips(params.shards.out_dir, split, limit=limit, seed=seed)
+            clips, labels = real_clips(params.shards.out_dir, split, limit=limit, seed=seed,
+                                       channels=generator.channels)
             break
         except DataError:
             if position == len(splits) - 1:

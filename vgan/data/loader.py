@@ -52,6 +52,16 @@ def _tar_samples(urls):
     return tarfile_samples(urls)
 
 
+def with_channels(clips: np.ndarray, channels: int | None) -> np.ndarray:
+    """uint8 clips as stored (..., C) with ``channels`` channels (None: as stored): 1 keeps the first channel (a
+    view), which is the clip for grey data (the train stage refuses 1 channel for colour shards)."""
+    if channels is None or clips.shape[-1] == channels:
+        return clips
+    if channels == 1:
+        return clips[..., :1]
+    raise DataError(f"clips of {clips.shape[-1]} channels cannot be read with {channels}")
+
+
 def to_model_range(clips_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 (B, T, H, W, C) -> float32 (B, C, T, H, W) in [-1, 1]."""
     return clips_uint8.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)
@@ -115,9 +125,9 @@ class ClipStream(IterableDataset):
     """
 
     def __init__(self, urls: list[str], batch_size: int, *, shuffle_buffer: int, seed: int, drop_last: bool,
-                 num_workers: int, uint8: bool = False, start_epoch: int = 0):
+                 num_workers: int, uint8: bool = False, start_epoch: int = 0, channels: int | None = None):
         super().__init__()
-        self.uint8 = uint8
+        self.uint8, self.channels = uint8, channels
         self.urls, self.batch_size, self.shuffle_buffer = list(urls), batch_size, shuffle_buffer
         self.seed = seed
         self.drop_last, self.num_workers = drop_last, max(1, num_workers)
@@ -162,7 +172,7 @@ class ClipStream(IterableDataset):
         clips, labels = [], []
         for sample in self._shuffled(self._samples(slot, slots), rng):
             frames, label = _decode_sample(sample)
-            clips.append(frames)
+            clips.append(with_channels(frames, self.channels))  # on uint8: a quarter of the bytes to widen later
             labels.append(label)
             if len(clips) == self.batch_size:
                 yield self._batch(clips), torch.tensor(labels, dtype=torch.int64)
@@ -197,12 +207,13 @@ class ClipLoader:
 
 def make_loader(urls, batch_size: int, *, shuffle_buffer: int = 256, num_workers: int = 2, seed: int = 0,
                 pin_memory: bool = False, drop_last: bool = True, uint8: bool = False,
-                start_epoch: int = 0) -> ClipLoader:
+                start_epoch: int = 0, channels: int | None = None) -> ClipLoader:
     """Training batches from shards; the same seed and worker count always give the same batches.
 
     uint8: yield the clips as stored, uint8 (B, T, H, W, C), for `to_model_range` on the training device
     (4x less to copy and move); otherwise float32 (B, C, T, H, W) in [-1, 1].
     start_epoch: the epoch of the first pass (a resumed run continues the seeded sequence).
+    channels: the model's (``with_channels``: 1 reads grey clips' first channel); None = as stored.
 
     Shards are split over (rank, worker) slots (with fewer shards than slots, every slot reads them all and
     keeps its share of the samples); one pass is one epoch.
@@ -213,16 +224,16 @@ def make_loader(urls, batch_size: int, *, shuffle_buffer: int = 256, num_workers
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     stream = ClipStream(urls, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, drop_last=drop_last,
-                        num_workers=num_workers, uint8=uint8, start_epoch=start_epoch)
+                        num_workers=num_workers, uint8=uint8, start_epoch=start_epoch, channels=channels)
     return ClipLoader(stream, num_workers, pin_memory)
 
 
-def iterate_clips(urls, batch_size: int):
+def iterate_clips(urls, batch_size: int, channels: int | None = None):
     """Every clip once, in shard order, for evaluation: (float32 (B, C, T, H, W) in [-1, 1], int64 (B,)).
 
-    Runs in this process (no workers) and keeps the last, smaller batch.
+    Runs in this process (no workers) and keeps the last, smaller batch; ``channels`` as in ``make_loader``.
     """
-    yield from make_loader(urls, batch_size, shuffle_buffer=0, num_workers=0, drop_last=False)
+    yield from make_loader(urls, batch_size, shuffle_buffer=0, num_workers=0, drop_last=False, channels=channels)
 
 
 def keyed_clips(urls):
@@ -232,11 +243,11 @@ def keyed_clips(urls):
         yield sample["__key__"], frames, label
 
 
-def real_clips(out_dir: str | Path, split: str, limit: int | None = None,
-               seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def real_clips(out_dir: str | Path, split: str, limit: int | None = None, seed: int | None = None,
+               channels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Real clips of a split (shards in ``out_dir``), float (N, C, T, H, W) in [-1, 1], and labels: the first
     ``limit`` in shard order, or, with ``seed``, a seeded random ``limit`` of them (shards keep a video's clips
-    together)."""
+    together). ``channels``: a model's (1 reads grey clips' first channel); None = as stored."""
     urls = shard_paths(out_dir, split)
     wanted = None  # None: every clip in order
     if seed is not None and limit:
@@ -245,7 +256,7 @@ def real_clips(out_dir: str | Path, split: str, limit: int | None = None,
             wanted = np.zeros(available, bool)
             wanted[np.random.default_rng(seed).choice(available, limit, replace=False)] = True
     videos, labels, count, seen = [], [], 0, 0
-    for video, label in iterate_clips(urls, 64):
+    for video, label in iterate_clips(urls, 64, channels):
         if wanted is not None:
             keep = np.zeros(len(label), bool)
             window = wanted[seen:seen + len(label)]

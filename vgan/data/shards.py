@@ -277,10 +277,16 @@ def _sample_members(key: str, start: int, clip: np.ndarray, result: VideoResult,
             "cls": str(task["label"]).encode()}
 
 
-def _write_samples(results, total: int, writers: dict[str, ShardWriter], index: dict) -> tuple[list, list, dict]:
-    """Write each video's clips as they arrive (the only writer); returns the inputs, quarantine and
-    videos per split for the manifest."""
-    inputs, quarantine, videos_per_split = [], [], {split: 0 for split in SPLITS}
+def is_grey(clip: np.ndarray) -> bool:
+    """True when every channel of a uint8 (T, H, W, C) clip equals the first (a grey video decoded as RGB)."""
+    return all(np.array_equal(clip[..., 0], clip[..., channel]) for channel in range(1, clip.shape[-1]))
+
+
+def _write_samples(results, total: int, writers: dict[str, ShardWriter],
+                   index: dict) -> tuple[list, list, dict, bool]:
+    """Write each video's clips as they arrive (the only writer); returns the inputs, quarantine, videos per
+    split and whether every clip written is grey, for the manifest."""
+    inputs, quarantine, videos_per_split, grey = [], [], {split: 0 for split in SPLITS}, True
     for result in tqdm(results, total=total, desc="shards", unit="video", disable=None):
         task = result.task
         inputs.append({"path": task["path"], "sha256": result.sha256, "split": task["split"],
@@ -290,10 +296,11 @@ def _write_samples(results, total: int, writers: dict[str, ShardWriter], index: 
             continue
         videos_per_split[task["split"]] += 1
         for clip_index, (start, clip) in enumerate(result.clips):
+            grey = grey and is_grey(clip)  # once one clip has colour, the rest need no look
             members = _sample_members(f"{task['id']}_{clip_index}", start, clip, result, index["source"],
                                       index["label_names"])
             writers[task["split"]].write(f"{task['id']}_{clip_index}", members)
-    return inputs, quarantine, videos_per_split
+    return inputs, quarantine, videos_per_split, grey
 
 
 def build_shards(params) -> dict:
@@ -322,7 +329,7 @@ def build_shards(params) -> dict:
         writers = {split: ShardWriter(out_dir, split, int(cfg.shard_mb * 1e6), ownership.claim)
                    for split in SPLITS}
         results = executor.map_in_order(_process_task, ((task, spec) for task in tasks))
-        inputs, quarantine, videos_per_split = _write_samples(results, len(tasks), writers, index)
+        inputs, quarantine, videos_per_split, grey = _write_samples(results, len(tasks), writers, index)
     shard_names = {split: writer.close() for split, writer in writers.items()}
     counts = {split: writer.samples for split, writer in writers.items()}
 
@@ -333,7 +340,8 @@ def build_shards(params) -> dict:
     manifest = {
         "source": index["source"],
         "label_names": index["label_names"],
-        "clip_shape": [cfg.clip_frames, cfg.size, cfg.size, 3],
+        "clip_shape": [cfg.clip_frames, cfg.size, cfg.size, 3],  # the last: the channels stored
+        "grey": grey,  # every clip's channels are equal: `model.channels: auto` trains a 1-channel model
         "counts": counts,
         "videos": videos_per_split,
         "shards": shard_names,

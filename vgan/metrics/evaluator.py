@@ -9,10 +9,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from vgan.media import rgb
 
 
 class EvaluatorNet(nn.Module):
-    """Conv3d blocks -> global average pool -> features -> class logits."""
+    """Conv3d blocks -> global average pool -> features -> class logits.
+
+    Trained on the real clips as stored (3 channels); grey clips (a 1-channel model's) are widened by ``rgb``,
+    so every candidate is embedded alike."""
 
     def __init__(self, num_classes: int, channels: int = 3, width: int = 16):
         super().__init__()
@@ -28,7 +32,7 @@ class EvaluatorNet(nn.Module):
         self.num_classes = num_classes
 
     def features(self, video: torch.Tensor) -> torch.Tensor:
-        return self.body(video).mean(dim=(2, 3, 4))
+        return self.body(rgb(video)).mean(dim=(2, 3, 4))
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(video))

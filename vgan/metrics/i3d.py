@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vgan.media import rgb
 from vgan.metrics.weights import load_into, load_state_dict, load_torchscript, network_device, verify_weights
 
 I3D_SIZE = 224
@@ -120,7 +121,7 @@ def quantise_to_uint8(videos) -> torch.Tensor:
         clips = videos.permute(0, 4, 1, 2, 3)
     else:
         clips = (videos.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return clips.expand(-1, 3, -1, -1, -1) if clips.shape[1] == 1 else clips
+    return rgb(clips)  # the networks take colour; a grey clip's channel is repeated
 
 
 def i3d_preprocess(videos, size: int = I3D_SIZE) -> torch.Tensor:

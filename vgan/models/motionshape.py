@@ -7,8 +7,9 @@ stream alone decides how content moves. The discriminators always use spectral n
 pair them with ``--set train.loss=hinge``.
 
 Options (``model.motionshape.*``): the field is made at ``flow_resolution`` and upsampled (1 = one rigid
-displacement per frame); ``grayscale`` paints one channel; ``image_frames`` > 0 adds an image discriminator
-on that many random frames per clip; ``video_downsample`` pools the video discriminator's input in space.
+displacement per frame); ``image_frames`` > 0 adds an image discriminator on that many random frames per
+clip; ``video_downsample`` pools the video discriminator's input in space. The appearance has ``model.channels``
+channels (one for grey data such as the moving digits: no colour noise to learn away).
 """
 
 from __future__ import annotations
@@ -28,15 +29,14 @@ class MotionShapeGenerator(VideoGenerator):
     """Appearance image warped frame by frame by a generated displacement field."""
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, max_displacement=0.5,
-                 flow_resolution=8, grayscale=False):
+                 flow_resolution=8):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
-        self.grayscale = grayscale
         self.max_displacement = max_displacement
         self.cond = ConditionalInput(z_dim, num_classes)
         self.flow_resolution = min(flow_resolution, resolution)
         self.motion = Deconv3dTrunk(self.cond.out_dim, frames, max(self.flow_resolution, 8), width)
         self.to_flow = self.motion.head(2)
-        self.shape = ImageGenerator(self.cond.out_dim, 1 if grayscale else channels, resolution, width)
+        self.shape = ImageGenerator(self.cond.out_dim, channels, resolution, width)
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, resolution), torch.linspace(-1, 1, resolution), indexing="ij")
         self.register_buffer("identity_grid", torch.stack([xs, ys], dim=-1), persistent=False)  # (H, W, 2) as x, y
 
@@ -59,19 +59,17 @@ class MotionShapeGenerator(VideoGenerator):
         h = self.cond(z, y)
         flow = self.motion_field(h)
         batch, _, frames = flow.shape[:3]
-        appearance = self.shape(h)  # (B, C, H, W); grey: (B, 1, H, W), widened to every channel after the warp
+        appearance = self.shape(h)  # (B, C, H, W)
         grid = self.identity_grid + flow.permute(0, 2, 3, 4, 1)  # (B, T, H, W, 2)
         source = appearance[:, None].expand(-1, frames, -1, -1, -1).flatten(0, 1)
         warped = F.grid_sample(source, grid.flatten(0, 1), mode="bilinear", padding_mode="border", align_corners=True)
-        video = warped.unflatten(0, (batch, frames)).transpose(1, 2)
-        # a real copy, not a stride-0 view: callers may write into the clips they get
-        return video.expand(-1, self.channels, -1, -1, -1).contiguous() if self.grayscale else video
+        return warped.unflatten(0, (batch, frames)).transpose(1, 2)
 
 
 def build(params):
     G = MotionShapeGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                              params.width, params.motionshape.max_displacement,
-                             params.motionshape.flow_resolution, params.motionshape.grayscale)
+                             params.motionshape.flow_resolution)
     D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                             use_spectral_norm=True, minibatch_std_group=params.minibatch_std,
                             downsample=params.motionshape.video_downsample)

@@ -34,8 +34,6 @@ class MotionshapeOptions(_Strict):
     flow_resolution: Literal[1, 8, 16, 32, 64, 128, 256] = Field(
         1, description="side of the generated motion field, upsampled to model.resolution (smooth, and cheap); "
                     "1 = one displacement per frame (rigid motion)")
-    grayscale: bool = Field(True, description="one grey appearance channel, repeated to model.channels (for grey "
-                                                "data such as the moving digits: no colour noise to learn away)")
     image_frames: int = Field(4, ge=0, description="random frames per clip an image discriminator judges (0 = none)")
     video_downsample: Literal[1, 2, 4] = Field(
         2, description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
@@ -76,7 +74,9 @@ class ModelParams(_Strict):
     name: str = "motionshape"
     resolution: Literal[16, 32, 64, 128, 256] = 32
     frames: int = Field(16, ge=4, le=64, multiple_of=4)
-    channels: int = Field(3, ge=1)
+    channels: Literal["auto", 1, 3] = Field(
+        "auto", description="channels the models paint and judge: auto = the shards' (1 when every clip is grey, "
+                            "from their manifest), 1 = grey, 3 = colour")
     z_dim: int = Field(100, ge=1)
     num_classes: int = Field(0, ge=0, description="0 = unconditional")
     width: int = Field(32, ge=4, description="base channel width of G and D")
@@ -92,6 +92,14 @@ class ModelParams(_Strict):
     stylegan_v: StyleganVOptions = StyleganVOptions()
     vsr: VsrOptions = VsrOptions()
     interp: InterpOptions = InterpOptions()
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _auto_grey_or_colour(cls, channels):
+        # before pydantic's own check: one plain line, and a boolean (true == 1 in Python) is no channel count
+        if isinstance(channels, bool) or channels not in ("auto", 1, 3):
+            raise ValueError("expected auto (the shards' channels), 1 (grey) or 3 (colour)")
+        return channels
 
     @field_validator("name")
     @classmethod

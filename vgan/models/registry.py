@@ -25,6 +25,10 @@ def build_model(model_params, pretrained: bool = True):
     ``pretrained``: load weights the params point at (e.g. a progressive refiner's frozen base); pass
     False when a saved state dict will overwrite every weight anyway, so the file need not exist.
     """
+    if model_params.channels == "auto":
+        raise ParamsError("parameter model.channels = 'auto' is not resolved yet: the train stage reads it from the "
+                          "shards' manifest (vgan.train.run.resolve_channels); building a model without shards "
+                          "needs 1 (grey) or 3 (colour)")
     module = architecture_module(model_params.name)
     G, discriminators = module.build(model_params)
     if pretrained and hasattr(module, "load_pretrained"):

@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vgan.models.registry import ARCHITECTURES, build_model, recommended_overrides, summary_line
 
 # small enough for 2 CPU cores in seconds, big enough that every layer of every architecture exists
-CHECK_SIZE = dict(resolution=16, frames=8, width=4, z_dim=8, num_classes=2)
+CHECK_SIZE = dict(resolution=16, frames=8, width=4, z_dim=8, num_classes=2, channels=1)  # grey, as the default data
 CHECK_BATCH = 2
 
 
@@ -34,7 +34,7 @@ def model_row(name: str, model_params) -> dict:
     """One architecture at the configured size: parameter counts and generator GFLOPs per clip."""
     params = model_params.model_copy(update={"name": name})
     row = {"name": name, "selected": name == model_params.name,
-           "size": f"{params.frames}x{params.resolution}x{params.resolution}",
+           "size": f"{params.channels}x{params.frames}x{params.resolution}x{params.resolution}",
            "g_params": None, "d_params": {}, "gflops": None, "overrides": list(recommended_overrides(name)),
            "error": None}
     try:
@@ -52,7 +52,7 @@ def model_table(model_params=None) -> list[dict]:
     """A row per architecture (name, G params, params of each D, GFLOPs per clip, paper's overrides)."""
     from vgan.models.options import ModelParams  # pydantic, kept off the import path of training
 
-    model_params = model_params or ModelParams()
+    model_params = model_params or ModelParams(channels=3)
     return [model_row(name, model_params) for name in ARCHITECTURES]
 
 
@@ -62,7 +62,7 @@ def _millions(count: int) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """Plain-text table of ``model_table`` rows; ``*`` marks the configured model."""
-    header = ("model", "clip TxHxW", "G params", "D params", "GFLOPs/clip", "paper objective (--set ...)")
+    header = ("model", "clip CxTxHxW", "G params", "D params", "GFLOPs/clip", "paper objective (--set ...)")
     lines = [header]
     for row in rows:
         name = row["name"] + (" *" if row["selected"] else "")
@@ -75,7 +75,8 @@ def format_table(rows: list[dict]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths)) + "  " + line[-1] for line in lines]
     text.insert(1, "-" * len(text[0]))
-    text.append("* = model.name in the params; sizes and FLOPs at the configured model.resolution/frames/width")
+    text.append("* = model.name in the params; sizes and FLOPs at the configured model.channels, frames, resolution "
+                "and width")
     text.append("")
     text += [f"{row['name']:<{widths[0]}}  {summary_line(row['name'])}" for row in rows]
     return "\n".join(text)

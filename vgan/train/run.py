@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from vgan.errors import DataError, ParamsError
-from vgan.io import read_manifest
+from vgan.io import manifest_channels, read_manifest
 
 
 def train_shards_location(params) -> str:
@@ -33,8 +33,24 @@ def check_clip_shape(params) -> dict:
     return manifest
 
 
+def resolve_channels(params, manifest: dict):
+    """``params`` with ``model.channels`` a number: ``auto`` becomes the shards' (1 when the manifest says every
+    clip is grey, else its clips' channels); 1 on colour shards is refused (a grey model of colour data would
+    see one colour channel as grey)."""
+    data_channels = manifest_channels(manifest)
+    channels = params.model.channels
+    if channels == "auto":
+        channels = data_channels
+    elif channels == 1 and data_channels != 1:
+        raise DataError(f"model.channels = 1 (grey) but the shards in {train_shards_location(params)} hold colour "
+                        f"clips (their manifest has no \"grey\": true; one written before vgan recorded it counts as "
+                        f"colour: rerun `vgan shards`); use model.channels=auto or 3")
+    return params.model_copy(update={"model": params.model.model_copy(update={"channels": channels})})
+
+
 def shard_batches(params, rank: int = 0, world_size: int = 1, manifest: dict | None = None):
-    """``batches(epoch, seed)`` for the Trainer: a deterministic loader over this rank's train shards."""
+    """``batches(epoch, seed)`` for the Trainer: a deterministic loader over this rank's train shards, clips with
+    the model's channels (``params`` resolved by ``resolve_channels``)."""
     from vgan.data.loader import make_loader, shard_paths
 
     location = train_shards_location(params)
@@ -56,6 +72,7 @@ def shard_batches(params, rank: int = 0, world_size: int = 1, manifest: dict | N
         if cache.get("next_epoch") != epoch:
             loader = make_loader(urls, per_rank_batch, shuffle_buffer=cfg.shuffle_buffer,
                                  num_workers=cfg.num_workers, seed=cfg.seed, uint8=True, start_epoch=epoch,
+                                 channels=params.model.channels,
                                  pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
             cache["loader"] = loader
         cache["next_epoch"] = epoch + 1
@@ -69,19 +86,22 @@ def train(params, progress: bool = True, logger=None) -> dict:
     from vgan.train.loop import Trainer, select_device
 
     manifest = check_clip_shape(params)
+    # the model and everything it writes (checkpoints, generator file, logged params) get the resolved number;
+    # the stage's MLflow run keeps params.yaml's values, which its pipeline id hashes
+    resolved = resolve_channels(params, manifest)
     rank, world_size = distributed.setup(select_device(params.train.device).type)
     try:
-        batches = shard_batches(params, rank, world_size, manifest)  # bad input fails before a tracking run opens
+        batches = shard_batches(resolved, rank, world_size, manifest)  # bad input fails before a tracking run opens
         with contextlib.ExitStack() as stack:
             if logger is None and rank == 0:
                 from vgan import tracking
 
                 logger = stack.enter_context(tracking.stage_run(params, "train"))
-                logger.log_params(_flat_params(params))
+                logger.log_params(_flat_params(resolved))
                 location = params.train.shards_url or str(Path(params.shards.out_dir).resolve())
                 logger.log_dataset(f"{manifest.get('source', 'shards')}-shards", manifest, location)
                 stack.enter_context(tracking.system_metrics(logger))
-            trainer = Trainer(params, batches, logger=logger, rank=rank, world_size=world_size)
+            trainer = Trainer(resolved, batches, logger=logger, rank=rank, world_size=world_size)
             summary = trainer.run(progress=progress and rank == 0)
             if rank == 0:
                 logger.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
