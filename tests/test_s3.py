@@ -90,6 +90,8 @@ def test_training_batches_streamed_from_s3_equal_the_local_ones(aws_env, shards_
         local_batches = list(shard_batches(local)(epoch, 0))
         remote_batches = list(shard_batches(remote)(epoch, 0))
         assert len(local_batches) == len(remote_batches) == 36 // 4
+        # model.channels auto, resolved from each manifest (the remote one fetched from S3): grey digits, 1 channel
+        assert local_batches[0][0].shape[-1] == remote_batches[0][0].shape[-1] == 1
         for (clips_a, labels_a), (clips_b, labels_b) in zip(local_batches, remote_batches):
             assert torch.equal(clips_a, clips_b) and torch.equal(labels_a, labels_b)
 

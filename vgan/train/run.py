@@ -50,11 +50,13 @@ def resolve_channels(params, manifest: dict):
 
 def shard_batches(params, rank: int = 0, world_size: int = 1, manifest: dict | None = None):
     """``batches(epoch, seed)`` for the Trainer: a deterministic loader over this rank's train shards, clips with
-    the model's channels (``params`` resolved by ``resolve_channels``)."""
+    the model's channels (``model.channels: auto`` resolved from the shards' manifest)."""
     from vgan.data.loader import make_loader, shard_paths
 
     location = train_shards_location(params)
+    manifest = manifest or read_manifest(location)
     urls = shard_paths(location, "train", manifest)
+    channels = resolve_channels(params, manifest).model.channels
     if not urls:
         raise DataError(f"no train shards in {location}; run `vgan shards` first")
     cfg = params.train
@@ -72,7 +74,7 @@ def shard_batches(params, rank: int = 0, world_size: int = 1, manifest: dict | N
         if cache.get("next_epoch") != epoch:
             loader = make_loader(urls, per_rank_batch, shuffle_buffer=cfg.shuffle_buffer,
                                  num_workers=cfg.num_workers, seed=cfg.seed, uint8=True, start_epoch=epoch,
-                                 channels=params.model.channels,
+                                 channels=channels,
                                  pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
             cache["loader"] = loader
         cache["next_epoch"] = epoch + 1
