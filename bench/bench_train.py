@@ -162,8 +162,9 @@ def measure_pair(sides: dict, real, labels, device: torch.device, warmup: int, s
     return results
 
 
-def write_shards(folder: Path, frames: int, resolution: int, clips: int, per_shard: int) -> None:
-    """Random uint8 clips in the shards stage's format (frames.npy, cls, json) and its manifest."""
+def write_shards(folder: Path, frames: int, resolution: int, clips: int, per_shard: int, grey: bool) -> None:
+    """Random uint8 clips in the shards stage's format (frames.npy, cls, json) and its manifest; ``grey``: equal
+    channels, as the moving digits (a 1-channel model reads them)."""
     import io
 
     import webdataset as wds
@@ -176,11 +177,12 @@ def write_shards(folder: Path, frames: int, resolution: int, clips: int, per_sha
         with wds.TarWriter(str(folder / name)) as writer:
             for index in range(min(per_shard, clips - shard * per_shard)):
                 buffer = io.BytesIO()
-                np.save(buffer, rng.integers(0, 256, (frames, resolution, resolution, 3), dtype=np.uint8))
+                clip = rng.integers(0, 256, (frames, resolution, resolution, 1 if grey else 3), dtype=np.uint8)
+                np.save(buffer, np.repeat(clip, 3, axis=-1) if grey else clip)
                 writer.write({"__key__": f"bench{shard:04d}_{index:05d}", "frames.npy": buffer.getvalue(),
                               "cls": str(index % 2).encode(), "json": json.dumps({"source": "bench"}).encode()})
         names.append(name)
-    manifest = {"clip_shape": [frames, resolution, resolution, 3], "counts": {"train": clips},
+    manifest = {"clip_shape": [frames, resolution, resolution, 3], "grey": grey, "counts": {"train": clips},
                 "label_names": ["a", "b"], "shards": {"train": names}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
@@ -259,7 +261,8 @@ def run_case(model: str, args, device: torch.device, peak_tflops: float, shards_
             result["loader"] = {"skipped": "webdataset is not installed (pip install webdataset==1.0.2)"}
         elif args.loader_steps:
             clips = max(batch * 4, min(batch * (args.loader_steps + args.warmup + 2), 2048))
-            write_shards(shards_root / model, shape.frames, shape.resolution, clips, per_shard=max(batch, 64))
+            write_shards(shards_root / model, shape.frames, shape.resolution, clips, per_shard=max(batch, 64),
+                         grey=shape.channels == 1)
             result["loader"] = loader_data_wait(params, trainer, args.warmup, args.loader_steps)
     return result
 
