@@ -110,7 +110,7 @@ class TrainParams(_Strict):
     loss: Literal["bce", "hinge", "lsgan", "wgan", "wgan-gp"] = "hinge"
     n_critic: int = Field(1, ge=1)
     gp_weight: float = Field(10.0, ge=0)
-    r1_weight: float = Field(0.0, ge=0)
+    r1_weight: float = Field(1.0, ge=0)
     r1_every: int = Field(16, ge=1, description="lazy R1: every N steps, weight x N (StyleGAN2)")
     weight_clip: float = Field(0.01, gt=0, description="critic weight clipping for loss=wgan")
     svc_every: int = Field(0, ge=0, description="singular value clipping every N steps; 0 = off")
