@@ -20,7 +20,6 @@ import argparse
 import fnmatch
 import hashlib
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from vgan.cpu import REFERENCE_THREADS
 from vgan.errors import VganError
 
 METRICS_FILE = "metrics/evaluate.json"
@@ -229,20 +229,11 @@ def compare(root: Path, reference: dict, reference_metrics: dict | None, rtol: f
 
 
 def cpu_kind() -> str:
-    """The architecture, the vector ISA torch dispatches to, the threads it uses here and the CPU model: what the
-    float results depend on."""
-    try:
-        import torch
+    """What the float results depend on here: the architecture, the code paths the float stages are pinned to
+    (VGAN_CPU_ISA, vgan/cpu.py), the threads and the CPU model."""
+    from vgan.cpu import describe
 
-        isa = f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
-    except Exception:  # noqa: BLE001 - torch missing or too old: say so rather than fail the check
-        isa = "unknown ISA"
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                      if line.startswith("model name")), "")
-    return f"{platform.machine()} {isa}" + (f" ({model})" if model else "")
+    return describe()
 
 
 def verdict(root: Path, reference: dict, first: str) -> str:
@@ -254,8 +245,10 @@ def verdict(root: Path, reference: dict, first: str) -> str:
                 f"since the reference ({_listed(drift)}): a difference is "
                 f"expected; refresh the reference (`make run`, commit dvc.lock and {METRICS_FILE}) with that change")
     return (f"check-reference: NOT reproduced: first difference at stage {first}, with the reference's code, params "
-            f"and inputs; if it computes in floats, the likely cause is the machine: CPU float kernels differ between "
-            f"CPU kinds and thread counts (here: {cpu_kind()}), see README 'Reproducing the reference run'")
+            f"and inputs; if it computes in floats, the likely cause is the machine: the float stages pin the CPU "
+            f"kernels' code paths to AVX2 and their thread count to {REFERENCE_THREADS}, so look for a CPU without "
+            f"AVX2, VGAN_CPU_ISA or OMP_NUM_THREADS set otherwise (here: {cpu_kind()}), see README 'Reproducing the "
+            f"reference run'")
 
 
 def main(argv: list[str] | None = None) -> int:
