@@ -20,7 +20,7 @@ import yaml
 from conftest import REPO, run_cli, write_tiny_params
 from test_trainer_features import clip_batches, tiny
 
-from vgan.cpu import DEFAULT_ISA, ISA_VARIABLE, describe, pin_holds
+from vgan.cpu import ISA_VARIABLE, PORTABLE_ISA, describe, pin_holds
 from vgan.generator_file import load_generator, save_generator
 from vgan.models.registry import build_model
 from vgan.params import Params, load_params
@@ -223,8 +223,9 @@ def test_the_script_reads_the_reference_from_a_commit(tmp_path):
 
 # -- the tiny configuration's outputs, pinned ------------------------------------------------------
 # What `vgan fetch … evaluate` writes on the tiny configuration (tests/conftest.py) with one thread, in pipeline
-# order. The float stages pin the CPU kernels' code paths to AVX2 (vgan/cpu.py; README, "Reproducing the reference
-# run"), so their hashes hold on any x86-64 CPU with AVX2 and FMA and are checked there; the data stages everywhere.
+# order. The tiny run pins the CPU kernels' code paths to AVX2 (VGAN_CPU_ISA=avx2, vgan/cpu.py; README, "Reproducing
+# the reference run"), so its float hashes hold on any x86-64 CPU with AVX2 and FMA and are checked there; the data
+# stages' everywhere.
 # A change that alters an output fails here: refresh this table (the failure prints the new one) and the committed
 # reference run (`make run`, then commit dvc.lock and metrics/evaluate.json) in the same commit.
 TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
@@ -256,10 +257,10 @@ def pipeline_outputs() -> dict[str, list[str]]:
 
 
 def run_tiny(root: Path, **env: str) -> Path:
-    """The tiny configuration's stages, fetch to evaluate, in ``root`` with one thread and the default CPU pin."""
+    """The tiny configuration's stages, fetch to evaluate, in ``root`` with one thread and the portable CPU pin (the same bits on any AVX2 CPU)."""
     root.mkdir(parents=True, exist_ok=True)
     write_tiny_params(root / "params.yaml")
-    env = {"OMP_NUM_THREADS": "1", ISA_VARIABLE: DEFAULT_ISA, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+    env = {"OMP_NUM_THREADS": "1", ISA_VARIABLE: PORTABLE_ISA, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
            **env}
     for stage in TINY_STAGES:
         run_cli("vgan", stage, *(["--no-progress"] if stage in ("train", "evaluator") else []), cwd=root, env=env)
@@ -274,7 +275,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 def pinned_here() -> bool:
     """Whether the tiny run's float stages got the reference's code paths (vgan/cpu.py's pin holds here)."""
-    return pin_holds({ISA_VARIABLE: DEFAULT_ISA})
+    return pin_holds({ISA_VARIABLE: PORTABLE_ISA})
 
 
 def test_tiny_configuration_outputs_have_the_recorded_hashes(tiny_run):
