@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from vgan.cpu import REFERENCE_THREADS
 from vgan.errors import VganError
 
 METRICS_FILE = "metrics/evaluate.json"
@@ -246,7 +245,7 @@ def verdict(root: Path, reference: dict, first: str) -> str:
                 f"expected; refresh the reference (`make run`, commit dvc.lock and {METRICS_FILE}) with that change")
     return (f"check-reference: NOT reproduced: first difference at stage {first}, with the reference's code, params "
             f"and inputs; if it computes in floats, the likely cause is the machine: by default the float stages take "
-            f"the CPU's widest code paths (another ISA rounds differently) with {REFERENCE_THREADS} threads; here: "
+            f"the CPU's widest code paths (another ISA rounds differently) with every core as threads; here: "
             f"{cpu_kind()}. Compare two runs made with VGAN_CPU_ISA=avx2 (the same bits on any AVX2 CPU), or the "
             f"metric values with a tolerance (--rtol 0.05); see README 'Reproducing the reference run'")
 

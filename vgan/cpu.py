@@ -6,7 +6,7 @@ otherwise, and the ISA changes the rounding: oneDNN (convolutions; ``ONEDNN_MAX_
 ``nn.Linear``; ``MKL_CBWR``, its conditional numerical reproducibility branch) and PyTorch's own vectorised kernels
 (BatchNorm, reductions, the optimiser; ``ATEN_CPU_CAPABILITY``). Each library reads its variable at its first use,
 so ``pin_cpu_math`` runs before the first torch operation (the CLI's first step). The number of threads splits some
-reductions (oneDNN's convolution backward by weights), so it is pinned too (always: it costs nothing). The ISA pin
+reductions (oneDNN's convolution backward by weights), so the pin sets it too (2, the reference's, unless OMP_NUM_THREADS says otherwise). The ISA pin
 is not the default: it made the default model's training 1.28x slower on the AVX-512 machines this project runs on
 (README), and `make run` has a 10-minute budget; the committed reference is made with the default (``native``).
 No torch import at module level.
@@ -30,7 +30,7 @@ ISA_PINS = {
 }
 # Every variable that moves these code paths (DNNL_MAX_CPU_ISA: oneDNN's older name for its cap).
 PINNED_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY")
-# The reference run's thread count (this project's 2-core machines); OMP_NUM_THREADS set by the user wins.
+# The pinned thread count (this project's 2-core machines); OMP_NUM_THREADS set by the user wins.
 REFERENCE_THREADS = 2
 
 
@@ -41,29 +41,36 @@ def chosen_isa(environ=os.environ) -> str:
     return isa
 
 
-def cpu_threads(environ=os.environ) -> int:
-    """OMP_NUM_THREADS when set to a positive number, else the reference's thread count."""
+def cpu_threads(environ=os.environ) -> int | None:
+    """OMP_NUM_THREADS when set to a positive number; else, under an ISA pin, the reference's thread count; else
+    None (native: torch's own choice, every core)."""
     value = environ.get("OMP_NUM_THREADS", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else REFERENCE_THREADS
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return None if chosen_isa(environ) == "native" else REFERENCE_THREADS
 
 
 def pin_cpu_math(environ=os.environ) -> str:
     """Set the libraries' variables for ``VGAN_CPU_ISA`` (default native: none), replacing any caps already in the
-    environment, and OMP_NUM_THREADS if unset; the pin's name. Call before the first torch operation."""
+    environment, and under a pin OMP_NUM_THREADS if unset; the pin's name. Call before the first torch operation."""
     isa = chosen_isa(environ)
     environ.update(ISA_PINS[isa])  # ONEDNN_MAX_CPU_ISA wins over oneDNN's older name, DNNL_MAX_CPU_ISA
-    environ.setdefault("OMP_NUM_THREADS", str(cpu_threads(environ)))
+    threads = cpu_threads(environ)
+    if threads:
+        environ.setdefault("OMP_NUM_THREADS", str(threads))
     return isa
 
 
 def pin_threads(environ=os.environ) -> int:
-    """torch's intra-op threads = ``cpu_threads()``, also where the machine has fewer cores (torch caps
-    OMP_NUM_THREADS at the core count when it reads it, so the variable alone does not pin it there)."""
+    """torch's intra-op threads = ``cpu_threads()`` where it names a number, also where the machine has fewer cores
+    (torch caps OMP_NUM_THREADS at the core count when it reads it, so the variable alone does not pin it there);
+    the threads torch uses."""
     import torch
 
     threads = cpu_threads(environ)
-    torch.set_num_threads(threads)
-    return threads
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def cpu_flags() -> set[str]:
@@ -98,6 +105,6 @@ def describe(environ=os.environ) -> str:
     else:
         pin = f"{ISA_VARIABLE}={isa}, but this CPU lacks AVX2/FMA: its own narrower code paths"
     model = cpu_model()
-    threads = cpu_threads(environ)
+    threads = cpu_threads(environ) or os.cpu_count() or 1
     return (f"{platform.machine()}, {pin}, {threads} thread{'' if threads == 1 else 's'}"
             + (f" ({model})" if model else ""))
