@@ -6,6 +6,7 @@ the zoo on the same training budget, each judged against trivial baselines.
     .venv/bin/python bench/quality.py --append --models stylegan_v --seeds 0   # add/replace rows of the table
     .venv/bin/python bench/quality.py --tasks              # super-resolution, interpolation, anomaly detection
     .venv/bin/python bench/quality.py --render             # rewrite docs/results.md from bench/results/ only
+    .venv/bin/python bench/quality.py --render --docs /tmp/page/results.md   # render elsewhere (notes: docs/results.md's)
 
 Everything runs through the real stages (`vgan fetch/shards/evaluator` once, then `vgan train/evaluate/sample`
 per configuration) in a work folder, with the repository's params.yaml plus overrides: each architecture
@@ -42,7 +43,8 @@ from vgan.models.registry import ARCHITECTURES, recommended_overrides  # noqa: E
 from tasks_table import load_task_results, tasks_markdown  # noqa: E402  (bench/, beside this file)
 
 TASKS = tuple(sorted(path.stem.removeprefix("task_") for path in (REPO / "bench").glob("task_*.py")))  # bench/task_<name>.py
-CURVE_PICTURE = REPO / "docs/results/curve_default.png"
+DOCS = REPO / "docs/results.md"
+CURVE_PICTURE = REPO / "docs/results/curve_default.png"  # the committed one; a page elsewhere has its own beside it
 NOTES_HEADING = "\n## Notes"  # hand-written notes below the tables, kept when the tables are rewritten
 
 
@@ -206,13 +208,19 @@ def write_docs(docs: Path, results: dict, notes: str) -> None:
 
     found = curves(results)
     if found is not None:
-        plot([found], CURVE_PICTURE)
+        plot([found], docs.parent / CURVE_PICTURE.relative_to(DOCS.parent))
     write_text(docs, markdown(results) + tasks_markdown(load_task_results(REPO / "bench/results"), REPO) + notes)
 
 
 def kept_notes(docs: Path) -> str:
     text = docs.read_text() if docs.exists() else ""
     return text[text.index(NOTES_HEADING):] if NOTES_HEADING in text else ""
+
+
+def shown(path: Path) -> str:
+    """A path as printed: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def run_tasks(names: list[str]) -> None:
@@ -238,7 +246,11 @@ def main() -> None:
                         help="training budget of each zoo run (default: what the default's first seed took)")
     parser.add_argument("--workdir", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/quality_cpu.json")
-    parser.add_argument("--docs", type=Path, default=REPO / "docs/results.md")
+    parser.add_argument("--docs", type=Path, default=DOCS,
+                        help="the results page to write; its pictures go to results/ beside it (default: docs/results.md)")
+    parser.add_argument("--notes", type=Path, default=None,
+                        help="the page whose hand-written notes (from '## Notes' on) are kept (default: --docs if it "
+                             f"exists, else {DOCS.relative_to(REPO)})")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of --out and run only --models (at its budget_minutes unless --minutes), "
                              "replacing their rows; 'default' among them reruns the default's --seeds; notes below "
@@ -255,8 +267,9 @@ def main() -> None:
             parser.error(f"unknown task(s) {', '.join(unknown)}; expected some of {', '.join(TASKS)}")
         if args.tasks is not None:
             run_tasks(args.tasks or list(TASKS))
-        write_docs(args.docs, json.loads(args.out.read_text()), kept_notes(args.docs))
-        print(f"wrote {args.docs.relative_to(REPO)}")
+        notes_from = args.notes or (args.docs if args.docs.exists() else DOCS)
+        write_docs(args.docs, json.loads(args.out.read_text()), kept_notes(notes_from))
+        print(f"wrote {shown(args.docs)}")
         return
     if args.append and not args.models:
         parser.error("--append needs --models: the architectures whose rows to add or replace")
@@ -281,7 +294,7 @@ def main() -> None:
         rerun_default = "default" in args.models
         runs = [row for row in previous["runs"] if row["name"] not in args.models
                 and not (rerun_default and row["name"].startswith("default-seed"))]
-        notes = kept_notes(args.docs)
+        notes = kept_notes(args.notes or args.docs)
 
     def record(label: str, seed: int, overrides: list[str], file_name: str, curve: bool = False) -> None:
         row = train_and_judge(workdir, file_name, overrides, thumbs, curve)
@@ -325,7 +338,7 @@ def main() -> None:
                      "train.steps=1000000", f"train.seed={args.seeds[0]}"]
         record(model, args.seeds[0], overrides, model)
     write_results()
-    print(f"wrote {args.out.relative_to(REPO)} and {args.docs.relative_to(REPO)}")
+    print(f"wrote {shown(args.out)} and {shown(args.docs)}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import fnmatch
 import hashlib
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -229,20 +228,11 @@ def compare(root: Path, reference: dict, reference_metrics: dict | None, rtol: f
 
 
 def cpu_kind() -> str:
-    """The architecture, the vector ISA torch dispatches to, the threads it uses here and the CPU model: what the
-    float results depend on."""
-    try:
-        import torch
+    """What the float results depend on here: the architecture, the code paths the float stages are pinned to
+    (VGAN_CPU_ISA, vgan/cpu.py), the threads and the CPU model."""
+    from vgan.cpu import describe
 
-        isa = f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
-    except Exception:  # noqa: BLE001 - torch missing or too old: say so rather than fail the check
-        isa = "unknown ISA"
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                      if line.startswith("model name")), "")
-    return f"{platform.machine()} {isa}" + (f" ({model})" if model else "")
+    return describe()
 
 
 def verdict(root: Path, reference: dict, first: str) -> str:
@@ -254,8 +244,10 @@ def verdict(root: Path, reference: dict, first: str) -> str:
                 f"since the reference ({_listed(drift)}): a difference is "
                 f"expected; refresh the reference (`make run`, commit dvc.lock and {METRICS_FILE}) with that change")
     return (f"check-reference: NOT reproduced: first difference at stage {first}, with the reference's code, params "
-            f"and inputs; if it computes in floats, the likely cause is the machine: CPU float kernels differ between "
-            f"CPU kinds and thread counts (here: {cpu_kind()}), see README 'Reproducing the reference run'")
+            f"and inputs; if it computes in floats, the likely cause is the machine: by default the float stages take "
+            f"the CPU's widest code paths (another ISA rounds differently) with every core as threads; here: "
+            f"{cpu_kind()}. Compare two runs made with VGAN_CPU_ISA=avx2 (the same bits on any AVX2 CPU), or the "
+            f"metric values with a tolerance (--rtol 0.05); see README 'Reproducing the reference run'")
 
 
 def main(argv: list[str] | None = None) -> int:

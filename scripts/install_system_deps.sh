@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vgan needs, when missing: ffmpeg (required: decoding/encoding), and
-# libarchive-tools (bsdtar, for UCF101's RAR archive), postgresql (one registry test) and chromium (draws
-# the `dvc plots show` page offline in a test), which are optional: without them those tests skip with the
-# reason. Idempotent.
+# libarchive-tools (bsdtar, for UCF101's RAR archive), postgresql (one registry test), chromium (draws
+# the `dvc plots show` page offline in a test) and qemu-user (an emulated AVX2-only CPU for the CPU pin's
+# test), which are optional: without them those tests skip with the reason. Idempotent.
 set -uo pipefail
 
 missing_required=() missing_optional=()
@@ -10,6 +10,7 @@ missing_required=() missing_optional=()
 command -v bsdtar >/dev/null 2>&1 || missing_optional+=(libarchive-tools)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing_optional+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing_optional+=(chromium)
+command -v qemu-x86_64 >/dev/null 2>&1 || missing_optional+=(qemu-user)
 [ ${#missing_required[@]} -eq 0 ] && [ ${#missing_optional[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

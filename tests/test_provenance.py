@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,3 +31,28 @@ def test_no_committed_doc_or_result_names_a_machine_path():
             if MACHINE_PATH.search(line):
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:120]}")
     assert not offenders, "machine paths in committed files:\n" + "\n".join(offenders)
+
+
+RENDER = ".venv/bin/python bench/quality.py --render"
+
+
+def test_the_committed_results_page_is_the_render_of_bench_results(tmp_path):
+    """docs/results.md is made from bench/results/ (plus its own hand-written notes): render it into a temporary
+    folder, without torch, and the committed page must be the same text."""
+    page = tmp_path / "results.md"
+    script = REPO / "bench" / "quality.py"
+    argv = [str(script), "--render", "--docs", str(page), "--notes", str(REPO / "docs/results.md")]
+    code = (f"import runpy, sys; sys.argv = {argv!r}; sys.path.insert(0, {str(script.parent)!r}); runpy.run_path({str(script)!r}, run_name='__main__'); "
+            "print('torch imported' if 'torch' in sys.modules else 'torch not imported')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "torch not imported", "the render should need no torch"
+    committed = (REPO / "docs/results.md").read_text()
+    rendered = page.read_text()
+    if rendered != committed:
+        diff = "".join(difflib.unified_diff(committed.splitlines(True), rendered.splitlines(True),
+                                            "docs/results.md (committed)", "render of bench/results/", n=1))
+        raise AssertionError(f"docs/results.md is not the render of bench/results/; regenerate it with `{RENDER}` "
+                             f"(never edit the tables by hand) and commit it:\n{diff[:4000]}")
+    assert (tmp_path / "results" / "curve_default.png").is_file()  # the page's picture, drawn beside it

@@ -9,7 +9,6 @@ import importlib.util
 import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import zipfile
@@ -21,6 +20,7 @@ import yaml
 from conftest import REPO, run_cli, write_tiny_params
 from test_trainer_features import clip_batches, tiny
 
+from vgan.cpu import ISA_VARIABLE, PORTABLE_ISA, describe, pin_holds
 from vgan.generator_file import load_generator, save_generator
 from vgan.models.registry import build_model
 from vgan.params import Params, load_params
@@ -223,11 +223,11 @@ def test_the_script_reads_the_reference_from_a_commit(tmp_path):
 
 # -- the tiny configuration's outputs, pinned ------------------------------------------------------
 # What `vgan fetch … evaluate` writes on the tiny configuration (tests/conftest.py) with one thread, in pipeline
-# order. Float stages reproduce bit for bit only on the same CPU kind and thread count (README, "Reproducing the
-# reference run"), so those hashes are checked only on the kind they were recorded on; the data stages everywhere.
+# order. The tiny run pins the CPU kernels' code paths to AVX2 (VGAN_CPU_ISA=avx2, vgan/cpu.py; README, "Reproducing
+# the reference run"), so its float hashes hold on any x86-64 CPU with AVX2 and FMA and are checked there; the data
+# stages' everywhere.
 # A change that alters an output fails here: refresh this table (the failure prints the new one) and the committed
 # reference run (`make run`, then commit dvc.lock and metrics/evaluate.json) in the same commit.
-TINY_REFERENCE_CPU = "x86_64 AVX512"
 TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
 TINY_REFERENCE = {
     "data/raw": "26e58d6e01924c19e6b2f36f245c5690.dir",
@@ -256,19 +256,26 @@ def pipeline_outputs() -> dict[str, list[str]]:
     return outputs
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """The tiny configuration's stages, fetch to evaluate, run once with one thread."""
-    root = tmp_path_factory.mktemp("tiny_reference")
+def run_tiny(root: Path, **env: str) -> Path:
+    """The tiny configuration's stages, fetch to evaluate, in ``root`` with one thread and the portable CPU pin (the same bits on any AVX2 CPU)."""
+    root.mkdir(parents=True, exist_ok=True)
     write_tiny_params(root / "params.yaml")
-    env = {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db"}
+    env = {"OMP_NUM_THREADS": "1", ISA_VARIABLE: PORTABLE_ISA, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+           **env}
     for stage in TINY_STAGES:
         run_cli("vgan", stage, *(["--no-progress"] if stage in ("train", "evaluator") else []), cwd=root, env=env)
     return root
 
 
-def this_cpu_kind() -> str:
-    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny configuration's stages, run once."""
+    return run_tiny(tmp_path_factory.mktemp("tiny_reference"))
+
+
+def pinned_here() -> bool:
+    """Whether the tiny run's float stages got the reference's code paths (vgan/cpu.py's pin holds here)."""
+    return pin_holds({ISA_VARIABLE: PORTABLE_ISA})
 
 
 def test_tiny_configuration_outputs_have_the_recorded_hashes(tiny_run):
@@ -280,26 +287,32 @@ def test_tiny_configuration_outputs_have_the_recorded_hashes(tiny_run):
     message = (f"the tiny configuration's outputs changed, first {changed[:1]} ({len(changed)} in all); if that is "
                f"intended, paste this into tests/test_reference.py and refresh the reference run:\n{table}")
     assert not [path for path in changed if path in TINY_DATA_OUTPUTS], message
-    if this_cpu_kind() != TINY_REFERENCE_CPU:
-        pytest.skip(f"float outputs were recorded on {TINY_REFERENCE_CPU}, this CPU is {this_cpu_kind()}")
+    if not pinned_here():
+        pytest.skip(f"float outputs were recorded with the AVX2 pin, which this CPU cannot take ({describe()})")
     assert not changed, message
 
 
-def test_check_reference_on_the_tiny_run(tiny_run, tmp_path):
+def reference_of(run: Path, folder: Path) -> tuple[dict, Path, dict, Path]:
+    """A reference lock (stages as dvc.lock lists them) and metrics file that record exactly ``run``'s outputs."""
     stages = {}
     for name, paths in pipeline_outputs().items():
         outs = []
         for path in paths:
-            md5, files = check_reference.output_hash(tiny_run / path)
+            md5, files = check_reference.output_hash(run / path)
             outs.append({"path": path, "md5": md5, **({"nfiles": files} if md5.endswith(".dir") else {})})
         if name == "train":
             outs.append({"path": "metrics/train.json", "md5": "0" * 32})  # a timing: listed, never compared
         stages[name] = {"outs": outs}
-    lock = tmp_path / "dvc.lock"
+    lock = folder / "dvc.lock"
     lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}, sort_keys=False))
-    metrics = tmp_path / "evaluate.json"
-    values = json.loads((tiny_run / "metrics/evaluate.json").read_text())
+    metrics = folder / "evaluate.json"
+    values = json.loads((run / "metrics/evaluate.json").read_text())
     metrics.write_text(json.dumps(values))
+    return stages, lock, values, metrics
+
+
+def test_check_reference_on_the_tiny_run(tiny_run, tmp_path):
+    stages, lock, values, metrics = reference_of(tiny_run, tmp_path)
     result = script("--root", str(tiny_run), "--lock", str(lock), "--metrics", str(metrics), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [line.split()[1:3] for line in result.stdout.splitlines()[:6]] == [[name, "same"] for name in TINY_STAGES]
@@ -314,3 +327,17 @@ def test_check_reference_on_the_tiny_run(tiny_run, tmp_path):
     assert [line.split()[2] for line in lines[:6]] == ["same", "same", "same", "DIFFERS", "same", "differs"]
     assert "fd_evaluator" in lines[5] and "-50.0%" in lines[5]
     assert "first difference at stage sample" in lines[-1]
+
+
+AVX512_CAPS = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_CBWR": "AVX512", "ATEN_CPU_CAPABILITY": "avx512"}
+
+
+@pytest.mark.skipif(not pinned_here(), reason=f"the AVX2 pin cannot hold on this CPU ({describe()})")
+def test_check_reference_says_reproduced_under_another_isa_cap(tiny_run, tmp_path):
+    """A second run whose environment caps the CPU libraries at AVX-512 (how they run unpinned on this project's
+    machine): the float stages' pin replaces those caps, so check-reference finds the first run's outputs."""
+    second = run_tiny(tmp_path / "second", **AVX512_CAPS)
+    _, lock, _, metrics = reference_of(tiny_run, tmp_path)
+    result = script("--root", str(second), "--lock", str(lock), "--metrics", str(metrics), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].startswith("check-reference: reproduced")

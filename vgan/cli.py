@@ -246,18 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Stages that compute in floats with torch: their thread count is pinned too (vgan/cpu.py).
+TORCH_STAGES = ("train", "sample", "evaluator", "evaluate", "register", "models", "anomaly")
+
+
 def main(argv: list[str] | None = None) -> int:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
     handler, _ = STAGES[args.stage]
     try:
+        from vgan.cpu import pin_cpu_math, pin_threads
         from vgan.params import load_params
 
+        pin_cpu_math()  # before the first torch operation: the CPU libraries read it once
         params = load_params(args.params, args.overrides)
         for note in foreign_overrides(args.stage, args.overrides):
             print(f"vgan {args.stage}: note: {note}", file=sys.stderr)
         check_outputs(args.stage, params, getattr(args, "allow_outside", False))
+        if args.stage in TORCH_STAGES:
+            pin_threads()
         handler(params, args)
     except VganError as exc:
         print(f"vgan {args.stage}: error: {exc}", file=sys.stderr)
