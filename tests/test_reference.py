@@ -232,14 +232,14 @@ TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
 TINY_REFERENCE = {
     "data/raw": "26e58d6e01924c19e6b2f36f245c5690.dir",
     "data/shards": "1c58f064fe45536db64c0510e9c7d3b9.dir",
-    "models/generator.pt": "6dc9719bdebb0eadf83d6eaa1b11c242",
-    "plots/training_samples": "77d7ccbf2ca13933b975803ef52a68ec.dir",
-    "samples": "ad0b053ddba8132e123d10bd768fa46a.dir",
+    "models/generator.pt": "ffb41a8b851ec8a90a09484e11011c43",
+    "plots/training_samples": "d7edc312bfc75e26ae4f558fe2603bb3.dir",
+    "samples": "307198601d116a18ed2f6d2981750c64.dir",
     "metrics/evaluator.json": "e60b4188cfa06ffe441755d7c0a1fb67",
-    "models/evaluator.pt": "b5f78792a96f3c430b4b431ce3b50a06",
-    "metrics/evaluate.json": "ed8ac468e1908cae5c88f8366722080c",
-    "metrics/evaluate_baselines.json": "9876c6b086eb4cfb1fba6b9c80313e9b",
-    "reports/evaluation.md": "d310734e375d4eea2cce7a7b880641eb",
+    "models/evaluator.pt": "8f72cad7323c184f6dd01b81d216f1d4",
+    "metrics/evaluate.json": "6a173a413843f1568794f079b95ce6c6",
+    "metrics/evaluate_baselines.json": "8d35a3fe3b44d9dc871da23c4629cf5c",
+    "reports/evaluation.md": "1b502034a42c94fa4c1d585a68599d2d",
 }
 TINY_STAGES = ("fetch", "shards", "train", "sample", "evaluator", "evaluate")
 
