@@ -120,7 +120,7 @@ def cmd_models(params, args):
 
 
 def cmd_rate(params, args):
-    from vgan.rating.run import rate
+    from vgan.rating.rate import rate
 
     result = rate(params, rounds=args.rounds, port=args.port, host=args.host, session=args.session,
                   mlflow=False if args.no_mlflow else None)
