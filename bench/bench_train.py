@@ -41,8 +41,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from vgan.losses import discriminator_loss, generator_loss  # noqa: E402
-from vgan.models.registry import build_model  # noqa: E402
+from vgan.train.losses import discriminator_loss, generator_loss  # noqa: E402
+from vgan.models.zoo import build_model  # noqa: E402
 from vgan.params import Params, load_params  # noqa: E402
 
 from quality import git_commit, public_command  # noqa: E402  (bench/, beside this file)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from quality import git_commit, public_command, run_stage, sets  # noqa: E402
 
-from vgan.io import write_json  # noqa: E402
+from vgan.util.io import write_json  # noqa: E402
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -52,7 +52,7 @@ class Judge:
         import torch
 
         from vgan.data.loader import real_clips
-        from vgan.evaluate import _embed, evaluation_size
+        from vgan.evaluate.evaluate_stage import _embed, evaluation_size
         from vgan.metrics.baselines import baseline_clips
         from vgan.metrics.evaluator import load_evaluator
         from vgan.params import load_params
@@ -79,9 +79,9 @@ class Judge:
                                  cfg.ci_level, cfg.seed)
 
     def score(self, generator_path: Path) -> dict:
-        from vgan.evaluate import _embed
-        from vgan.generator_file import load_generator
+        from vgan.evaluate.evaluate_stage import _embed
         from vgan.sample import generate
+        from vgan.train.generator_file import load_generator
 
         cfg = self.params.evaluate
         generator, _ = load_generator(generator_path, use_ema=cfg.use_ema)

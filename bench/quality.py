@@ -37,8 +37,8 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 
 from vgan import QUIET_ENV  # noqa: E402
-from vgan.io import write_json, write_text  # noqa: E402
-from vgan.models.registry import ARCHITECTURES, recommended_overrides  # noqa: E402
+from vgan.util.io import write_json, write_text  # noqa: E402
+from vgan.models.zoo import ARCHITECTURES, recommended_overrides  # noqa: E402
 
 from tasks_table import load_task_results, tasks_markdown  # noqa: E402  (bench/, beside this file)
 

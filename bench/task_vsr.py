@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vgan.io import write_json  # noqa: E402
-from vgan.models.registry import recommended_overrides  # noqa: E402
+from vgan.util.io import write_json  # noqa: E402
+from vgan.models.zoo import recommended_overrides  # noqa: E402
 
 from quality import git_commit, public_command, run_stage, sets  # noqa: E402  (bench/, beside this file)
 

@@ -31,7 +31,7 @@ from learning_curve import prepare_workdir  # noqa: E402
 from quality import git_commit, public_command  # noqa: E402
 
 from vgan import QUIET_ENV  # noqa: E402
-from vgan.io import write_json  # noqa: E402
+from vgan.util.io import write_json  # noqa: E402
 
 
 def checkout(commit: str, into: Path) -> Path:

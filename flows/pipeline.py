@@ -28,7 +28,7 @@ from vgan import QUIET_ENV
 from vgan.params import dotted
 
 # One retry layer per call path: the stages retry their own network calls (downloads resume with HTTP Range,
-# `data.download_retries`; MLflow calls back off in vgan.tracking), so the flow runs each stage once (a retry
+# `data.download_retries`; MLflow calls back off in vgan.tracking.runs), so the flow runs each stage once (a retry
 # here would multiply those budgets). DVC's transfers (flows.retrain) have no layer of ours and retry there.
 # Per-stage wall-clock limits (seconds); train's follows train.max_minutes when that is set.
 STAGE_TIMEOUTS_S = {"fetch": 3600, "shards": 3600, "train": 24 * 3600, "sample": 1800, "evaluator": 3600,
@@ -192,7 +192,7 @@ def results_table(repo: Path, with_registry: bool) -> list[dict]:
 
 @task(name="report")
 def publish_report(repo: str, stage_results: list[dict], with_registry: bool) -> dict:
-    """Artifacts: markdown (stages, metrics, champion vs challenger read through vgan.model_registry) and a
+    """Artifacts: markdown (stages, metrics, champion vs challenger read through vgan.tracking.registry) and a
     table (metrics beside their baselines, the registry decision)."""
     repo_path = Path(repo)
     stages_md = "| stage | status | seconds |\n|---|---|---|\n" + "\n".join(
@@ -220,11 +220,11 @@ def registry_summary(repo: Path, overrides: list[str] | None = None) -> dict:
     previous = Path.cwd()
     os.chdir(repo)  # the default store and params.yaml are relative to the repo
     try:
-        from vgan import model_registry
         from vgan.params import load_params
+        from vgan.tracking import registry
 
         to_params = [item for item in overrides or [] if ":" not in item.split("=", 1)[0]]
-        return model_registry.registry_summary(load_params(repo / "params.yaml", to_params))
+        return registry.registry_summary(load_params(repo / "params.yaml", to_params))
     finally:
         os.chdir(previous)
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 
 METRICS_FILE = "metrics/evaluate.json"
 # Outputs that differ between two runs of the same code on the same machine: not compared.
@@ -229,8 +229,8 @@ def compare(root: Path, reference: dict, reference_metrics: dict | None, rtol: f
 
 def cpu_kind() -> str:
     """What the float results depend on here: the architecture, the code paths the float stages are pinned to
-    (VGAN_CPU_ISA, vgan/cpu.py), the threads and the CPU model."""
-    from vgan.cpu import describe
+    (VGAN_CPU_ISA, vgan/util/cpu.py), the threads and the CPU model."""
+    from vgan.util.cpu import describe
 
     return describe()
 

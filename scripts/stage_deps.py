@@ -36,7 +36,7 @@ def module_file(name: str) -> Path | None:
 
 def builders(package: str) -> list[str]:
     """The modules of a package that a registry can import by name: those defining ``build`` (the registry's
-    contract, ``vgan.models.registry``)."""
+    contract, ``vgan.models.zoo``)."""
     folder = ROOT / Path(*package.split("."))
     if not (folder / "__init__.py").is_file():
         return []

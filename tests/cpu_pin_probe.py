@@ -1,5 +1,5 @@
 """A few training steps of the project's evaluator network on fixed random clips, pinned as the CLI pins the float
-stages (vgan/cpu.py); prints one JSON line: the md5 of the weights, the vector ISA torch dispatched to, the threads.
+stages (vgan/util/cpu.py); prints one JSON line: the md5 of the weights, the vector ISA torch dispatched to, the threads.
 
     python tests/cpu_pin_probe.py                        # as `vgan evaluator` would run here
     VGAN_CPU_ISA=native ONEDNN_MAX_CPU_ISA=AVX2 python tests/cpu_pin_probe.py   # unpinned, one cap of its own
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vgan.cpu import pin_cpu_math, pin_threads  # noqa: E402
+from vgan.util.cpu import pin_cpu_math, pin_threads  # noqa: E402
 
 isa = pin_cpu_math()  # before torch's first operation, as vgan.cli.main does
 

@@ -8,7 +8,7 @@ import torch
 
 from vgan.data import anomalies
 from vgan.data.digits import render_video
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 from vgan.metrics.anomaly import clip_scores, frame_differences, relative_errors, roc_auc
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vgan.augment import augment, cutout, translation
+from vgan.train.augment import augment, cutout, translation
 
 
 def clips(batch=6, frames=5, size=16):

@@ -1,4 +1,4 @@
-"""The float stages' CPU pin (vgan/cpu.py): the same weights whatever ISA caps the environment already holds, the
+"""The float stages' CPU pin (vgan/util/cpu.py): the same weights whatever ISA caps the environment already holds, the
 weights recorded on two different CPUs, each of the three variables needed, and the thread count pinned."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import pytest
 from conftest import REPO, run_cli
 
-from vgan.cpu import (
+from vgan.util.cpu import (
     ISA_PINS,
     ISA_VARIABLE,
     PINNED_VARIABLES,

@@ -115,7 +115,7 @@ def _max_difference(first: dict, second: dict, keys=None) -> float:
 
 def _biases_before_batch_norm(params) -> set[str]:
     """Biases a batch norm cancels: their true gradient is 0, so Adam turns rounding noise into +-lr steps."""
-    from vgan.models.registry import build_model
+    from vgan.models.zoo import build_model
 
     G, _ = build_model(params.model)
     cancelled = set()
@@ -187,7 +187,7 @@ def two_node_run(two_node_roots) -> Path:
 
 def assert_matches_single(single_root: Path, ddp_root: Path, params_file: Path) -> None:
     """The 2-rank run in ``ddp_root`` trained what the single process in ``single_root`` trained."""
-    from vgan.models.registry import build_model
+    from vgan.models.zoo import build_model
     from vgan.params import load_params
 
     one = torch.load(single_root / "models/generator.pt", weights_only=True)

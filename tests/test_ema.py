@@ -7,7 +7,7 @@ import shutil
 import torch
 
 from test_trainer_features import clip_batches, tiny
-from vgan.generator_file import load_generator
+from vgan.train.generator_file import load_generator
 from vgan.train.loop import Trainer
 
 

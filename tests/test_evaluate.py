@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from test_sample import LABEL_NAMES, tiny_setup
-from vgan.errors import MissingWeightsError
+
+from vgan.util.errors import MissingWeightsError
 
 
 class RecordingLogger:
@@ -33,10 +33,10 @@ class RecordingLogger:
 
 @pytest.fixture
 def logger(monkeypatch):
-    from vgan import tracking
+    from vgan.tracking import runs
 
     recording = RecordingLogger()
-    monkeypatch.setattr(tracking, "stage_run", lambda params, stage: contextlib.nullcontext(recording))
+    monkeypatch.setattr(runs, "stage_run", lambda params, stage: contextlib.nullcontext(recording))
     return recording
 
 
@@ -52,7 +52,7 @@ def evaluation_setup(tmp_path, monkeypatch, *overrides):
 
 
 def test_predictor_gets_finite_psnr_and_ssim_per_future_step(tmp_path, monkeypatch, logger):
-    from vgan.evaluate import evaluate
+    from vgan.evaluate.evaluate_stage import evaluate
     from vgan.sample import write_samples
 
     params, generator = evaluation_setup(tmp_path, monkeypatch, "model.name=predictor",
@@ -79,7 +79,7 @@ def test_predictor_gets_finite_psnr_and_ssim_per_future_step(tmp_path, monkeypat
 
 
 def test_identical_frames_give_the_capped_psnr_and_non_finite_values_become_null():
-    from vgan.evaluate import json_safe
+    from vgan.evaluate.evaluate_stage import json_safe
     from vgan.metrics.tasks import prediction_scores
 
     clips = torch.rand(2, 3, 4, 16, 16) * 2 - 1
@@ -91,7 +91,7 @@ def test_identical_frames_give_the_capped_psnr_and_non_finite_values_become_null
 
 def test_protocol_without_weights_refuses_in_one_line_and_writes_nothing(tmp_path, monkeypatch, logger, capsys):
     from vgan.cli import main
-    from vgan.evaluate import evaluate
+    from vgan.evaluate.evaluate_stage import evaluate
 
     params, generator = evaluation_setup(tmp_path, monkeypatch, "evaluate.protocols=[fvd2048_16f]")
     with pytest.raises(MissingWeightsError) as refused:
@@ -109,8 +109,9 @@ def test_protocol_without_weights_refuses_in_one_line_and_writes_nothing(tmp_pat
 
 def test_unknown_protocol_is_a_params_error(tmp_path):
     from conftest import write_tiny_params
-    from vgan.errors import ParamsError
+
     from vgan.params import load_params
+    from vgan.util.errors import ParamsError
 
     with pytest.raises(ParamsError, match="unknown protocol 'fvd16'.*fvd2048_16f"):
         load_params(write_tiny_params(tmp_path / "params.yaml"), ["evaluate.protocols=[fvd16]"])
@@ -125,7 +126,7 @@ class ColourStats(torch.nn.Module):
 
 
 def test_protocol_with_pinned_weights_reports_fvd_and_kvd_and_caches_real_features(tmp_path, monkeypatch, logger):
-    from vgan.evaluate import evaluate
+    from vgan.evaluate.evaluate_stage import evaluate
     from vgan.metrics import protocols
     from vgan.metrics.weights import file_sha256
 
@@ -147,6 +148,7 @@ def test_protocol_with_pinned_weights_reports_fvd_and_kvd_and_caches_real_featur
 def test_model_and_baselines_are_scored_at_one_n_against_one_reference_with_intervals(tmp_path, monkeypatch, logger,
                                                                                         capsys):
     from test_sample import write_test_shards
+
     from vgan.cli import main
 
     params, generator = evaluation_setup(tmp_path, monkeypatch)
@@ -187,6 +189,7 @@ def test_model_and_baselines_are_scored_at_one_n_against_one_reference_with_inte
 
 def test_a_seeded_subset_of_real_clips_is_random_but_repeatable(tmp_path, monkeypatch):
     from test_sample import write_test_shards
+
     from vgan.data.loader import real_clips
 
     params, _ = evaluation_setup(tmp_path, monkeypatch)
@@ -202,8 +205,9 @@ def test_a_seeded_subset_of_real_clips_is_random_but_repeatable(tmp_path, monkey
 
 def test_too_few_clips_for_two_equal_sets_is_one_line(tmp_path, monkeypatch, logger):
     from test_sample import write_test_shards
-    from vgan.errors import DataError
-    from vgan.evaluate import evaluate
+
+    from vgan.evaluate.evaluate_stage import evaluate
+    from vgan.util.errors import DataError
 
     params, generator = evaluation_setup(tmp_path, monkeypatch)
     write_test_shards(tmp_path / "shards", train=16, val=1)

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from vgan.data.extract import extract
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 needs_bsdtar = pytest.mark.skipif(not shutil.which("bsdtar"), reason="bsdtar (libarchive-tools) not installed")
 

@@ -45,9 +45,9 @@ Path("data/raw/videos.txt").write_text("video-1\\n")
 TRAIN = """
 import sys, time
 import torch
-from vgan.models.registry import build_model
+from vgan.models.zoo import build_model
 from vgan.params import load_params
-from vgan.generator_file import GENERATOR_FORMAT
+from vgan.train.generator_file import GENERATOR_FORMAT
 from vgan.train.checkpoint import atomic_save
 print("train: step 1/2 loss_g=0.70")
 time.sleep(1.5)

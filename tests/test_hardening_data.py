@@ -18,7 +18,7 @@ from vgan.data.download import download
 from vgan.data.extract import extract
 from vgan.data.shards import build_shards
 from vgan.data.sources import fetch_urls
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 from vgan.params import DataParams, UrlSource
 
 PAYLOAD = bytes(range(256)) * 1024  # 256 KiB

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from vgan.cli import main
-from vgan.errors import ParamsError
+from vgan.util.errors import ParamsError
 from vgan.params import Params, load_params
 
 

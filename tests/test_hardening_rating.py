@@ -23,8 +23,8 @@ import pytest
 
 from conftest import BIN
 from vgan.cli import main
-from vgan.errors import DataError
-from vgan.media import write_gif
+from vgan.util.errors import DataError
+from vgan.util.media import write_gif
 from vgan.params import load_params
 from vgan.rating import server as rating_server
 from vgan.rating.server import Rating

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vgan.data.loader import iterate_clips, make_loader, shard_paths
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 CLIP = (4, 8, 8, 3)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vgan import losses
+from vgan.train import losses
 
 REAL = torch.tensor([1.0, -2.0])
 FAKE = torch.tensor([0.5, 3.0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 from vgan.metrics.frechet import frechet_distance
 from vgan.metrics.baselines import standing_sentence
 from vgan.metrics.bootstrap import frechet_bootstrap

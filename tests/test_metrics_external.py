@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from vgan.errors import MissingWeightsError
 from vgan.metrics.c3d import load_c3d, video_inception_score
 from vgan.metrics.inception import load_inception
 from vgan.metrics.weights import file_sha256
+from vgan.util.errors import MissingWeightsError
 
 
 class FrameDetector(torch.nn.Module):

@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 from vgan.metrics.frechet import frechet_distance
 from vgan.metrics.frechet import frechet_distance_from_stats
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from vgan.errors import MissingWeightsError
 from vgan.metrics.i3d import I3DFeatures, InceptionI3d, i3d_preprocess, load_i3d
 from vgan.metrics.weights import file_sha256
+from vgan.util.errors import MissingWeightsError
 
 # Scope under RGB/inception_i3d/ -> conv_3d/w shape [t, h, w, in, out], as the published checkpoint lists them.
 CHECKPOINT_KERNELS = {

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 from vgan.metrics.inception_score import inception_score
 from vgan.metrics.kernel import kernel_distance
 from vgan.metrics.kernel import mmd_squared_unbiased

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vgan.errors import VganError
 from vgan.metrics.prediction import gaussian_window, psnr_per_frame, ssim_per_frame
+from vgan.util.errors import VganError
 
 
 def clips_from_unit(frames_01):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 from vgan.metrics.frechet import frechet_distance
 from vgan.metrics.protocols import (PROTOCOLS, get_protocol, protocol_distances, protocol_frames, real_clip_indices,
                                     take_indices)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 from vgan.metrics.baselines import baseline_clips, noise_clips, real_halves, shuffled_clips, static_clips, to_float_videos
 from vgan.metrics.temporal import frame_posteriors, label_consistency, motion_energy, motion_frechet_distance
 

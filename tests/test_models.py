@@ -8,13 +8,13 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from vgan import losses
-from vgan.errors import DataError, ParamsError
-from vgan.models.registry import ARCHITECTURES, build_model
+from vgan.models import overview
 from vgan.models.layers import MinibatchStd, sample_frames, to_channels_last_3d
 from vgan.models.options import ModelParams
-from vgan.models import summary
-from vgan.models.summary import check_models, format_check, format_table, model_table
+from vgan.models.overview import check_models, format_check, format_table, model_table
+from vgan.models.zoo import ARCHITECTURES, build_model
+from vgan.train import losses
+from vgan.util.errors import DataError, ParamsError
 
 NAMES = list(ARCHITECTURES)
 # restoration models start at their baseline (bicubic upscale, linear blend), as good as real to a fresh
@@ -365,14 +365,14 @@ def test_check_models_passes_for_every_architecture():
 
 
 def test_check_reports_a_broken_architecture_without_hiding_the_others(monkeypatch):
-    real_build = summary.build_model
+    real_build = overview.build_model
 
     def build(params):
         if params.name == "tgan":
             raise RuntimeError("boom")
         return real_build(params)
 
-    monkeypatch.setattr(summary, "build_model", build)
+    monkeypatch.setattr(overview, "build_model", build)
     results = dict((name, (ok, message)) for name, ok, message in check_models(["vgan", "tgan"]))
     assert results["vgan"][0] and results["tgan"] == (False, "RuntimeError: boom")
     text = format_check(check_models(["tgan"]))
@@ -381,7 +381,7 @@ def test_check_reports_a_broken_architecture_without_hiding_the_others(monkeypat
 
 @pytest.mark.parametrize("name", NAMES)
 def test_recommended_overrides_are_valid_params(name, tmp_path):
-    from vgan.models.registry import recommended_overrides
+    from vgan.models.zoo import recommended_overrides
     from vgan.params import load_params
 
     overrides = [f"model.name={name}", *recommended_overrides(name)]

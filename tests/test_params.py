@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_cli
-from vgan.errors import ParamsError
+from vgan.util.errors import ParamsError
 from vgan.params import Params, dotted, load_params
 
 PARAMS = REPO / "params.yaml"

@@ -18,7 +18,7 @@ def test_untrained_generator_is_registered_as_challenger_with_the_reason_and_nev
     import mlflow
 
     from vgan.cli import main
-    from vgan.evaluate import build_evaluator
+    from vgan.evaluate.evaluator_stage import build_evaluator
 
     # a generator with its random initial weights, exported as `vgan train` exports one
     params, generator = tiny_setup(workdir, "registry.model_name=vgan-untrained-test",

@@ -21,8 +21,8 @@ import pytest
 from conftest import BIN, workspace_on
 from test_plots_offline import chromium
 from vgan.cli import main
-from vgan.errors import DataError
-from vgan.media import write_gif
+from vgan.util.errors import DataError
+from vgan.util.media import write_gif
 from vgan.params import load_params
 from vgan.rating.session import CHOICES, _draw_pairs, open_session, wilson_interval
 

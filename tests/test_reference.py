@@ -20,12 +20,12 @@ import yaml
 from conftest import REPO, run_cli, write_tiny_params
 from test_trainer_features import clip_batches, tiny
 
-from vgan.cpu import ISA_VARIABLE, PORTABLE_ISA, describe, pin_holds
-from vgan.generator_file import load_generator, save_generator
-from vgan.models.registry import build_model
+from vgan.models.zoo import build_model
 from vgan.params import Params, load_params
 from vgan.train import checkpoint as ckpt
+from vgan.train.generator_file import load_generator, save_generator
 from vgan.train.loop import Trainer
+from vgan.util.cpu import ISA_VARIABLE, PORTABLE_ISA, describe, pin_holds
 
 _spec = importlib.util.spec_from_file_location("check_reference", REPO / "scripts" / "check_reference.py")
 check_reference = importlib.util.module_from_spec(_spec)
@@ -223,7 +223,7 @@ def test_the_script_reads_the_reference_from_a_commit(tmp_path):
 
 # -- the tiny configuration's outputs, pinned ------------------------------------------------------
 # What `vgan fetch … evaluate` writes on the tiny configuration (tests/conftest.py) with one thread, in pipeline
-# order. The tiny run pins the CPU kernels' code paths to AVX2 (VGAN_CPU_ISA=avx2, vgan/cpu.py; README, "Reproducing
+# order. The tiny run pins the CPU kernels' code paths to AVX2 (VGAN_CPU_ISA=avx2, vgan/util/cpu.py; README, "Reproducing
 # the reference run"), so its float hashes hold on any x86-64 CPU with AVX2 and FMA and are checked there; the data
 # stages' everywhere.
 # A change that alters an output fails here: refresh this table (the failure prints the new one) and the committed
@@ -274,7 +274,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 def pinned_here() -> bool:
-    """Whether the tiny run's float stages got the reference's code paths (vgan/cpu.py's pin holds here)."""
+    """Whether the tiny run's float stages got the reference's code paths (vgan/util/cpu.py's pin holds here)."""
     return pin_holds({ISA_VARIABLE: PORTABLE_ISA})
 
 

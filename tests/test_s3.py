@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_cli, write_tiny_params
 from servers import create_bucket, mlflow_on_s3, s3_client, s3_env, s3_server  # noqa: F401
 
@@ -58,8 +57,8 @@ def test_urls_source_downloads_from_s3_and_checks_the_checksum(aws_env, s3_serve
     from test_sources import lavfi_video
 
     from vgan.data.fetch import fetch
-    from vgan.errors import DataError
     from vgan.params import DataParams, Params, UrlSource
+    from vgan.util.errors import DataError
 
     bucket = create_bucket(s3_server, "vgan-raw")
     video = lavfi_video(tmp_path / "upload" / "walk.mp4")

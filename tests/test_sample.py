@@ -56,9 +56,9 @@ def write_test_shards(folder, train: int = 16, val: int = 8, frames: int = 8, si
 def tiny_setup(tmp_path, *overrides, step: int = 7):
     """Params for a tiny untrained generator saved as `vgan train` exports it (one channel: the test shards are
     grey, and `model.channels: auto` resolves as the train stage does), plus test shards."""
-    from vgan.io import read_manifest
-    from vgan.models.registry import build_model
-    from vgan.generator_file import GENERATOR_FORMAT
+    from vgan.util.io import read_manifest
+    from vgan.models.zoo import build_model
+    from vgan.train.generator_file import GENERATOR_FORMAT
     from vgan.train.checkpoint import atomic_save
     from vgan.train.run import resolve_channels
 

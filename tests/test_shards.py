@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from vgan.data.shards import assign_splits, build_shards, clip_starts, video_ids
-from vgan.errors import DataError
 from vgan.params import DataParams, Params, ShardsParams
+from vgan.util.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ import pytest
 
 from vgan.data.fetch import fetch
 from vgan.data.sources import fetch_ucf101, index_videos
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 from vgan.params import DataParams, Params, UrlSource
 
 from test_extract import cpio

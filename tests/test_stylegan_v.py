@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import run_cli, workspace_on
 from vgan.models.options import ModelParams
-from vgan.models.registry import build_model
+from vgan.models.zoo import build_model
 from vgan.models.stylegan_v import ModulatedConv2d
 
 TINY = dict(name="stylegan_v", resolution=16, frames=8, width=4, z_dim=8, channels=3)

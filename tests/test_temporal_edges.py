@@ -17,9 +17,9 @@ import pytest
 import torch
 from test_trainer_features import one_thread, tiny  # noqa: F401 - one_thread: an autouse fixture, one thread here too
 
-from vgan.generator_file import load_generator
 from vgan.models import layers
-from vgan.models.registry import ARCHITECTURES
+from vgan.models.zoo import ARCHITECTURES
+from vgan.train.generator_file import load_generator
 from vgan.train.loop import Trainer
 
 FRAMES = 8

@@ -1,4 +1,4 @@
-"""vgan.tracking: stage runs, the registered generator, champion/challenger promotion, failures.
+"""vgan.tracking.runs: stage runs, the registered generator, champion/challenger promotion, failures.
 
 Local tests use the embedded sqlite store in a temporary folder; the `servers` tests use a real
 `mlflow server` (sqlite backend, and PostgreSQL) and read the registry from other processes.
@@ -14,11 +14,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from servers import (  # noqa: F401
+    QUIET_ENV,
+    free_port,
+    mlflow_on_postgres,
+    mlflow_server,
+    postgres_server,
+)
 
-from servers import QUIET_ENV, free_port, mlflow_on_postgres, mlflow_server, postgres_server  # noqa: F401
-from vgan import model_registry, provenance, tracking
-from vgan.errors import TrackingError
 from vgan.params import load_params
+from vgan.tracking import provenance, registry, runs
+from vgan.util.errors import TrackingError
 
 REPO_PARAMS = str(Path(__file__).resolve().parents[1] / "params.yaml")
 # grey, as `auto` resolves for the moving digits: the pyfunc model still returns RGB video
@@ -37,9 +43,9 @@ def tiny_params(name: str, *extra: str):
 def write_generator(path: Path, params, seed: int = 0) -> Path:
     import torch
 
-    from vgan.models.registry import build_model
-    from vgan.generator_file import GENERATOR_FORMAT
+    from vgan.models.zoo import build_model
     from vgan.train.checkpoint import atomic_save
+    from vgan.train.generator_file import GENERATOR_FORMAT
 
     torch.manual_seed(seed)
     generator, _ = build_model(params.model)
@@ -89,7 +95,7 @@ def run_python(code: str, env: dict | None = None, cwd: Path | None = None) -> s
 ])
 def test_decide(value, champion, direction, margin, promoted):
     champion_version = None if champion is None else "3"
-    decision, reason = model_registry.decide(value, champion, champion_version, "fd", direction, margin)
+    decision, reason = registry.decide(value, champion, champion_version, "fd", direction, margin)
     assert decision is promoted
     assert reason
 
@@ -102,27 +108,27 @@ def test_decide(value, champion, direction, margin, promoted):
 ])
 def test_a_version_failing_the_gate_is_never_champion(gate_passes, champion, promoted, reason):
     static = 9.0 if gate_passes else 3.0
-    gate = model_registry.check_gate(4.0, {"static": static}, "fd", "minimize")
+    gate = registry.check_gate(4.0, {"static": static}, "fd", "minimize")
     assert gate[0] is gate_passes
-    decision = model_registry.decide(4.0, champion, None if champion is None else "3", "fd", "minimize", 0.0, gate)
+    decision = registry.decide(4.0, champion, None if champion is None else "3", "fd", "minimize", 0.0, gate)
     assert decision[0] is promoted and decision[1].startswith(reason)
 
 
 def test_gate_verdicts_name_each_baseline_and_what_is_missing():
-    assert model_registry.check_gate(4.0, {}, "fd", "minimize") == (None, "no quality gate (registry.gate_baselines is empty)")
-    passed, reason = model_registry.check_gate(4.0, {"static": 9.0, "shuffled": 12.0}, "fd", "minimize")
+    assert registry.check_gate(4.0, {}, "fd", "minimize") == (None, "no quality gate (registry.gate_baselines is empty)")
+    passed, reason = registry.check_gate(4.0, {"static": 9.0, "shuffled": 12.0}, "fd", "minimize")
     assert passed and reason == "passes the quality gate: fd 4 is below the baselines' (static 9, shuffled 12)"
-    failed, reason = model_registry.check_gate(4.0, {"static": 9.0, "real_vs_real": None}, "fd", "minimize")
+    failed, reason = registry.check_gate(4.0, {"static": 9.0, "real_vs_real": None}, "fd", "minimize")
     assert failed is False and reason.startswith("fails the quality gate: no real_vs_real baseline fd recorded")
     assert "metric.baseline_real_vs_real_fd" in reason
-    assert model_registry.check_gate(4.0, {"static": 4.0}, "fd", "minimize")[0] is False  # a tie does not beat
-    assert model_registry.check_gate(4.0, {"static": 3.0}, "is", "maximize") == (
+    assert registry.check_gate(4.0, {"static": 4.0}, "fd", "minimize")[0] is False  # a tie does not beat
+    assert registry.check_gate(4.0, {"static": 3.0}, "is", "maximize") == (
         True, "passes the quality gate: is 4 is above the baselines' (static 3)")
-    assert model_registry.check_gate(None, {"static": 3.0}, "fd", "minimize") == (False, "fails the quality gate: no finite fd")
+    assert registry.check_gate(None, {"static": 3.0}, "fd", "minimize") == (False, "fails the quality gate: no finite fd")
 
 
 def test_unknown_gate_baseline_is_a_params_error():
-    from vgan.errors import ParamsError
+    from vgan.util.errors import ParamsError
 
     assert load_params(REPO_PARAMS).registry.gate_baselines == ["static"]
     with pytest.raises(ParamsError, match="registry.gate_baselines = \\['statc'\\].*unknown baseline 'statc'; "
@@ -132,12 +138,12 @@ def test_unknown_gate_baseline_is_a_params_error():
 
 
 def test_importing_tracking_does_not_import_mlflow():
-    out = run_python("import sys, vgan.tracking, vgan.cli; print('mlflow' in sys.modules)")
+    out = run_python("import sys, vgan.tracking.runs, vgan.cli; print('mlflow' in sys.modules)")
     assert out == "False"
 
 
 def test_tracking_uri_defaults_to_the_repo_store(workdir):
-    assert tracking.tracking_uri() == f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
+    assert runs.tracking_uri() == f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
 
 
 # --- the embedded store ----------------------------------------------------------------------------
@@ -149,27 +155,27 @@ def test_register_promote_and_load_the_champion_from_another_process(workdir):
     (workdir / "metrics").mkdir()
     (workdir / "metrics" / "evaluate.json").write_text(json.dumps({"fd_evaluator": 10.0}))
 
-    first = model_registry.register_and_promote(params, generator, {"fd_evaluator": 10.0, "is_evaluator": 1.2},
+    first = registry.register_and_promote(params, generator, {"fd_evaluator": 10.0, "is_evaluator": 1.2},
                                           [workdir / "metrics" / "evaluate.json"],
                                           baselines={"static": {"fd_evaluator": 50.0}, "noise": {"fd_evaluator": 900.0}})
     assert (first["version"], first["champion_version"], first["promoted"]) == (1, 1, True)
     assert first["reason"].startswith("no champion yet") and first["gate"] == "passed"
-    second = model_registry.register_and_promote(params, generator, beating_static(12.0), [])
+    second = registry.register_and_promote(params, generator, beating_static(12.0), [])
     assert (second["version"], second["champion_version"], second["promoted"]) == (2, 1, False)
     assert "does not beat champion" in second["reason"]
 
-    summary = model_registry.registry_summary(params)
+    summary = registry.registry_summary(params)
     assert summary["champion"]["version"] == 1 and summary["challenger"]["version"] == 2
     assert summary["challenger"]["decision"] == "rejected"
     assert summary["champion"]["data_hash"] == provenance.data_hash() != "none"
 
-    again = model_registry.promote(params, version=2)
+    again = registry.promote(params, version=2)
     assert again["promoted"] is False and again["champion_version"] == 1
-    third = model_registry.register_and_promote(params, generator, beating_static(9.5), [])
+    third = registry.register_and_promote(params, generator, beating_static(9.5), [])
     assert (third["version"], third["champion_version"], third["promoted"]) == (3, 3, True)
 
     # better than the champion, but worse than a static real frame: challenger only, and the version says why
-    fourth = model_registry.register_and_promote(params, generator, beating_static(5.0, static=4.0), [])
+    fourth = registry.register_and_promote(params, generator, beating_static(5.0, static=4.0), [])
     assert (fourth["version"], fourth["champion_version"], fourth["promoted"], fourth["gate"]) == (4, 3, False, "failed")
     assert fourth["reason"] == ("fails the quality gate: fd_evaluator 5 is not below the static baseline's 4; "
                                 "champion v3 unchanged")
@@ -181,8 +187,8 @@ def test_register_promote_and_load_the_champion_from_another_process(workdir):
     assert mlflow.MlflowClient().get_model_version("vgan-local-test", "1").tags[
         "metric.baseline_noise_fd_evaluator"] == "900"
     # `vgan promote` re-decides from the registry alone, with the gate of the params it is given
-    assert model_registry.promote(params)["champion_version"] == 3
-    ungated = model_registry.promote(tiny_params("vgan-local-test", "registry.gate_baselines=[]"))
+    assert registry.promote(params)["champion_version"] == 3
+    ungated = registry.promote(tiny_params("vgan-local-test", "registry.gate_baselines=[]"))
     assert (ungated["champion_version"], ungated["gate"]) == (4, "off")
 
     # artifacts land in <repo>/mlartifacts (set explicitly), the generator as a torch.export program
@@ -196,7 +202,7 @@ def test_register_promote_and_load_the_champion_from_another_process(workdir):
         print(json.dumps({"shape": list(videos.shape), "dtype": str(videos.dtype),
                           "same_seed_same_video": bool((videos[0] == videos[1]).all()),
                           "other_seed_differs": bool((videos[0] != videos[2]).any())}))
-        """, env={"MLFLOW_TRACKING_URI": tracking.tracking_uri()}, cwd=workdir)
+        """, env={"MLFLOW_TRACKING_URI": runs.tracking_uri()}, cwd=workdir)
     assert json.loads(out) == {"shape": [3, 4, 16, 16, 3], "dtype": "uint8", "same_seed_same_video": True,
                                "other_seed_differs": True}
 
@@ -213,11 +219,11 @@ def test_conditional_generator_falls_back_to_pickle_when_export_fails(workdir, m
         raise RuntimeError("torch.export cannot trace this model")
 
     monkeypatch.setattr(torch.export, "export", refuse)
-    result = model_registry.register_and_promote(params, generator, beating_static(1.0), [])
+    result = registry.register_and_promote(params, generator, beating_static(1.0), [])
     assert result["promoted"] is True
     assert list((workdir / "mlartifacts").rglob("model.pth")) and not list((workdir / "mlartifacts").rglob("model.pt2"))
 
-    model = model_registry.load_champion(params)
+    model = registry.load_champion(params)
     videos = model.predict(pd.DataFrame({"seed": [1, 1, 2], "label": [0, 2, 1]}))
     assert videos.shape == (3, 4, 16, 16, 3) and videos.dtype.name == "uint8"
     assert (videos[0] != videos[1]).any()  # same latent, different label
@@ -231,19 +237,19 @@ def test_stage_run_is_tagged_and_linked_by_pipeline_id(workdir, monkeypatch):
 
     params = tiny_params("vgan-stage-test")
     monkeypatch.setenv("VGAN_PIPELINE_ID", "pipeline-42")
-    with tracking.stage_run(params, "train") as run:
+    with runs.stage_run(params, "train") as run:
         run.log_params({"train": {"steps": 3, "lr_g": 0.001}})
         run.log_metrics({"loss_d": 0.5, "loss_g": float("nan"), "nested": {"acc": 0.75}}, step=2)
         (workdir / "report.md").write_text("# report\n")
         run.log_artifact(workdir / "report.md")
     with pytest.raises(RuntimeError, match="boom"):
-        with tracking.stage_run(params, "evaluate"):
+        with runs.stage_run(params, "evaluate"):
             raise RuntimeError("boom")
 
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    runs = mlflow.search_runs(experiment_names=["vgan-moving-digits"], filter_string="tags.`vgan.pipeline_id` = 'pipeline-42'",
+    mlflow.set_tracking_uri(runs.tracking_uri())
+    stage_runs = mlflow.search_runs(experiment_names=["vgan-moving-digits"], filter_string="tags.`vgan.pipeline_id` = 'pipeline-42'",
                               output_format="list")
-    by_stage = {run.data.tags["vgan.stage"]: run for run in runs}
+    by_stage = {run.data.tags["vgan.stage"]: run for run in stage_runs}
     assert set(by_stage) == {"pipeline", "train", "evaluate"}
     train, parent = by_stage["train"], by_stage["pipeline"]
     assert train.info.status == "FINISHED" and by_stage["evaluate"].info.status == "FAILED"
@@ -264,9 +270,9 @@ def test_unreachable_server_gives_one_clear_error_after_retries(workdir, monkeyp
     monkeypatch.setenv("VGAN_TRACKING_BACKOFF_S", "0.05")
     params = tiny_params("vgan-offline-test")
     with pytest.raises(TrackingError, match=r"unreachable \(.* failed 2 times.*re-run the stage"):
-        model_registry.promote(params)
+        registry.promote(params)
     with pytest.raises(TrackingError, match="unreachable"):
-        with tracking.stage_run(params, "train"):
+        with runs.stage_run(params, "train"):
             pass
 
 
@@ -294,13 +300,13 @@ def test_cli_register_reports_an_unreachable_server_in_one_line(workdir):
 RACE = """
 import json, sys, time
 from pathlib import Path
-from vgan import model_registry
+from vgan.tracking import registry
 from vgan.params import load_params
 name, fd, generator, go = sys.argv[1], float(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
 params = load_params({params_file!r}, {overrides!r} + [f"registry.model_name={{name}}"])
 while not go.exists():  # start both promotions together
     time.sleep(0.01)
-print(json.dumps(model_registry.register_and_promote(params, generator, {{"fd_evaluator": fd}}, [],
+print(json.dumps(registry.register_and_promote(params, generator, {{"fd_evaluator": fd}}, [],
                                                      baselines={{"static": {{"fd_evaluator": 100.0}}}})))
 """
 
@@ -364,7 +370,7 @@ def test_mlflow_on_postgresql_registers_and_serves_the_champion(postgres_server,
     assert mlflow_on_postgres.extra["backend"].startswith("postgresql://")
     params = tiny_params("vgan-postgres-test", "model.num_classes=2")
     generator = write_generator(tmp_path / "generator.pt", params)
-    result = model_registry.register_and_promote(params, generator, beating_static(3.0), [])
+    result = registry.register_and_promote(params, generator, beating_static(3.0), [])
     assert (result["version"], result["champion_version"], result["promoted"]) == (1, 1, True)
 
     out = run_python("""
@@ -383,18 +389,18 @@ def test_mlflow_on_postgresql_registers_and_serves_the_champion(postgres_server,
 
 def test_prediction_models_are_refused_by_the_registry_in_one_line(tmp_path):
 
-    from vgan.errors import TrackingError
-    from vgan.models.registry import build_model
+    from vgan.models.zoo import build_model
     from vgan.params import load_params
-    from vgan.generator_file import GENERATOR_FORMAT
     from vgan.train.checkpoint import atomic_save
+    from vgan.train.generator_file import GENERATOR_FORMAT
+    from vgan.util.errors import TrackingError
 
     params = load_params(REPO_PARAMS, [*TINY_MODEL, "model.name=predictor", "model.predictor.context_frames=2"])
     G, _ = build_model(params.model)
     atomic_save({"format": GENERATOR_FORMAT, "params": params.model_dump(mode="json"), "step": 1,
                  "G": G.state_dict(), "G_ema": G.state_dict()}, tmp_path / "generator.pt")
     with pytest.raises(TrackingError, match="predicts from context clips"):
-        model_registry.register_and_promote(params, tmp_path / "generator.pt", {"fd_evaluator": 1.0}, [])
+        registry.register_and_promote(params, tmp_path / "generator.pt", {"fd_evaluator": 1.0}, [])
     assert not (tmp_path / "mlflow.db").exists()
 
 

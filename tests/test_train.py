@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import BIN, workspace_on, write_tiny_params
-from vgan.errors import TrainingError
+from vgan.util.errors import TrainingError
 from vgan.params import load_params
 from vgan.train import checkpoint as ckpt
 from vgan.train.loop import Trainer

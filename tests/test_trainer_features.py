@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import REPO, workspace_on, write_tiny_params
-from vgan.models.registry import ARCHITECTURES, recommended_overrides
+from vgan.models.zoo import ARCHITECTURES, recommended_overrides
 from vgan.params import load_params
 from vgan.train import checkpoint as ckpt
 from vgan.train.loop import Trainer, learning_rate_factor
@@ -220,7 +220,7 @@ def test_training_benchmark_runs_at_a_tiny_size_and_writes_its_results(tmp_path)
 
 def test_one_forward_on_real_and_fake_gives_the_logits_of_two_and_coupled_discriminators_keep_two():
     from vgan.models.layers import MinibatchStd
-    from vgan.models.registry import build_model
+    from vgan.models.zoo import build_model
     from vgan.params import Params
     from vgan.train import steps
 

@@ -11,11 +11,11 @@ import torch
 
 from test_evaluate import evaluation_setup, logger  # noqa: F401 (fixture)
 from test_sample import gif_frames, outputs
-from vgan.errors import ParamsError
-from vgan.losses import reconstruction_loss
+from vgan.util.errors import ParamsError
+from vgan.train.losses import reconstruction_loss
 from vgan.models.conditioning import blend_weights, downscale, hold_weights, keyframe_indices, mix_keyframes, upscale
 from vgan.models.options import ModelParams
-from vgan.models.registry import build_model
+from vgan.models.zoo import build_model
 from vgan.params import load_params
 
 from conftest import write_tiny_params
@@ -118,7 +118,7 @@ def test_interp_every_that_leaves_no_frame_between_keyframes_is_rejected(tmp_pat
 
 
 def test_vsr_sample_and_evaluate_write_side_by_side_pictures_and_bicubic_nearest_metrics(tmp_path, monkeypatch, logger):  # noqa: F811
-    from vgan.evaluate import evaluate
+    from vgan.evaluate.evaluate_stage import evaluate
     from vgan.sample import write_samples
 
     params, generator = evaluation_setup(tmp_path, monkeypatch, "model.name=vsr", "evaluate.num_samples=8")
@@ -146,7 +146,7 @@ def test_vsr_sample_and_evaluate_write_side_by_side_pictures_and_bicubic_nearest
 
 
 def test_interp_evaluate_scores_in_between_frames_against_linear_blending(tmp_path, monkeypatch, logger):  # noqa: F811
-    from vgan.evaluate import evaluate
+    from vgan.evaluate.evaluate_stage import evaluate
 
     params, generator = evaluation_setup(tmp_path, monkeypatch, "model.name=interp", "evaluate.num_samples=8")
     metrics = evaluate(params, generator)

@@ -14,8 +14,8 @@ import traceback
 from pathlib import Path
 
 from vgan import QUIET_ENV
-from vgan.errors import ParamsError, VganError
-from vgan.io import write_json
+from vgan.util.errors import ParamsError, VganError
+from vgan.util.io import write_json
 
 
 # -- stages ----------------------------------------------------------------------------------------
@@ -51,14 +51,14 @@ def cmd_sample(params, args):
 
 
 def cmd_evaluator(params, args):
-    from vgan.evaluate import build_evaluator
+    from vgan.evaluate.evaluator_stage import build_evaluator
 
     metrics = build_evaluator(params, progress=not args.no_progress)
     print(f"evaluator: real val accuracy {metrics['val_accuracy']:.3f} -> {params.evaluate.evaluator_path}")
 
 
 def cmd_evaluate(params, args):
-    from vgan.evaluate import BASELINES_FILE, evaluate
+    from vgan.evaluate.evaluate_stage import BASELINES_FILE, evaluate
 
     metrics = evaluate(params, args.generator)
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
@@ -73,14 +73,14 @@ def _registry_lines(stage: str, result: dict, what: str) -> str:
 
 
 def cmd_register(params, args):
-    from vgan import model_registry
-    from vgan.evaluate import BASELINES_FILE, METRICS_FILE
+    from vgan.evaluate.evaluate_stage import BASELINES_FILE, METRICS_FILE
+    from vgan.tracking import registry
 
     if not METRICS_FILE.exists():
         raise VganError(f"no {METRICS_FILE}; run `vgan evaluate` first")
     # the baseline table lets the registry (and a later `vgan promote`) apply the quality gate from tags alone
     baselines = json.loads(BASELINES_FILE.read_text())["scores"] if BASELINES_FILE.exists() else {}
-    result = model_registry.register_and_promote(
+    result = registry.register_and_promote(
         params, Path(args.generator), json.loads(METRICS_FILE.read_text()),
         [Path(p) for p in ("samples", "reports/evaluation.md", BASELINES_FILE, args.params) if Path(p).exists()],
         baselines=baselines)
@@ -89,24 +89,24 @@ def cmd_register(params, args):
 
 
 def cmd_promote(params, args):
-    from vgan import model_registry
+    from vgan.tracking import registry
 
-    result = model_registry.promote(params, version=args.version)
+    result = registry.promote(params, version=args.version)
     print(_registry_lines("promote", result, ""))
 
 
 def cmd_models(params, args):
-    from vgan.models import summary
+    from vgan.models import overview
 
     if args.check:
-        results = summary.check_models()
-        print(summary.format_check(results))
+        results = overview.check_models()
+        print(overview.format_check(results))
         if not all(ok for _, ok, _ in results):
             raise VganError(f"{sum(not ok for _, ok, _ in results)} architecture(s) failed the check")
         return
     model, note = params.model, None
     if model.channels == "auto":  # as the train stage resolves it; before `vgan shards`, colour
-        from vgan.io import manifest_channels, read_manifest
+        from vgan.util.io import manifest_channels, read_manifest
 
         try:
             channels = manifest_channels(read_manifest(params.shards.out_dir))
@@ -114,13 +114,13 @@ def cmd_models(params, args):
         except VganError:
             channels, note = 3, f"model.channels auto: no shards in {params.shards.out_dir} yet, sized for 3 channels"
         model = model.model_copy(update={"channels": channels})
-    print(summary.format_table(summary.model_table(model)))
+    print(overview.format_table(overview.model_table(model)))
     if note:
         print(note)
 
 
 def cmd_rate(params, args):
-    from vgan.rating.run import rate
+    from vgan.rating.rate import rate
 
     result = rate(params, rounds=args.rounds, port=args.port, host=args.host, session=args.session,
                   mlflow=False if args.no_mlflow else None)
@@ -130,7 +130,7 @@ def cmd_rate(params, args):
 
 
 def cmd_anomaly(params, args):
-    from vgan.anomaly import METRICS_FILE, REPORT_FILE, detect
+    from vgan.anomaly.anomaly_stage import METRICS_FILE, REPORT_FILE, detect
 
     metrics = detect(params)
     aucs = ", ".join(f"{kind} {row['auc_model']} (frame difference {row['auc_frame_difference']})"
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Stages that compute in floats with torch: their thread count is pinned too (vgan/cpu.py).
+# Stages that compute in floats with torch: their thread count is pinned too (vgan/util/cpu.py).
 TORCH_STAGES = ("train", "sample", "evaluator", "evaluate", "register", "models", "anomaly")
 
 
@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler, _ = STAGES[args.stage]
     try:
-        from vgan.cpu import pin_cpu_math, pin_threads
         from vgan.params import load_params
+        from vgan.util.cpu import pin_cpu_math, pin_threads
 
         pin_cpu_math()  # before the first torch operation: the CPU libraries read it once
         params = load_params(args.params, args.overrides)

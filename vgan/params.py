@@ -16,15 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from vgan.errors import ParamsError
-from vgan.models.options import ModelParams
-
-
-class _Strict(BaseModel):
-    # infinity and NaN are never a sensible setting (a learning rate of inf, a frame rate of nan)
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+from vgan.models.options import ModelParams, _Strict
+from vgan.util.errors import ParamsError
 
 
 def _names_from(names: list[str], known, what: str) -> list[str]:
@@ -58,7 +53,7 @@ class DataParams(_Strict):
     # folder
     folder: str | None = None
     # urls
-    urls: list[UrlSource] = []
+    urls: list[UrlSource] = []  # noqa: RUF012 - a pydantic model (via _Strict): each instance gets a copy
     # ucf101: the official archive and split lists; their sha256 must be supplied (none is invented here)
     ucf101_split: Literal[1, 2, 3] = 1
     ucf101_url: str = "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar"
@@ -183,7 +178,7 @@ class EvaluateParams(_Strict):
                                                                  "training (its batch order depends on it)")
     min_evaluator_accuracy: float = Field(0.9, ge=0, le=1, description="fail evaluate below this")
     # external feature networks (local files only; none is downloaded)
-    protocols: list[str] = []
+    protocols: list[str] = []  # noqa: RUF012 - a pydantic model (via _Strict): each instance gets a copy
     i3d_weights: str | None = None
     i3d_sha256: str | None = None
     inception_weights: str | None = None

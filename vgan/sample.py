@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgan.errors import DataError
-from vgan.io import read_manifest, write_json
-from vgan.media import contact_sheet, framed, side_by_side, to_uint8, upscale, video_grid, write_gif, write_png
+from vgan.util.errors import DataError
+from vgan.util.io import read_manifest, write_json
+from vgan.util.media import contact_sheet, framed, side_by_side, to_uint8, upscale, video_grid, write_gif, write_png
 
 DISPLAY_SIDE = 128  # upscale small clips to at least this many pixels so people can see them
 EXTRA_ROWS = 4  # clips shown in the interpolation, long and loop grids
@@ -239,7 +239,7 @@ def _write_side_by_side(out: _Outputs, generator, videos: np.ndarray, truth: tor
 def write_samples(params, generator_path: str | Path = "models/generator.pt") -> dict:
     """Write every sample kind into ``sample.out_dir`` and list them in its index.json."""
     from vgan.data.video import encode_mp4
-    from vgan.generator_file import load_generator
+    from vgan.train.generator_file import load_generator
 
     cfg = params.sample
     generator, trained = load_generator(generator_path, use_ema=cfg.use_ema)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 ANOMALY_TYPES = ("teleport", "freeze", "reverse", "identity", "noise")
 NORMAL = "normal"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vgan.errors import DataError
-from vgan.io import write_json
+from vgan.util.errors import DataError
+from vgan.util.io import write_json
 
 SUBDIR = "moving_digits"
 LABEL_NAMES = [str(d) for d in range(10)]
@@ -89,7 +89,7 @@ def render_video(digits: list[np.ndarray], frames: int, frame_size: int, rng: np
 def synthesize(data_params) -> dict:
     """Write ``num_videos`` moving-digit mp4s and ``index.json`` into ``data.raw_dir``; return the index."""
     from vgan.data.video import encode_mp4
-    from vgan.progress import progress_bar
+    from vgan.util.progress import progress_bar
 
     cfg = data_params
     if cfg.digit_size > cfg.frame_size:

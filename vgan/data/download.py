@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vgan.errors import DataError
-from vgan.io import sha256_file
+from vgan.util.errors import DataError
+from vgan.util.io import sha256_file
 
 CHUNK = 1 << 20
 USER_AGENT = "vgan-fetch/0.1"

@@ -20,7 +20,7 @@ from concurrent.futures import CancelledError, ProcessPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
 
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 # seconds to reach the scheduler and to see at least one worker: long enough for a busy scheduler on a
 # LAN, short enough that a wrong address fails while the user is still watching

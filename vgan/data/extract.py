@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 EXTRACTOR_HINT = "install Debian's libarchive-tools (apt-get install -y libarchive-tools) for bsdtar"
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from vgan.errors import DataError
-from vgan.io import MANIFEST_FILE, join_location, read_manifest
+from vgan.util.errors import DataError
+from vgan.util.io import MANIFEST_FILE, join_location, read_manifest
 
 # forkserver workers would each import torch again (seconds apiece); the server imports it once
 multiprocessing.set_forkserver_preload(["torch", "numpy", "vgan.data.loader"])

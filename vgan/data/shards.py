@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from vgan.data.executors import open_executor
 from vgan.data.video import VideoError, decode_video
-from vgan.errors import DataError
-from vgan.io import MANIFEST_FILE, sha256_file, write_json
+from vgan.util.errors import DataError
+from vgan.util.io import MANIFEST_FILE, sha256_file, write_json
 
 SPLITS = ("train", "val")
 SHARD_PATTERN = "{split}-{index:06d}.tar"

@@ -17,8 +17,8 @@ from pathlib import Path, PurePosixPath
 from vgan.data.download import download
 from vgan.data.extract import extract
 from vgan.data.video import VideoError, probe
-from vgan.errors import DataError
-from vgan.io import write_json
+from vgan.util.errors import DataError
+from vgan.util.io import write_json
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv",
                     ".3gp", ".ts", ".mts", ".gif"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 RESIZE_MODES = ("crop", "squash", "pad")
 STDERR_TAIL_LINES = 12

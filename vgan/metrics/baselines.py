@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 
 
 def _time_axis(videos) -> int:

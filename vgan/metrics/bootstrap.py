@@ -14,7 +14,7 @@ import contextlib
 
 import numpy as np
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 from vgan.metrics.frechet import _as_feature_matrix, frechet_distance_from_stats, mean_and_covariance, symmetric_sqrt
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from vgan.errors import VganError
 from vgan.metrics.catalog import ISV_PROTOCOL
 from vgan.metrics.i3d import quantise_to_uint8
 from vgan.metrics.inception_score import inception_score
 from vgan.metrics.weights import load_torchscript, network_device, verify_weights
+from vgan.util.errors import VganError
 
 C3D_PARAM = "evaluate.c3d_weights"
 C3D_DESCRIPTION = "the UCF-101 C3D TorchScript for the video inception score (StyleGAN-V's c3d_ucf101.pt)"

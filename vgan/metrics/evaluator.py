@@ -9,7 +9,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from vgan.media import rgb
+from vgan.util.media import rgb
 
 
 class EvaluatorNet(nn.Module):
@@ -41,7 +41,7 @@ class EvaluatorNet(nn.Module):
 def train_evaluator(batches, num_classes: int, steps: int, lr: float, width: int, seed: int,
                     progress: bool = True) -> EvaluatorNet:
     """Train on an endless iterator of (video, labels) with light augmentation (flips in time, shifts)."""
-    from vgan.progress import progress_bar
+    from vgan.util.progress import progress_bar
 
     torch.manual_seed(seed)
     net = EvaluatorNet(num_classes, width=width)
@@ -81,9 +81,9 @@ def save_evaluator(net: EvaluatorNet, path: str | Path, info: dict) -> None:
 
 def load_evaluator(path: str | Path, map_location="cpu") -> tuple[EvaluatorNet, dict]:
     """The trained evaluator and its info (val accuracy, label names)."""
-    from vgan.errors import VganError
+    from vgan.util.errors import VganError
 
-    from vgan.torch_files import load_torch_file
+    from vgan.util.torch_files import load_torch_file
 
     state = load_torch_file(path, "evaluator", "run `vgan evaluator` to train it", map_location=map_location)
     if not isinstance(state, dict) or not {"num_classes", "width", "state", "info"} <= set(state):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 
 # A negative eigenvalue of sqrt(A) B sqrt(A) is an imaginary part of sqrtm(A B); beyond rounding
 # it means the statistics are not covariances (NaNs, a corrupt cache), so refuse rather than guess.

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vgan.media import rgb
+from vgan.util.media import rgb
 from vgan.metrics.weights import load_into, load_state_dict, load_torchscript, network_device, verify_weights
 
 I3D_SIZE = 224

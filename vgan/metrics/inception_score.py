@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 
 
 def inception_score(probs, num_splits: int = 10) -> tuple[float, float]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vgan.errors import VganError
 from vgan.metrics.frechet import _as_feature_matrix
+from vgan.util.errors import VganError
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:

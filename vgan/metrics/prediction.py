@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vgan.errors import VganError
 from vgan.metrics.baselines import to_float_videos
+from vgan.util.errors import VganError
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgan.errors import VganError
-from vgan.io import atomic_path
 from vgan.metrics.baselines import to_float_videos
 from vgan.metrics.catalog import PROTOCOLS, Protocol
 from vgan.metrics.frechet import frechet_distance
 from vgan.metrics.kernel import kernel_distance
+from vgan.util.errors import VganError
+from vgan.util.io import atomic_path
 
 CACHE_FORMAT = 1  # bump when preprocessing changes, so stale real features are never reused
 

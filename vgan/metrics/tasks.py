@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 
 
 @dataclass

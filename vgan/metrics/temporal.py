@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vgan.errors import VganError
 from vgan.metrics.baselines import to_float_videos
 from vgan.metrics.frechet import frechet_distance
+from vgan.util.errors import VganError
 
 # Fractions of pixels whose frame-to-frame change exceeds each level (in [-1, 1] units, range 2).
 CHANGE_LEVELS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)

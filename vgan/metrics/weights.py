@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from vgan.errors import MissingWeightsError
-from vgan.io import sha256_file
+from vgan.util.errors import MissingWeightsError
+from vgan.util.io import sha256_file
 
 
 @dataclass(frozen=True)

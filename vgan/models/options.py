@@ -4,13 +4,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-# the model zoo: each name is a module vgan.models.<name> (see vgan.models.registry)
+# the model zoo: each name is a module vgan.models.<name> (see vgan.models.zoo)
 ARCHITECTURES = ("vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "motionshape", "progressive", "predictor",
                  "stylegan_v", "vsr", "interp")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The base of every params group (here and in ``vgan.params``): unknown keys are errors, and so are infinity and
+    NaN, never a sensible setting (a learning rate of inf, a frame rate of nan)."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MocoganOptions(_Strict):

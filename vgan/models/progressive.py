@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vgan.errors import ParamsError
 from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
 from vgan.models.nets import Conv3dDiscriminator
 from vgan.models.vgan import VganGenerator
+from vgan.util.errors import ParamsError
 
 RECOMMENDED_OVERRIDES = DCGAN_OBJECTIVE  # as VGAN, its base; for stages, see model.progressive.stage
 

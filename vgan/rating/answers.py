@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 MAX_MS = 86_400_000  # a day: an answer time beyond it is not a time
 MAX_ROUND = 1_000_000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 
 def read_gif(path: Path) -> np.ndarray:
@@ -53,7 +53,7 @@ def folder_clips(folder: str | Path, what: str) -> list[tuple[str, np.ndarray]]:
 def real_clips(shards_dir: str, split: str, count: int, seed: int) -> list[tuple[str, np.ndarray]]:
     """``count`` real clips (a seeded random subset) of a split, as (source name, uint8 (T, H, W, 3))."""
     from vgan.data.loader import real_clips as load
-    from vgan.media import to_uint8
+    from vgan.util.media import to_uint8
 
     clips, _ = load(shards_dir, split, limit=count, seed=seed)
     return [(f"{shards_dir} {split} clip {index}", video) for index, video in enumerate(to_uint8(clips))]

@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 LOCK_FILE = ".writer.lock"
 

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from vgan.errors import DataError, VganError
 from vgan.rating.answers import parse_body
 from vgan.rating.page import render_page
 from vgan.rating.session import Session
+from vgan.util.errors import DataError, VganError
 
 MAX_BODY = 4096
 READ_TIMEOUT_S = 10.0

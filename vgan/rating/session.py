@@ -25,11 +25,11 @@ from statistics import NormalDist
 import numpy as np
 from pydantic import ValidationError
 
-from vgan.errors import DataError, ParamsError
-from vgan.io import atomic_path, write_json, write_text
 from vgan.rating.answers import append_answer, posted_answer, read_answers
 from vgan.rating.clips import common_shape, folder_clips, harmonised, real_clips
 from vgan.rating.lock import SessionLock
+from vgan.util.errors import DataError, ParamsError
+from vgan.util.io import atomic_path, write_json, write_text
 
 PROTOCOL_VERSION = 2  # 1: GIFs of differing sizes, generated clips repeated more often than real ones
 SIDE_NAMES = {"generated": "generated", "real": "real", "A": "model A", "B": "model B"}
@@ -252,7 +252,7 @@ def _resume(folder: Path, digest: str) -> Session:
 
 
 def _prepare(folder: Path, params, groups, digest: str) -> Session:
-    from vgan.media import write_gif
+    from vgan.util.media import write_gif
 
     cfg = params.rate
     if (folder / "answers.jsonl").exists():  # answers whose pairs are gone: not ours to overwrite
@@ -310,7 +310,7 @@ def log_rating(params, cfg, session: Session, result: dict) -> str:
     """One MLflow run named for the rating, nested under the pipeline run of ``params``: the rating's settings
     ``cfg`` (params.rate with the command-line flags), the score and its interval, the answers and the pairs
     as artifacts. Returns the run id."""
-    from vgan.tracking import stage_run
+    from vgan.tracking.runs import stage_run
 
     with stage_run(params, "rate") as logger:
         logger.set_tags({"mlflow.runName": f"rate-{session.name}", "vgan.rating": session.name,

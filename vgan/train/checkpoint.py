@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgan.errors import TrainingError
-from vgan.io import atomic_path
-from vgan.torch_files import load_torch_file
+from vgan.util.errors import TrainingError
+from vgan.util.io import atomic_path
+from vgan.util.torch_files import load_torch_file
 
 CHECKPOINT_FORMAT = "vgan-checkpoint-1"
 _NAME = re.compile(r"^step-(\d{8})\.pt$")

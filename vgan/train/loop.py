@@ -4,7 +4,7 @@ Imports only torch/numpy at module level; MLflow logging arrives through ``logge
 The ``Trainer`` owns the state that makes resume bit-exact (weights, optimisers, data position, every random
 stream, the EMA's statistics) and the checkpoint round trip; the D and G steps are functions of the modules in
 ``steps``, and the parts that need no such state live beside it (``checkpoint``, ``ema``, ``distributed``,
-``vgan.losses``, ``vgan.augment``).
+``vgan.train.losses``, ``vgan.train.augment``).
 
 ``videos_per_s`` (logged and in ``metrics/train.json``) is one thing everywhere, also in ``bench/``: real
 training clips drawn per second of step time, i.e. global batch x ``n_critic`` per step.
@@ -31,14 +31,15 @@ import torch
 from torch import nn
 
 from vgan.data.loader import to_model_range
-from vgan.errors import TrainingError
-from vgan.generator_file import save_generator
-from vgan.io import atomic_path
 from vgan.models.layers import to_channels_last_3d
-from vgan.models.registry import build_model
+from vgan.models.zoo import build_model
 from vgan.train import checkpoint as ckpt
 from vgan.train import distributed, steps
 from vgan.train.ema import standing_statistics
+from vgan.train.generator_file import save_generator
+from vgan.util.devices import select_device
+from vgan.util.errors import TrainingError
+from vgan.util.io import atomic_path
 
 PLOT_FILE = "plots/train_losses.csv"
 GENERATOR_FILE = "models/generator.pt"
@@ -62,15 +63,6 @@ class TrainState:
     consecutive_bad_steps: int = 0
     skipped_steps: int = 0
     history: list = field(default_factory=list)
-
-
-def select_device(name: str, setting: str = "train.device") -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` (the value of the param ``setting``) as a device; cuda without one is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"{setting} = 'cuda' but no CUDA device is available; use {setting}=auto or cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 # Random streams of one run, each derived from train.seed by a fixed rule so no two coincide: the preview
@@ -365,7 +357,7 @@ class Trainer:
         path = self.root / "plots" / "training_samples" / f"step-{self.state.step:08d}.gif"
         if self.rank != 0 or path.exists() or (self.G.conditional and self._preview_context is None):
             return
-        from vgan.media import to_uint8, upscale, video_grid, write_gif
+        from vgan.util.media import to_uint8, upscale, video_grid, write_gif
 
         videos = to_uint8(self.fixed_samples())
         write_gif(upscale(video_grid(videos), 2), path, fps=8)
@@ -401,7 +393,7 @@ class Trainer:
         return schedulers
 
     def run(self, progress: bool = True) -> dict:
-        from vgan.progress import progress_bar
+        from vgan.util.progress import progress_bar
 
         cfg = self.cfg
         self.resume()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from vgan.errors import DataError, ParamsError
-from vgan.io import manifest_channels, read_manifest
+from vgan.util.errors import DataError, ParamsError
+from vgan.util.io import manifest_channels, read_manifest
 
 
 def train_shards_location(params) -> str:
@@ -85,7 +85,8 @@ def shard_batches(params, rank: int = 0, world_size: int = 1, manifest: dict | N
 
 def train(params, progress: bool = True, logger=None) -> dict:
     from vgan.train import distributed
-    from vgan.train.loop import Trainer, select_device
+    from vgan.train.loop import Trainer
+    from vgan.util.devices import select_device
 
     manifest = check_clip_shape(params)
     # the model and everything it writes (checkpoints, generator file, logged params) get the resolved number;
@@ -96,13 +97,13 @@ def train(params, progress: bool = True, logger=None) -> dict:
         batches = shard_batches(resolved, rank, world_size, manifest)  # bad input fails before a tracking run opens
         with contextlib.ExitStack() as stack:
             if logger is None and rank == 0:
-                from vgan import tracking
+                from vgan.tracking import runs
 
-                logger = stack.enter_context(tracking.stage_run(params, "train"))
+                logger = stack.enter_context(runs.stage_run(params, "train"))
                 logger.log_params(_flat_params(resolved))
                 location = params.train.shards_url or str(Path(params.shards.out_dir).resolve())
                 logger.log_dataset(f"{manifest.get('source', 'shards')}-shards", manifest, location)
-                stack.enter_context(tracking.system_metrics(logger))
+                stack.enter_context(runs.system_metrics(logger))
             trainer = Trainer(resolved, batches, logger=logger, rank=rank, world_size=world_size)
             summary = trainer.run(progress=progress and rank == 0)
             if rank == 0:

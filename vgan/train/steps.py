@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vgan.augment import augment
-from vgan.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty, r1_penalty,
+from vgan.train.augment import augment
+from vgan.train.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty, r1_penalty,
                          reconstruction_loss)
 from vgan.models.layers import MinibatchStd
 from vgan.train import distributed

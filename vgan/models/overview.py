@@ -7,7 +7,12 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vgan.models.registry import ARCHITECTURES, build_model, recommended_overrides, summary_line
+from vgan.models.zoo import (
+    ARCHITECTURES,
+    build_model,
+    recommended_overrides,
+    summary_line,
+)
 
 # small enough for 2 CPU cores in seconds, big enough that every layer of every architecture exists
 CHECK_SIZE = dict(resolution=16, frames=8, width=4, z_dim=8, num_classes=2, channels=1)  # grey, as the default data
@@ -50,7 +55,9 @@ def model_row(name: str, model_params) -> dict:
 
 def model_table(model_params=None) -> list[dict]:
     """A row per architecture (name, G params, params of each D, GFLOPs per clip, paper's overrides)."""
-    from vgan.models.options import ModelParams  # pydantic, kept off the import path of training
+    from vgan.models.options import (
+        ModelParams,  # pydantic, kept off the import path of training
+    )
 
     model_params = model_params or ModelParams(channels=3)
     return [model_row(name, model_params) for name in ARCHITECTURES]
@@ -84,8 +91,14 @@ def format_table(rows: list[dict]) -> str:
 
 def check_model(name: str) -> tuple[str, bool, str]:
     """Forward and backward of one architecture at a tiny size on CPU, every regulariser included."""
-    from vgan.losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty, reconstruction_loss
     from vgan.models.options import ModelParams
+    from vgan.train.losses import (
+        discriminator_loss,
+        generator_loss,
+        gradient_penalty,
+        r1_penalty,
+        reconstruction_loss,
+    )
 
     started = time.perf_counter()
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgan.io import write_text
+from vgan.util.io import write_text
 
 BAR_HEIGHT = 24
 ANOMALOUS_BAR, NORMAL_BAR = (215, 50, 40), (150, 150, 150)
@@ -40,7 +40,7 @@ def write_picture(path: Path, clips: np.ndarray, keys: list[str], kinds: np.ndar
     """PNG of the clips ``picture_rows`` chooses, captioned with key, kind, score and rank; returns them."""
     from PIL import Image, ImageDraw
 
-    from vgan.media import upscale, write_png
+    from vgan.util.media import upscale, write_png
 
     scores = np.nanmax(frame_scores, axis=1)
     rank = np.empty(len(scores), int)

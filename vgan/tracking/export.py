@@ -46,7 +46,7 @@ def _save_torch_generator(generator, folder: Path) -> str:
                                   pip_requirements=_pip_requirements())
         return str(folder / "pt2")
     except Exception:  # noqa: BLE001 - any export failure: fall back to the portable pickle
-        package_dir = Path(__file__).resolve().parent
+        package_dir = Path(__file__).resolve().parents[1]  # vgan/
         mlflow.pytorch.save_model(generator, str(folder / "pickle"), serialization_format="pickle",
                                   code_paths=[str(package_dir)], input_example=numpy_example[0]
                                   if len(numpy_example) == 1 else None,

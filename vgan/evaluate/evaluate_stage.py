@@ -1,5 +1,5 @@
-"""The evaluator and evaluate stages: train the feature network, then score generated clips next to
-baselines that give each number a scale.
+"""The evaluate stage (`vgan evaluate`): score generated clips next to baselines that give each number a scale, in
+the feature space of the evaluator network that ``vgan.evaluate.evaluator_stage`` trained.
 
 The protocol: Fréchet and kernel distances are biased at small n, so every compared set has the same
 n = min(evaluate.num_samples, val clips, train clips) and is compared with one reference, n real train
@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgan.errors import DataError, VganError
-from vgan.io import MANIFEST_FILE, read_manifest
-from vgan.report import REPORT_FILE, write_report
+from vgan.evaluate.evaluation_report import REPORT_FILE, write_report
+from vgan.util.errors import DataError, VganError
+from vgan.util.io import MANIFEST_FILE, read_manifest
 
 METRICS_FILE = Path("metrics/evaluate.json")
-EVALUATOR_METRICS_FILE = Path("metrics/evaluator.json")
 BASELINES_FILE = Path("metrics/evaluate_baselines.json")
 HEADLINE_METRICS = ("fd_evaluator", "fd_evaluator_ci_low", "fd_evaluator_ci_high", "kvd_evaluator", "is_evaluator",
                     "is_evaluator_std", "fd_motion", "label_consistency", "motion_energy")
@@ -35,16 +34,6 @@ HEADLINE_BASELINES = ("real_vs_real", "static", "shuffled")  # noise is in the t
 CI_METHOD = ("bootstrap over clips (reference and candidate resampled with replacement, paired across candidates) "
              "on the computed features; percentile spread around the resamples' median, centred on the estimate "
              "(resampling duplicates clips and biases every resampled distance upwards)")
-
-
-def _endless(make_iterable):
-    while True:
-        yielded = False
-        for batch in make_iterable():
-            yielded = True
-            yield batch
-        if not yielded:
-            raise DataError("the train shards yield no batch: lower evaluate.evaluator_batch_size or add data")
 
 
 def evaluation_size(params) -> int:
@@ -57,32 +46,6 @@ def evaluation_size(params) -> int:
                         f"= {size}; it needs n >= 2 (the shards have val={val}, train={train}): add videos or raise "
                         f"shards.val_fraction")
     return size
-
-
-def build_evaluator(params, progress: bool = True) -> dict:
-    """Train the evaluator on real train clips; refuse (write nothing) below the accuracy floor."""
-    from vgan.data.loader import make_loader, real_clips, shard_paths
-    from vgan.io import write_json
-    from vgan.metrics.evaluator import accuracy, save_evaluator, train_evaluator
-
-    cfg = params.evaluate
-    manifest = read_manifest(params.shards.out_dir)
-    urls = shard_paths(params.shards.out_dir, "train")
-    batches = _endless(lambda: make_loader(urls, cfg.evaluator_batch_size, num_workers=cfg.evaluator_num_workers,
-                                           seed=cfg.seed, shuffle_buffer=cfg.evaluator_shuffle_buffer))
-    net = train_evaluator(batches, len(manifest["label_names"]), cfg.evaluator_steps, cfg.evaluator_lr,
-                          cfg.evaluator_width, cfg.seed, progress)
-    val_videos, val_labels = real_clips(params.shards.out_dir, "val")
-    val_accuracy = accuracy(net, zip(val_videos.split(64), val_labels.split(64)))
-    metrics = {"val_accuracy": round(val_accuracy, 4), "num_val_clips": len(val_labels),
-               "num_classes": len(manifest["label_names"]), "steps": cfg.evaluator_steps}
-    if val_accuracy < cfg.min_evaluator_accuracy:
-        raise VganError(f"evaluator accuracy on real val clips {val_accuracy:.3f} is below "
-                        f"evaluate.min_evaluator_accuracy = {cfg.min_evaluator_accuracy}: its features would not "
-                        f"mean much; raise evaluate.evaluator_steps or add data")
-    save_evaluator(net, cfg.evaluator_path, {**metrics, "label_names": manifest["label_names"]})
-    write_json(EVALUATOR_METRICS_FILE, metrics)
-    return metrics
 
 
 @torch.no_grad()
@@ -102,7 +65,12 @@ def score(net, reference: torch.Tensor, reference_features: np.ndarray, candidat
     from vgan.metrics.frechet import frechet_distance
     from vgan.metrics.inception_score import inception_score
     from vgan.metrics.kernel import kernel_distance
-    from vgan.metrics.temporal import frame_posteriors, label_consistency, motion_energy, motion_frechet_distance
+    from vgan.metrics.temporal import (
+        frame_posteriors,
+        label_consistency,
+        motion_energy,
+        motion_frechet_distance,
+    )
 
     features, probs = _embed(net, candidate, batch_size)
     is_mean, is_std = inception_score(probs, num_splits=min(10, max(1, len(probs) // 16)))
@@ -125,9 +93,9 @@ def compare_with_baselines(net, reference: torch.Tensor, val: torch.Tensor, gene
     shuffled and noise baselines are made of); generated: n generated clips; task_baselines: {name: n clips}
     of a conditional model's task (e.g. bicubic upscaling of the val clips' low-resolution versions).
     """
-    from vgan.media import rgb
     from vgan.metrics.baselines import baseline_clips
     from vgan.metrics.bootstrap import frechet_bootstrap
+    from vgan.util.media import rgb
 
     reference_features, _ = _embed(net, reference, cfg.batch_size)
     # the evaluator embeds grey clips widened (EvaluatorNet.features); the baselines are made from real clips
@@ -220,7 +188,12 @@ def protocol_metrics(params, generator, networks: dict, device, context=None, co
 
     from vgan.data.loader import iterate_clips, shard_paths
     from vgan.metrics.c3d import ISV_CLIPS, ISV_PROTOCOL, video_inception_score
-    from vgan.metrics.protocols import get_protocol, protocol_distances, real_clip_indices, take_indices
+    from vgan.metrics.protocols import (
+        get_protocol,
+        protocol_distances,
+        real_clip_indices,
+        take_indices,
+    )
 
     cfg, split = params.evaluate, params.evaluate.protocol_real_split
     manifest_text = (Path(params.shards.out_dir) / MANIFEST_FILE).read_text()
@@ -252,15 +225,15 @@ def protocol_metrics(params, generator, networks: dict, device, context=None, co
 def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict:
     """Write metrics/evaluate.json (headline), metrics/evaluate_baselines.json (the table) and
     reports/evaluation.md; log them to MLflow. Returns the headline metrics."""
-    from vgan import tracking
     from vgan.data.loader import real_clips
-    from vgan.io import write_json
-    from vgan.metrics.catalog import baseline_key
     from vgan.metrics.baselines import standing_sentence
+    from vgan.metrics.catalog import baseline_key
     from vgan.metrics.evaluator import load_evaluator
     from vgan.metrics.tasks import FRECHET_TABLE_TASKS, TaskInputs, task_metrics
     from vgan.sample import generate, real_context_clips
-    from vgan.generator_file import load_generator
+    from vgan.tracking import runs
+    from vgan.train.generator_file import load_generator
+    from vgan.util.io import write_json
 
     cfg = params.evaluate
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -311,7 +284,7 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     write_json(METRICS_FILE, metrics)
     write_json(BASELINES_FILE, table)
     write_report(params, trained, generator.trained_steps, metrics, table, protocol_keys)
-    with tracking.stage_run(params, "evaluate") as logger:
+    with runs.stage_run(params, "evaluate") as logger:
         logger.log_params({"evaluate": params.evaluate.model_dump(mode="json"),
                            "model": params.model.model_dump(mode="json")})
         logger.log_metrics({**metrics, "baselines": table["scores"]})

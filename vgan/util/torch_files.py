@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vgan.errors import VganError
+from vgan.util.errors import VganError
 
 
 def load_torch_file(path: str | Path, what: str, remedy: str, error: type[VganError] = VganError,

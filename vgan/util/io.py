@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vgan.errors import DataError
+from vgan.util.errors import DataError
 
 MANIFEST_FILE = "manifest.json"  # written by `vgan shards` next to the shards it lists
 

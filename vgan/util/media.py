@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgan.io import atomic_path
+from vgan.util.io import atomic_path
 
 
 def rgb(video, dim: int = 1):

@@ -1,13 +1,13 @@
 """MLflow's store and runs: where the store is, retries, one run per stage nested under one parent run per
-pipeline run, datasets and system metrics (the runs' provenance tags come from ``vgan.provenance``).
+pipeline run, datasets and system metrics (the runs' provenance tags come from ``vgan.tracking.provenance``).
 
-MLflow is used here, in ``vgan.model_export`` (the generator as an MLflow model) and in
-``vgan.model_registry`` (registration and champion/challenger promotion), and nowhere else.
+MLflow is used here, in ``vgan.tracking.export`` (the generator as an MLflow model) and in
+``vgan.tracking.registry`` (registration and champion/challenger promotion), and nowhere else.
 
 mlflow is imported inside functions (importing it costs seconds), so `vgan --help` stays fast.
 Store: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repo>/mlflow.db`` with artifacts in
 ``<repo>/mlartifacts``. Every call that reaches the store is retried with exponential backoff;
-when the retries run out one :class:`~vgan.errors.TrackingError` says what to do.
+when the retries run out one :class:`~vgan.util.errors.TrackingError` says what to do.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from vgan.errors import TrackingError
 from vgan.params import dotted
-from vgan.provenance import repo_root, run_tags
+from vgan.tracking.provenance import repo_root, run_tags
+from vgan.util.errors import TrackingError
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-from vgan.errors import ParamsError
 from vgan.models.options import ARCHITECTURES
+from vgan.util.errors import ParamsError
 
 
 def architecture_module(name: str):

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgan.errors import DataError, VganError
-from vgan.io import write_json, write_text
+from vgan.util.errors import DataError, VganError
+from vgan.util.io import write_json, write_text
 
 METRICS_FILE = Path("metrics/anomaly.json")
 REPORT_FILE = Path("reports/anomaly.md")
@@ -31,7 +31,7 @@ SCORERS = ("model", "discriminator", "frame_difference")  # the predictor's erro
 
 def load_predictor(cfg, device):
     """The generator of ``anomaly.generator``; a one-line error unless it is a prediction model."""
-    from vgan.generator_file import load_generator
+    from vgan.train.generator_file import load_generator
 
     generator, trained = load_generator(cfg.generator, use_ema=cfg.use_ema, map_location=device)
     if not generator.context_frames:
@@ -44,7 +44,7 @@ def load_predictor(cfg, device):
 def load_discriminator(cfg, trained, checkpoint_dir: str, device):
     """The video discriminator trained with the generator (``anomaly.checkpoint``, else the newest checkpoint of
     the generator's training run); None, with the reason, when there is none."""
-    from vgan.models.registry import build_model
+    from vgan.models.zoo import build_model
     from vgan.train import checkpoint as ckpt
 
     if cfg.checkpoint:
@@ -65,7 +65,7 @@ def load_discriminator(cfg, trained, checkpoint_dir: str, device):
 def shard_clips(out_dir: str, split: str, size: int, limit: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(keys, uint8 (N, T, H, W, C) clips, (N,) labels) of one split of the shards, in shard order."""
     from vgan.data.loader import keyed_clips, shard_paths
-    from vgan.io import read_manifest
+    from vgan.util.io import read_manifest
 
     manifest = read_manifest(out_dir)
     frames, height, width, _ = manifest["clip_shape"]
@@ -163,9 +163,14 @@ def detect(params) -> dict:
     """Score every clip of the input; write scores, metrics, report and picture; return the metrics."""
     from vgan.data.anomalies import NORMAL, anomalous_frames, inject_set
     from vgan.data.loader import to_model_range, with_channels
-    from vgan.metrics.anomaly import (clip_scores, discriminator_scores, frame_differences, prediction_errors,
-                                      relative_errors)
-    from vgan.train.loop import select_device
+    from vgan.metrics.anomaly import (
+        clip_scores,
+        discriminator_scores,
+        frame_differences,
+        prediction_errors,
+        relative_errors,
+    )
+    from vgan.util.devices import select_device
 
     cfg = params.anomaly
     device = select_device(cfg.device, "anomaly.device")
@@ -238,7 +243,7 @@ def detect(params) -> dict:
         metrics.update(injected={"types": list(cfg.types), "fraction": cfg.fraction, "seed": cfg.seed},
                        types=rank_by_type(kinds, per_clip, frame_scores, anomalous, cfg.types))
     write_json(METRICS_FILE, metrics)
-    from vgan.anomaly_report import write_picture, write_report
+    from vgan.anomaly.anomaly_report import write_picture, write_report
 
     write_picture(PICTURE_FILE, clips, keys, kinds, frame_scores["model"], anomalous, cfg.report_clips)
     write_report(REPORT_FILE, metrics, keys, kinds, per_clip, cfg.report_clips, PICTURE_FILE, out_dir)

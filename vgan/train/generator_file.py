@@ -28,11 +28,11 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location="cpu"):
 
     Returns ``(G, params)`` with G in eval mode and ``G.trained_steps`` set.
     """
-    from vgan.errors import TrainingError
-    from vgan.models.registry import build_model
+    from vgan.models.zoo import build_model
     from vgan.params import Params
-    from vgan.torch_files import load_torch_file
     from vgan.train.checkpoint import CHECKPOINT_FORMAT
+    from vgan.util.errors import TrainingError
+    from vgan.util.torch_files import load_torch_file
 
     path = Path(path)
     state = load_torch_file(path, "generator file", "run `vgan train` to write it", TrainingError, map_location)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vgan.io import write_text
+from vgan.util.io import write_text
 
 REPORT_FILE = Path("reports/evaluation.md")
 TABLE_METRICS = ("fd_evaluator", "kvd_evaluator", "is_evaluator", "fd_motion", "label_consistency", "motion_energy")

@@ -34,7 +34,7 @@ def latent_for_seed(seed: int, latent_dim: int, num_classes: int) -> tuple[torch
 def to_uint8_videos(video: torch.Tensor) -> np.ndarray:
     """float (B, C, T, H, W) in [-1, 1], C 1 or 3 -> uint8 (B, T, H, W, 3).
 
-    vgan.media's ``to_uint8`` does the same inside vgan; this file may import nothing of vgan."""
+    vgan.util.media's ``to_uint8`` does the same inside vgan; this file may import nothing of vgan."""
     video = video.expand(-1, OUTPUT_CHANNELS, -1, -1, -1) if video.shape[1] == 1 else video
     scaled = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return scaled.permute(0, 2, 3, 4, 1).contiguous().numpy()

@@ -2,7 +2,7 @@
 
 Every registered version gets alias ``challenger``; ``champion`` moves to it only when it beats the current
 champion on ``registry.metric`` and passes the gate (``registry.gate_baselines``). The decision, the gate's
-verdict and their reasons are tags on the version. Store access and retries: ``vgan.tracking``.
+verdict and their reasons are tags on the version. Store access and retries: ``vgan.tracking.runs``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,24 @@ import time
 import uuid
 from pathlib import Path
 
-from vgan.errors import TrackingError
 from vgan.metrics.catalog import BASELINE_NAMES, baseline_key
-from vgan.model_export import log_generator_model
-from vgan.provenance import repo_root, run_tags
-from vgan.tracking import (StageLogger, experiment_id_for, find_stage_run, finish_pipeline_run, finite_metrics,
-                           import_mlflow, is_transient, pipeline_run, retrying, sqlite_file, store_client, tracking_uri)
+from vgan.tracking.export import log_generator_model
+from vgan.tracking.provenance import repo_root, run_tags
+from vgan.tracking.runs import (
+    StageLogger,
+    experiment_id_for,
+    find_stage_run,
+    finish_pipeline_run,
+    finite_metrics,
+    import_mlflow,
+    is_transient,
+    pipeline_run,
+    retrying,
+    sqlite_file,
+    store_client,
+    tracking_uri,
+)
+from vgan.util.errors import TrackingError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -253,7 +265,7 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
     baselines: {baseline name: {metric: value}} (evaluate's table); each baseline's ``registry.metric`` becomes
     metric ``baseline_<name>_<metric>`` and a version tag, so the quality gate needs nothing but the registry.
     """
-    from vgan.generator_file import load_generator
+    from vgan.train.generator_file import load_generator
 
     generator, _ = load_generator(generator_path, use_ema=True, map_location="cpu")
     if generator.conditional:

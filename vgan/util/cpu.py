@@ -18,7 +18,7 @@ import os
 import platform
 from pathlib import Path
 
-from vgan.errors import ParamsError
+from vgan.util.errors import ParamsError
 
 ISA_VARIABLE = "VGAN_CPU_ISA"
 DEFAULT_ISA = "native"  # the CPU's widest paths: fastest; bits differ between CPUs of different ISAs
