@@ -53,8 +53,10 @@ CASES = ("default", "vgan", "mocogan")  # "default" = params.yaml's model.name
 
 def params_for(model: str, args, device: str, workers: int, shards: str = "unused") -> Params:
     """params.yaml with the case's model and the benchmark's sizes; bookkeeping that would write files is off."""
-    overrides = [f"train.device={device}", f"train.num_workers={workers}", f"train.compile={str(args.compile).lower()}",
-                 "train.log_every=1000000", "train.sample_every=1000000", "train.checkpoint_every=1000000",
+    # R1 off: the plain loop has none (same objective both sides), and the FLOP counter cannot follow its
+    # double backward (autograd.grad)
+    overrides = ["train.r1_weight=0", f"train.device={device}", f"train.num_workers={workers}",
+                 f"train.compile={str(args.compile).lower()}", "train.log_every=1000000", "train.sample_every=1000000", "train.checkpoint_every=1000000",
                  f"shards.out_dir={shards}", "train.shuffle_buffer=64", f"model.channels={args.channels}"]
     if model != "default":
         overrides.append(f"model.name={model}")
