@@ -73,20 +73,21 @@ def pin_threads(environ=os.environ) -> int:
     return torch.get_num_threads()
 
 
-def cpu_flags() -> set[str]:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return set()
-    line = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
-
-
-def cpu_model() -> str:
+def _cpuinfo_field(name: str) -> str:
+    """The first value of ``name`` in /proc/cpuinfo ('' where there is none)."""
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
         return ""
     return next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")), "")
+                 if line.startswith(name) and ":" in line), "")
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo_field("flags").split())
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name")
 
 
 def pin_holds(environ=os.environ) -> bool:
