@@ -72,9 +72,11 @@ def build(params):
                              params.motionshape.flow_resolution)
     D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                             use_spectral_norm=True, minibatch_std_group=params.minibatch_std,
-                            downsample=params.motionshape.video_downsample)
+                            downsample=params.motionshape.video_downsample,
+                            input_gain=params.motionshape.d_input_gain)
     discriminators = {"video": D}
     if params.motionshape.image_frames:
         discriminators["image"] = ImageDiscriminator(params.num_classes, params.channels, params.resolution,
-                                                     params.width, True, params.motionshape.image_frames)
+                                                     params.width, True, params.motionshape.image_frames,
+                                                     input_gain=params.motionshape.d_input_gain)
     return G, discriminators

@@ -89,10 +89,12 @@ class Conv3dDiscriminator(VideoDiscriminator):
     """
 
     def __init__(self, num_classes=0, channels=3, frames=16, resolution=64, width=32, use_spectral_norm=False,
-                 instance_norm=False, minibatch_std_group=0, max_channels=512, downsample=1, view="video"):
+                 instance_norm=False, minibatch_std_group=0, max_channels=512, downsample=1, view="video",
+                 input_gain=1.0):
         super().__init__()
         self.view = view
         self.downsample = downsample
+        self.input_gain = input_gain
         layers = num_doublings(4, resolution // downsample)
         _, t_strides = temporal_schedule(frames, layers)
         body, in_ch = [], channels
@@ -112,6 +114,8 @@ class Conv3dDiscriminator(VideoDiscriminator):
         self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
 
     def forward(self, x, y=None):
+        if self.input_gain != 1.0:
+            x = x * self.input_gain
         if self.downsample > 1:  # in space only: a 2D pool over (B, C*T, H, W) is the same and faster on CPU
             x = F.avg_pool2d(x.flatten(1, 2), self.downsample).unflatten(1, x.shape[1:3])
         h = self.body(x)
@@ -136,14 +140,17 @@ class ImageDiscriminator(VideoDiscriminator):
     """Judges ``frames_per_clip`` random frames of each clip with 2D convolutions: logits (B, K)."""
 
     def __init__(self, num_classes=0, channels=3, resolution=64, width=32, use_spectral_norm=False,
-                 frames_per_clip=1, max_channels=512):
+                 frames_per_clip=1, max_channels=512, input_gain=1.0):
         super().__init__()
         self.frames_per_clip = frames_per_clip
+        self.input_gain = input_gain
         self.body, in_ch = conv2d_downsampler(channels, resolution, width, use_spectral_norm, max_channels)
         self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
 
     def forward(self, x, y=None):
         batch = x.shape[0]
+        if self.input_gain != 1.0:
+            x = x * self.input_gain
         frames = sample_frames(x, self.frames_per_clip)
         per_clip = frames.shape[0] // batch
         labels = None if y is None else y.repeat_interleave(per_clip)

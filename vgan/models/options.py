@@ -40,6 +40,7 @@ class MotionshapeOptions(_Strict):
     video_downsample: Literal[1, 2, 4] = Field(
         2, description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
                        "temporal discriminator; the image discriminator keeps full resolution)")
+    d_input_gain: float = Field(1.0, gt=0, le=10, description="the discriminators multiply their input by this")
 
 
 class ProgressiveOptions(_Strict):
