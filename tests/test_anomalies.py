@@ -136,7 +136,17 @@ def test_roc_auc_by_hand(scores, positive, expected):
 
 
 def test_roc_auc_without_both_classes_is_nan():
-    assert np.isnan(roc_auc([0.1, 0.2], [1, 1]))
+    assert np.isnan(roc_auc([0.1, 0.2], [1, 1])) and np.isnan(roc_auc([0.1, 0.2], [0, 0]))
+    assert np.isnan(roc_auc([], []))
+
+
+def test_roc_auc_of_unscored_clips_is_nan():  # e.g. the discriminator's column when there is no discriminator
+    assert np.isnan(roc_auc([np.nan] * 4, [0, 1, 0, 1])) and np.isnan(roc_auc([0.1, np.nan, 0.3], [0, 1, 1]))
+
+
+def test_roc_auc_refuses_scores_and_labels_of_different_shapes():
+    with pytest.raises(ValueError, match=r"scores \(3,\) and labels \(2,\) differ in shape"):
+        roc_auc([0.1, 0.2, 0.3], [0, 1])
 
 
 def test_frame_difference_rule():

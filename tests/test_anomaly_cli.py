@@ -104,6 +104,9 @@ def test_a_folder_of_real_video_files(tmp_path, monkeypatch, capsys):
     assert main(["anomaly", "--params", str(params_file), *common, "--set=anomaly.types=[freeze,reverse]"]) == 0
     metrics = json.loads((tmp_path / "metrics/anomaly.json").read_text())
     assert {kind: row["clips"] for kind, row in metrics["types"].items()} == {"freeze": 2, "reverse": 1}
+    # no training checkpoint, so no discriminator: its AUC is "not measured", not a number from the clips' order
+    assert "no training checkpoint" in metrics["rules"]["discriminator"]
+    assert all(row["auc_discriminator"] is None for row in metrics["types"].values())
 
 
 @pytest.mark.parametrize("setup, overrides, message", [

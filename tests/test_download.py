@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from vgan.data.download import download
+from vgan.util import retry as retry_module
 from vgan.util.errors import DataError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -110,6 +111,14 @@ def test_retries_server_errors_then_succeeds(server, tmp_path):
     server.failures = 2
     download(f"{server.url}/data.bin", tmp_path / "data.bin", SHA, progress=False, retries=3)
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD and len(server.requests) == 3
+
+
+def test_waits_between_retries_double_up_to_30_s(server, tmp_path, monkeypatch):
+    waits = []
+    monkeypatch.setattr(retry_module.time, "sleep", waits.append)
+    server.failures = 8
+    download(f"{server.url}/data.bin", tmp_path / "data.bin", SHA, progress=False, retries=8)
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0] and len(server.requests) == 9
 
 
 def test_gives_up_after_the_retries(server, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 import queue
 import re
@@ -14,6 +15,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -46,6 +48,17 @@ def test_wilson_interval_matches_published_values():
     assert wilson_interval(6, 8) == pytest.approx((0.4093, 0.9285), abs=1e-4)
     assert wilson_interval(50, 100, 0.99) == pytest.approx((0.3753, 0.6247), abs=1e-4)  # z = 2.5758, by hand
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(8, 8)[1] == 1.0 and wilson_interval(3, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("successes, n, level", [(3, 10, 0.95), (14, 40, 0.9), (97, 100, 0.99)])
+def test_wilson_interval_is_the_textbook_formula(successes, n, level):
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low, high = wilson_interval(successes, n, level)
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    assert type(low) is float and type(high) is float  # plain floats, for the JSON of the score
 
 
 def test_pairs_show_as_many_clips_of_each_side_as_often_and_each_side_half_the_time():

@@ -24,6 +24,7 @@ from servers import (  # noqa: F401
 
 from vgan.params import load_params
 from vgan.tracking import provenance, registry, runs
+from vgan.util import retry as retry_module
 from vgan.util.errors import TrackingError
 
 REPO_PARAMS = str(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -144,6 +145,54 @@ def test_importing_tracking_does_not_import_mlflow():
 
 def test_tracking_uri_defaults_to_the_repo_store(workdir):
     assert runs.tracking_uri() == f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
+
+
+# --- retries -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def waits(monkeypatch):
+    """Three tries, 1 s back-off; the seconds waited between them, recorded instead of slept."""
+    monkeypatch.setenv("VGAN_TRACKING_RETRIES", "3")
+    monkeypatch.setenv("VGAN_TRACKING_BACKOFF_S", "1.0")
+    slept = []
+    monkeypatch.setattr(retry_module.time, "sleep", slept.append)
+    return slept
+
+
+def raising(*failures: Exception):
+    """A store call that raises ``failures`` in turn, then returns "ok"; ``calls`` counts the calls."""
+    def call():
+        call.calls += 1
+        if call.calls <= len(failures):
+            raise failures[call.calls - 1]
+        return "ok"
+    call.calls = 0
+    return call
+
+
+def test_store_calls_retry_transient_failures_with_jittered_doubling_waits(workdir, waits):
+    call = raising(ConnectionError("refused"), TimeoutError("slow"))
+    assert runs.retrying("testing", call) == "ok"
+    assert call.calls == 3 and len(waits) == 2 and 1.0 <= waits[0] <= 1.25 and 2.0 <= waits[1] <= 2.5
+
+
+def test_store_calls_give_up_in_one_tracking_error(workdir, waits):
+    call = raising(*[ConnectionError("refused")] * 5)
+    with pytest.raises(TrackingError, match=r"unreachable \(testing failed 3 times: ConnectionError: refused\)"):
+        runs.retrying("testing", call)
+    assert call.calls == 3 and len(waits) == 2
+
+
+def test_store_calls_do_not_retry_what_is_not_transient(workdir, waits):
+    refusal = type("RestException", (Exception,), {"__module__": "mlflow.exceptions"})("permission denied")
+    with pytest.raises(TrackingError, match=r"testing failed: RestException: permission denied$"):
+        runs.retrying("testing", raising(refusal))  # the store's own refusal: one TrackingError
+    with pytest.raises(KeyError):
+        runs.retrying("testing", raising(KeyError("ours")))  # a bug of ours goes through as it is
+    inner = raising(TrackingError("the connection was lost"))  # already retried and worded by a nested call
+    with pytest.raises(TrackingError, match="^the connection was lost$"):
+        runs.retrying("testing", inner)
+    assert inner.calls == 1 and waits == []
 
 
 # --- the embedded store ----------------------------------------------------------------------------

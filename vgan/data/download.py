@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +17,7 @@ from tqdm import tqdm
 
 from vgan.util.errors import DataError
 from vgan.util.io import sha256_file
+from vgan.util.retry import retry
 
 CHUNK = 1 << 20
 USER_AGENT = "vgan-fetch/0.1"
@@ -95,17 +95,16 @@ def _http_attempt(url: str, partial: Path, digest, timeout_s: float, progress: b
 
 
 def _fetch_http(url: str, partial: Path, retries: int, timeout_s: float, progress: bool, max_bytes: int | None):
-    digest = sha256_file(partial) if partial.exists() else hashlib.sha256()
-    for attempt in range(retries + 1):
-        try:
-            return _http_attempt(url, partial, digest, timeout_s, progress, max_bytes)
-        except _Retryable as err:
-            if attempt == retries:
-                raise DataError(f"download failed: {url}: {err} (gave up after {retries + 1} attempts)") from None
-            # resume from what is on disk; the digest must cover exactly those bytes
-            digest = sha256_file(partial) if partial.exists() else hashlib.sha256()
-            time.sleep(min(30.0, 0.5 * 2**attempt))
-    raise AssertionError("unreachable")
+    def attempt():
+        # resume from what is on disk; the digest must cover exactly those bytes
+        digest = sha256_file(partial) if partial.exists() else hashlib.sha256()
+        return _http_attempt(url, partial, digest, timeout_s, progress, max_bytes)
+
+    try:
+        return retry(attempt, attempts=retries + 1, retry_if=lambda err: isinstance(err, _Retryable),
+                     base_delay=0.5, max_delay=30.0)
+    except _Retryable as err:
+        raise DataError(f"download failed: {url}: {err} (gave up after {retries + 1} attempts)") from None
 
 
 def _fetch_file(url: str, partial: Path, max_bytes: int | None):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 
 def _unit(clips: torch.Tensor) -> torch.Tensor:
@@ -96,20 +97,12 @@ def clip_scores(frame_scores: np.ndarray) -> np.ndarray:
 
 
 def roc_auc(scores, positive) -> float:
-    """Area under the ROC curve: the chance that a random positive scores higher than a random negative,
-    ties counting one half (the Mann-Whitney U statistic over n_pos x n_neg). NaN without both classes."""
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``): the chance that a random positive scores
+    higher than a random negative, ties counting one half. NaN without both classes, or where a score is NaN
+    (a rule that could not score, e.g. no discriminator)."""
     scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
     if scores.shape != positive.shape:
         raise ValueError(f"scores {scores.shape} and labels {positive.shape} differ in shape")
-    num_pos, num_neg = int(positive.sum()), int((~positive).sum())
-    if not num_pos or not num_neg:
+    if positive.all() or not positive.any() or np.isnan(scores).any():
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # average ranks (1-based) over runs of tied scores
-    bounds = np.flatnonzero(np.diff(sorted_scores)) + 1
-    for begin, end in zip(np.r_[0, bounds], np.r_[bounds, len(scores)]):
-        ranks[order[begin:end]] = (begin + end + 1) / 2.0
-    u_statistic = ranks[positive].sum() - num_pos * (num_pos + 1) / 2.0
-    return float(u_statistic / (num_pos * num_neg))
+    return float(roc_auc_score(positive.ravel(), scores.ravel()))

@@ -161,6 +161,8 @@ def _promotion_lock(client, name: str):
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + LOCK_WAIT_S
     announced = None
+    # a poll until a deadline, not vgan.util.retry: it waits on a holder (named, taken over when stale), not on
+    # a failing call
     while True:
         now = time.time()
         try:

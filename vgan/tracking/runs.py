@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 from vgan.params import dotted
 from vgan.tracking.provenance import repo_root, run_tags
 from vgan.util.errors import TrackingError
+from vgan.util.retry import retry
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
@@ -75,25 +75,22 @@ def _is_store_error(exc: Exception) -> bool:
 
 def retrying(what: str, call: Callable, attempts: int | None = None):
     """Run ``call``; on a transient failure wait 1, 2, 4... s (jittered) and try again."""
-    attempts = attempts or int(os.environ.get("VGAN_TRACKING_RETRIES", "4"))
+    attempts = max(1, attempts or int(os.environ.get("VGAN_TRACKING_RETRIES", "4")))
     delay = float(os.environ.get("VGAN_TRACKING_BACKOFF_S", "1.0"))
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except TrackingError:
+    try:
+        return retry(call, attempts=attempts, base_delay=delay, jitter=0.25,
+                     retry_if=lambda exc: not isinstance(exc, TrackingError) and is_transient(exc))
+    except TrackingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - classified below
+        if is_transient(exc):
+            raise TrackingError(
+                f"MLflow at {tracking_uri()} is unreachable ({what} failed {attempts} times: {_one_line(exc)}); "
+                "outputs on disk are kept: start the server (or unset MLFLOW_TRACKING_URI for the local "
+                "store) and re-run the stage, e.g. `vgan register`") from exc
+        if not _is_store_error(exc):
             raise
-        except Exception as exc:  # noqa: BLE001 - classified below
-            if not is_transient(exc):
-                if not _is_store_error(exc):
-                    raise
-                raise TrackingError(f"MLflow at {tracking_uri()}: {what} failed: {_one_line(exc)}") from exc
-            if attempt == attempts:
-                raise TrackingError(
-                    f"MLflow at {tracking_uri()} is unreachable ({what} failed {attempts} times: {_one_line(exc)}); "
-                    "outputs on disk are kept: start the server (or unset MLFLOW_TRACKING_URI for the local "
-                    "store) and re-run the stage, e.g. `vgan register`") from exc
-            time.sleep(delay * (1 + random.random() * 0.25))
-            delay *= 2
+        raise TrackingError(f"MLflow at {tracking_uri()}: {what} failed: {_one_line(exc)}") from exc
 
 
 def _one_line(exc: Exception) -> str:
