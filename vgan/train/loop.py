@@ -1,10 +1,11 @@
 """The one training loop: every architecture, several discriminators, exact resume.
 
 Imports only torch/numpy at module level; MLflow logging arrives through ``logger``.
-The ``Trainer`` owns the state that makes resume bit-exact (weights, optimisers, data position, every random
-stream, the EMA's statistics) and the checkpoint round trip; the D and G steps are functions of the modules in
-``steps``, and the parts that need no such state live beside it (``checkpoint``, ``ema``, ``distributed``,
-``vgan.train.losses``, ``vgan.train.augment``).
+The ``Trainer`` builds the models and optimisers, draws the batches and runs the loop; its parts live beside it:
+the D and G steps are functions in ``steps`` (the benchmark calls them directly), the checkpoint round trip and the
+random streams that make resume bit-exact in ``resume`` (``Resumable``), and what training leaves behind (EMA
+statistics, previews, the loss CSV, the generator file, ``metrics/train.json``) in ``outputs``
+(``TrainingOutputs``); ``checkpoint``, ``ema``, ``distributed``, ``losses`` and ``augment`` hold no trainer state.
 
 ``videos_per_s`` (logged and in ``metrics/train.json``) is one thing everywhere, also in ``bench/``: real
 training clips drawn per second of step time, i.e. global batch x ``n_critic`` per step.
