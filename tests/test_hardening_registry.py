@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from vgan.tracking import registry
+from vgan.tracking import promotion_lock
 from vgan.util.errors import TrackingError
 
 NAME = "vgan-lock-test"
-LOCK = NAME + registry.LOCK_SUFFIX
+LOCK = NAME + promotion_lock.LOCK_SUFFIX
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture
 def client(store, monkeypatch):
-    monkeypatch.setattr(registry, "LOCK_WAIT_S", 3.0)  # the old code would wait here, then give up
+    monkeypatch.setattr(promotion_lock, "LOCK_WAIT_S", 3.0)  # the old code would wait here, then give up
     monkeypatch.setenv("VGAN_TRACKING_RETRIES", "1")
     yield store
     for leftover in store.search_registered_models(f"name = '{LOCK}'"):
@@ -50,7 +50,7 @@ def dead_pid() -> int:
 
 def acquire_seconds(client) -> float:
     started = time.monotonic()
-    with registry._promotion_lock(client, NAME):
+    with promotion_lock.promotion_lock(client, NAME):
         assert client.get_registered_model(LOCK).tags["vgan.lock_owner"].startswith(socket.gethostname())
     assert not client.search_registered_models(f"name = '{LOCK}'")  # released
     return time.monotonic() - started
@@ -76,7 +76,7 @@ def test_a_waiter_says_whose_lock_it_waits_for_and_gives_up_naming_it(client, ca
     now = time.time()
     hold(client, socket.gethostname(), 1, now, now + 600)  # pid 1 is alive: a promotion in progress
     with pytest.raises(TrackingError, match=r"still held by pid 1 on .* after 3 s; delete that registered model"), \
-            registry._promotion_lock(client, NAME):
+            promotion_lock.promotion_lock(client, NAME):
         pass
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"registry: waiting for the promotion lock of {NAME} ('{LOCK}'), "
@@ -84,8 +84,8 @@ def test_a_waiter_says_whose_lock_it_waits_for_and_gives_up_naming_it(client, ca
 
 
 def test_the_lease_is_renewed_while_the_lock_is_held(client, monkeypatch):
-    monkeypatch.setattr(registry, "LOCK_LEASE_S", 0.6)
-    with registry._promotion_lock(client, NAME):
+    monkeypatch.setattr(promotion_lock, "LOCK_LEASE_S", 0.6)
+    with promotion_lock.promotion_lock(client, NAME):
         first = float(client.get_registered_model(LOCK).tags["vgan.lease_until"])
         time.sleep(0.9)
         assert float(client.get_registered_model(LOCK).tags["vgan.lease_until"]) > first  # a live owner keeps it

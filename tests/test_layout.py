@@ -123,3 +123,37 @@ def test_no_two_modules_share_a_file_name():
     files = [path for path in VGAN.rglob("*.py") if path.name != "__init__.py"]
     names = [path.name for path in files]
     assert sorted({str(p.relative_to(REPO)) for p in files if names.count(p.name) > 1}) == []
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+LONG_REASON = "Long because"  # a function over MAX_FUNCTION_LINES says why in its docstring, with these words
+
+
+def long_functions(source: str) -> list[tuple[str, int]]:
+    """(name, lines) of every function over MAX_FUNCTION_LINES whose docstring gives no reason."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES and LONG_REASON not in (ast.get_docstring(node) or ""):
+                found.append((node.name, lines))
+    return found
+
+
+def test_modules_and_functions_stay_short():
+    too_long = {}
+    for path in sorted([*VGAN.rglob("*.py"), *(REPO / "flows").rglob("*.py")]):
+        source = path.read_text()
+        name = str(path.relative_to(REPO))
+        if source.count("\n") > MAX_MODULE_LINES:
+            too_long[name] = f"{source.count(chr(10))} lines"
+        for function, lines in long_functions(source):
+            too_long[f"{name}::{function}"] = f"{lines} lines"
+    assert too_long == {}, f"split these (or say '{LONG_REASON} ...' in a long function's docstring): {too_long}"
+
+
+def test_the_length_check_finds_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions(f"def f():\n{body}\n") == [("f", MAX_FUNCTION_LINES + 1)]
+    assert long_functions(f'def f():\n    """{LONG_REASON}: one table."""\n{body}\n') == []

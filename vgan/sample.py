@@ -7,6 +7,7 @@ frame interpolation). ``samples/index.json`` lists them all.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -164,8 +165,9 @@ def real_context_clips(params, generator, limit: int, splits=("val", "train"),
                 raise
     shape = tuple(clips.shape[1:])
     if clips.shape[2] < generator.frames or shape[0] != generator.channels or shape[3] != generator.resolution:
+        side = generator.resolution
         raise DataError(f"real clips in {params.shards.out_dir} are (C, T, H, W) = {shape}; the model needs "
-                        f"({generator.channels}, >= {generator.frames}, {generator.resolution}, {generator.resolution}): "
+                        f"({generator.channels}, >= {generator.frames}, {side}, {side}): "
                         "set shards.clip_frames and shards.size to match the model")
     return clips[:, :, : generator.frames], labels
 
@@ -236,92 +238,127 @@ def _write_side_by_side(out: _Outputs, generator, videos: np.ndarray, truth: tor
             **info)
 
 
-def write_samples(params, generator_path: str | Path = "models/generator.pt") -> dict:
-    """Write every sample kind into ``sample.out_dir`` and list them in its index.json."""
+@dataclass
+class _Extras:
+    """What the extra grids share: the generator, the seed, the rows shown, their conditions and the upscaling."""
+    generator: object
+    name: str
+    seed: int
+    rows: int
+    context: torch.Tensor | None
+    labels: torch.Tensor | None
+    small: int
+
+    def row_context(self, count: int | None = None):
+        return None if self.context is None else self.context[:count or self.rows]
+
+
+def _sample_conditions(params, generator, num_samples: int):
+    """(clips to generate, real truth clips, their labels, their conditions): conditional models draw real val
+    clips to condition on, unconditional ones nothing."""
+    if not generator.conditional:
+        return num_samples, None, None, None
+    truth, labels = real_context_clips(params, generator, num_samples)
+    labels = labels if generator.num_classes else None
+    return len(truth), truth, labels, generator.condition(truth)
+
+
+def _write_clips(out: _Outputs, videos: np.ndarray, factor: int, mp4: bool) -> list[str]:
+    """One GIF (and MP4) per clip, upscaled by ``factor``."""
     from vgan.data.video import encode_mp4
-    from vgan.train.generator_file import load_generator
-
-    cfg = params.sample
-    generator, trained = load_generator(generator_path, use_ema=cfg.use_ema)
-    step, seed = generator.trained_steps, cfg.seed
-    rows = min(cfg.num_samples, EXTRA_ROWS)
-    context = labels = truth = None
-    if generator.conditional:
-        truth, labels = real_context_clips(params, generator, cfg.num_samples)
-        labels = labels if generator.num_classes else None
-        context = generator.condition(truth)
-        num_samples = len(truth)
-        rows = min(rows, num_samples)
-    else:
-        num_samples = cfg.num_samples
-    pick = lambda tensor, count: None if tensor is None else tensor[:count]  # noqa: E731
-    row_labels = pick(labels, rows) if labels is not None else cycled_labels(generator, rows)
-
-    videos = to_uint8(generate(generator, num_samples, seed, labels=labels, context=context))
-    factor = max(1, DISPLAY_SIDE // videos.shape[2])
-    small = max(1, factor // 2)
-    prefix = f"{trained.model.name}_step{step}_seed{seed}"
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = _Outputs(out_dir, prefix, cfg.fps)
-    skipped = {}
 
     files = []
     for index, video in enumerate(videos):
         big = upscale(video, factor)
-        for suffix, writer in ((".gif", write_gif), (".mp4", encode_mp4))[: 2 if cfg.mp4 else 1]:
-            path = out_dir / f"{prefix}_{index:03d}{suffix}"
-            writer(big, path, fps=cfg.fps)
+        for suffix, writer in ((".gif", write_gif), (".mp4", encode_mp4))[: 2 if mp4 else 1]:
+            path = out.out_dir / f"{out.prefix}_{index:03d}{suffix}"
+            writer(big, path, fps=out.fps)
             files.append(path.name)
             out.records.append({"kind": "clip", "file": path.name, "frames": int(len(video)), "index": index})
+    return files
+
+
+def _write_interpolations(out: _Outputs, job: _Extras, steps: int) -> None:
+    for method in ("lerp", "slerp"):
+        clips = to_uint8(interpolation_clips(job.generator, job.rows, job.seed, steps, method, job.row_context(),
+                                             job.labels))
+        tiled = video_grid(clips, columns=steps)
+        info = {"method": method, "seeds": [job.seed, job.seed + 1], "rows": job.rows, "steps": steps}
+        out.gif(f"interp_{method}", upscale(tiled, job.small), "interpolation", **info)
+        out.png(f"interp_{method}", upscale(tiled[0], job.small), "interpolation_sheet", **info)
+
+
+def _write_classes(out: _Outputs, job: _Extras, params, skipped: dict) -> None:
+    generator, cfg = job.generator, params.sample
+    if not generator.num_classes:
+        skipped["classes"] = "unconditional model (model.num_classes = 0)"
+        return
+    clips = to_uint8(class_clips(generator, cfg.per_class, job.seed, job.row_context(1)))
+    tiled = video_grid(clips, columns=cfg.per_class)
+    info = {"classes": _label_names(params, generator.num_classes), "per_class": cfg.per_class}
+    out.gif("classes", upscale(tiled, job.small), "classes", **info)
+    out.png("classes", upscale(tiled[0], job.small), "classes_sheet", **info)
+
+
+def _write_long(out: _Outputs, job: _Extras, cfg, skipped: dict) -> None:
+    generator = job.generator
+    if not generator.variable_length:
+        skipped["long"] = f"{job.name} generates exactly {generator.frames} frames (not variable_length)"
+        return
+    total = long_length(generator, cfg)
+    if total <= generator.context_frames:
+        skipped["long"] = f"sample.long_frames {total} leaves no frame after {generator.context_frames} context frames"
+        return
+    frames = total - generator.context_frames if generator.context_frames else total
+    clips = to_uint8(generate(generator, job.rows, job.seed, labels=job.labels, context=job.row_context(),
+                              num_frames=frames))
+    out.gif(f"long{total}f", upscale(video_grid(clips), job.small), "long", trained_frames=generator.frames)
+
+
+def _write_frame_rates(out: _Outputs, job: _Extras, cfg, skipped: dict) -> None:
+    generator = job.generator
+    if not (generator.continuous_time and not generator.conditional):
+        if cfg.frame_rate_factors:
+            skipped["frame_rate"] = f"{job.name} renders frames at whole time steps only (not continuous_time)"
+        return
+    for rate in cfg.frame_rate_factors:
+        clips, time_step = frame_rate_clips(generator, job.rows, job.seed, rate, job.labels)
+        out.gif(f"rate{rate:g}x_{clips.shape[2]}f", upscale(video_grid(to_uint8(clips)), job.small), "frame_rate",
+                fps=cfg.fps * rate, factor=rate, time_step=time_step, trained_frames=generator.frames)
+
+
+def write_samples(params, generator_path: str | Path = "models/generator.pt") -> dict:
+    """Write every sample kind into ``sample.out_dir`` and list them in its index.json."""
+    from vgan.train.generator_file import load_generator
+
+    cfg = params.sample
+    generator, trained = load_generator(generator_path, use_ema=cfg.use_ema)
+    step, seed, name = generator.trained_steps, cfg.seed, trained.model.name
+    num_samples, truth, labels, context = _sample_conditions(params, generator, cfg.num_samples)
+    rows = min(cfg.num_samples, EXTRA_ROWS, num_samples)
+    videos = to_uint8(generate(generator, num_samples, seed, labels=labels, context=context))
+    factor = max(1, DISPLAY_SIDE // videos.shape[2])
+    small = max(1, factor // 2)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = _Outputs(out_dir, f"{name}_step{step}_seed{seed}", cfg.fps)
+    skipped = {}
+
+    files = _write_clips(out, videos, factor, cfg.mp4)
     grid = out.gif("grid", upscale(video_grid(videos), small), "grid")
     sheet = out.png("contact_sheet", upscale(contact_sheet(videos), small), "contact_sheet")
-
-    for method in ("lerp", "slerp"):
-        clips = to_uint8(interpolation_clips(generator, rows, seed, cfg.interpolation_steps, method,
-                                             pick(context, rows), row_labels))
-        tiled = video_grid(clips, columns=cfg.interpolation_steps)
-        info = {"method": method, "seeds": [seed, seed + 1], "rows": rows, "steps": cfg.interpolation_steps}
-        out.gif(f"interp_{method}", upscale(tiled, small), "interpolation", **info)
-        out.png(f"interp_{method}", upscale(tiled[0], small), "interpolation_sheet", **info)
-
-    if generator.num_classes:
-        clips = to_uint8(class_clips(generator, cfg.per_class, seed, pick(context, 1)))
-        tiled = video_grid(clips, columns=cfg.per_class)
-        info = {"classes": _label_names(params, generator.num_classes), "per_class": cfg.per_class}
-        out.gif("classes", upscale(tiled, small), "classes", **info)
-        out.png("classes", upscale(tiled[0], small), "classes_sheet", **info)
-    else:
-        skipped["classes"] = "unconditional model (model.num_classes = 0)"
-
-    if generator.variable_length:
-        total = long_length(generator, cfg)
-        if total <= generator.context_frames:
-            skipped["long"] = (f"sample.long_frames {total} leaves no frame after "
-                               f"{generator.context_frames} context frames")
-        else:
-            frames = total - generator.context_frames if generator.context_frames else total
-            clips = to_uint8(generate(generator, rows, seed, labels=row_labels, context=pick(context, rows),
-                                      num_frames=frames))
-            out.gif(f"long{total}f", upscale(video_grid(clips), small), "long", trained_frames=generator.frames)
-    else:
-        skipped["long"] = f"{trained.model.name} generates exactly {generator.frames} frames (not variable_length)"
-
-    if generator.continuous_time and not generator.conditional:
-        for rate in cfg.frame_rate_factors:
-            clips, time_step = frame_rate_clips(generator, rows, seed, rate, row_labels)
-            out.gif(f"rate{rate:g}x_{clips.shape[2]}f", upscale(video_grid(to_uint8(clips)), small), "frame_rate",
-                    fps=cfg.fps * rate, factor=rate, time_step=time_step, trained_frames=generator.frames)
-    elif cfg.frame_rate_factors:
-        skipped["frame_rate"] = f"{trained.model.name} renders frames at whole time steps only (not continuous_time)"
-
-    loops = to_uint8(loop_clips(generator, rows, seed, cfg.loop_frames, pick(context, rows), row_labels))
+    row_labels = labels[:rows] if labels is not None else cycled_labels(generator, rows)
+    job = _Extras(generator, name, seed, rows, context, row_labels, small)
+    _write_interpolations(out, job, cfg.interpolation_steps)
+    _write_classes(out, job, params, skipped)
+    _write_long(out, job, cfg, skipped)
+    _write_frame_rates(out, job, cfg, skipped)
+    loops = to_uint8(loop_clips(generator, rows, seed, cfg.loop_frames, job.row_context(), row_labels))
     out.gif(f"loop{cfg.loop_frames}f", upscale(video_grid(loops), small), "loop", seeds=[seed, seed + 1])
-
     if generator.conditional:
         _write_side_by_side(out, generator, videos, truth, factor, rows)
 
-    summary = {"model": trained.model.name, "step": step, "seed": seed,
+    summary = {"model": name, "step": step, "seed": seed,
                "num_samples": num_samples, "clip_shape": list(videos.shape[1:]),
                "grid": grid, "contact_sheet": sheet, "files": files, "outputs": out.records, "skipped": skipped}
     write_json(out_dir / "index.json", summary, indent=1)

@@ -159,22 +159,13 @@ def _csv(header: list[str], rows) -> str:
     return "\n".join([",".join(header), *(",".join(cell(value) for value in row) for row in rows)]) + "\n"
 
 
-def detect(params) -> dict:
-    """Score every clip of the input; write scores, metrics, report and picture; return the metrics."""
+def _clips_with_truth(params, generator, trained) -> dict:
+    """The clips to score (uint8, the predictor's channels) with their keys and labels, and the ground truth:
+    each clip's anomaly kind and onset and each frame's flag (injected anomalies, or every clip normal)."""
     from vgan.data.anomalies import NORMAL, anomalous_frames, inject_set
-    from vgan.data.loader import to_model_range, with_channels
-    from vgan.metrics.anomaly import (
-        clip_scores,
-        discriminator_scores,
-        frame_differences,
-        prediction_errors,
-        relative_errors,
-    )
-    from vgan.util.devices import select_device
+    from vgan.data.loader import with_channels
 
     cfg = params.anomaly
-    device = select_device(cfg.device, "anomaly.device")
-    generator, trained = load_predictor(cfg, device)
     size, frames = trained.model.resolution, trained.model.frames
     skipped = []
     if cfg.input == "shards":
@@ -194,6 +185,21 @@ def detect(params) -> dict:
     else:
         kinds, onsets = np.full(num_clips, NORMAL, dtype=object), np.full(num_clips, -1)
         anomalous = np.stack([anomalous_frames(NORMAL, 0, num_frames, 0)] * num_clips)
+    return {"keys": keys, "clips": clips, "labels": labels, "skipped": skipped, "kinds": kinds, "onsets": onsets,
+            "anomalous": anomalous}
+
+
+def _score(cfg, generator, trained, checkpoint_dir, clips: np.ndarray, labels: np.ndarray, device) -> dict:
+    """Frame and clip scores of the predictor, the frame-difference baseline and the video discriminator."""
+    from vgan.data.loader import to_model_range
+    from vgan.metrics.anomaly import (
+        clip_scores,
+        discriminator_scores,
+        frame_differences,
+        prediction_errors,
+        relative_errors,
+    )
+
     started = time.perf_counter()
     videos = to_model_range(torch.from_numpy(clips))
     errors = prediction_errors(generator, videos, torch.from_numpy(labels), cfg.batch_size, device)
@@ -201,15 +207,21 @@ def detect(params) -> dict:
     frame_scores = {"model": relative_errors(errors, differences, generator.context_frames, cfg.motion_floor),
                     "frame_difference": differences}
     per_clip = {name: clip_scores(scores) for name, scores in frame_scores.items()}
-    discriminator, discriminator_source = load_discriminator(cfg, trained, params.train.checkpoint_dir, device)
+    discriminator, source = load_discriminator(cfg, trained, checkpoint_dir, device)
     # the discriminator judges whole clips: a clip score (its "fake" logit), no frame scores
     frame_scores["discriminator"] = np.full(frame_scores["model"].shape, np.nan)
-    per_clip["discriminator"] = (np.full(num_clips, np.nan) if discriminator is None else
+    per_clip["discriminator"] = (np.full(len(clips), np.nan) if discriminator is None else
                                  discriminator_scores(discriminator, videos, torch.from_numpy(labels)
                                                       if trained.model.num_classes else None, cfg.batch_size, device))
-    seconds = time.perf_counter() - started
+    return {"errors": errors, "differences": differences, "frames": frame_scores, "clips": per_clip,
+            "discriminator_source": source, "seconds": time.perf_counter() - started}
 
-    out_dir = Path(cfg.out_dir)
+
+def _write_tables(out_dir: Path, data: dict, scores: dict) -> None:
+    """clips.csv (one row per clip) and frames.csv (one row per frame)."""
+    per_clip, frame_scores, errors = scores["clips"], scores["frames"], scores["errors"]
+    keys, labels, kinds, onsets, anomalous = (data[k] for k in ("keys", "labels", "kinds", "onsets", "anomalous"))
+    num_clips, num_frames = data["clips"].shape[:2]
     write_text(out_dir / "clips.csv", _csv(
         ["clip", "key", "label", "anomaly", "onset", "score_model", "score_discriminator", "score_frame_difference"],
         ([i, keys[i], int(labels[i]), kinds[i], int(onsets[i]), float(per_clip["model"][i]),
@@ -218,33 +230,53 @@ def detect(params) -> dict:
         ["clip", "frame", "anomalous", "score_model", "error_model", "score_frame_difference"],
         ([i, t, int(anomalous[i, t]), float(frame_scores["model"][i, t]), float(errors[i, t]),
           float(frame_scores["frame_difference"][i, t])] for i in range(num_clips) for t in range(num_frames))))
-    c = generator.context_frames
+
+
+def _scoring_rules(cfg, context_frames: int, discriminator_source: str) -> dict:
+    c = context_frames
+    return {"model": f"frame j >= {c}: mean |predicted - real| of frame j on [0, 1] pixels, predicted "
+                     f"from real frames j-{c}..j-1 with z = 0, divided by (the mean frame difference of "
+                     f"frames j-{c - 1}..j-1 + {cfg.motion_floor}); clip: max over frames",
+            "discriminator": "clip: minus the video discriminator's logit of the whole clip (its 'fake' "
+                             f"score), discriminator of {discriminator_source}",
+            "frame_difference": "frame j >= 1: mean |frame j - frame j-1| on [0, 1] pixels; clip: max over frames"}
+
+
+def detect(params) -> dict:
+    """Score every clip of the input; write scores, metrics, report and picture; return the metrics."""
+    from vgan.anomaly.anomaly_report import write_picture, write_report
+    from vgan.data.anomalies import NORMAL
+    from vgan.util.devices import select_device
+
+    cfg = params.anomaly
+    device = select_device(cfg.device, "anomaly.device")
+    generator, trained = load_predictor(cfg, device)
+    data = _clips_with_truth(params, generator, trained)
+    kinds = data["kinds"]
+    scores = _score(cfg, generator, trained, params.train.checkpoint_dir, data["clips"], data["labels"], device)
+    out_dir = Path(cfg.out_dir)
+    _write_tables(out_dir, data, scores)
+    num_clips, num_frames = data["clips"].shape[:2]
     metrics = {
         "input": cfg.folder if cfg.input == "folder" else f"{params.shards.out_dir}:{cfg.split}",
         "generator": cfg.generator, "generator_steps": generator.trained_steps,
-        "context_frames": c, "num_clips": num_clips, "clip_frames": num_frames,
-        "num_normal": int((kinds == NORMAL).sum()), "skipped_videos": [list(item) for item in skipped],
-        "score_seconds": round(seconds, 2),
-        "rules": {"model": f"frame j >= {c}: mean |predicted - real| of frame j on [0, 1] pixels, predicted "
-                           f"from real frames j-{c}..j-1 with z = 0, divided by (the mean frame difference of "
-                           f"frames j-{c - 1}..j-1 + {cfg.motion_floor}); clip: max over frames",
-                  "discriminator": "clip: minus the video discriminator's logit of the whole clip (its 'fake' "
-                                   f"score), discriminator of {discriminator_source}",
-                  "frame_difference": "frame j >= 1: mean |frame j - frame j-1| on [0, 1] pixels; clip: max over "
-                                      "frames"},
+        "context_frames": generator.context_frames, "num_clips": num_clips, "clip_frames": num_frames,
+        "num_normal": int((kinds == NORMAL).sum()), "skipped_videos": [list(item) for item in data["skipped"]],
+        "score_seconds": round(scores["seconds"], 2),
+        "rules": _scoring_rules(cfg, generator.context_frames, scores["discriminator_source"]),
     }
     # the frame difference of a frame is the error of predicting that nothing moves (a copy of the frame before):
     # a predictor that has learned the motion beats it on normal clips' frames
+    errors = scores["errors"]
     scored = (kinds == NORMAL)[:, None] & ~np.isnan(errors)
     if scored.any():
         metrics["normal_frame_error"] = {"model": round(float(errors[scored].mean()), 5),
-                                         "copy_last_frame": round(float(differences[scored].mean()), 5)}
+                                         "copy_last_frame": round(float(scores["differences"][scored].mean()), 5)}
     if cfg.inject:
         metrics.update(injected={"types": list(cfg.types), "fraction": cfg.fraction, "seed": cfg.seed},
-                       types=rank_by_type(kinds, per_clip, frame_scores, anomalous, cfg.types))
+                       types=rank_by_type(kinds, scores["clips"], scores["frames"], data["anomalous"], cfg.types))
     write_json(METRICS_FILE, metrics)
-    from vgan.anomaly.anomaly_report import write_picture, write_report
-
-    write_picture(PICTURE_FILE, clips, keys, kinds, frame_scores["model"], anomalous, cfg.report_clips)
-    write_report(REPORT_FILE, metrics, keys, kinds, per_clip, cfg.report_clips, PICTURE_FILE, out_dir)
+    write_picture(PICTURE_FILE, data["clips"], data["keys"], kinds, scores["frames"]["model"], data["anomalous"],
+                  cfg.report_clips)
+    write_report(REPORT_FILE, metrics, data["keys"], kinds, scores["clips"], cfg.report_clips, PICTURE_FILE, out_dir)
     return metrics

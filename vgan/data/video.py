@@ -165,6 +165,70 @@ class _StderrReader:
                          codec=codec.group(1) if codec else "")
 
 
+def _run_decoder(cmd: list[str], timeout_s: float, path: Path) -> tuple[bytes, int, _StderrReader]:
+    """Run ffmpeg, reading its raw frames from stdout while a thread drains stderr; killed after ``timeout_s``."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stderr = _StderrReader()
+    drainer = threading.Thread(target=stderr.feed, args=(proc.stderr,), daemon=True)
+    drainer.start()
+    timed_out = threading.Event()
+
+    def kill_hung() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout_s, kill_hung)
+    timer.start()
+    try:
+        raw = proc.stdout.read()
+        returncode = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        drainer.join(timeout=5)
+        proc.stdout.close()
+        proc.stderr.close()
+    if timed_out.is_set():
+        raise VideoError(f"{path}: decode timed out after {timeout_s:g}s (ffmpeg killed)",
+                         _tail("\n".join(stderr.tail)))
+    return raw, returncode, stderr
+
+
+def _check_frames(path: Path, raw: bytes, returncode: int, stderr: _StderrReader, size: int, fps: float | None,
+                  info: VideoInfo | None, timeout_s: float) -> tuple[int, VideoInfo]:
+    """(frames decoded, the video's info), or a VideoError naming what is wrong: ffmpeg failed, a partial frame,
+    or fewer frames than the container promises (ffprobe asked only when something looks wrong)."""
+    tail = _tail("\n".join(stderr.tail))
+    frame_bytes = size * size * 3
+    num_frames = len(raw) // frame_bytes
+    authoritative = info is not None  # a caller's probe, or our own below
+    if (returncode != 0 or num_frames == 0) and not authoritative:
+        info, authoritative = probe(path, timeout_s=timeout_s), True  # names it: empty, no video, unreadable
+    if info is None:
+        info = stderr.info()
+    if info is None:
+        info, authoritative = probe(path, timeout_s=timeout_s), True
+    expected = _expected_frames(info, fps)
+    # some broken files decode with exit code 0: the frame count is the only honest check
+    short = num_frames == 0 or (expected and num_frames < expected - max(2, expected // 50))
+    if short and not authoritative and returncode == 0:
+        # ffmpeg's header gives the container duration (audio can outlast video): ask ffprobe for the stream's
+        info = probe(path, timeout_s=timeout_s)
+        expected = _expected_frames(info, fps)
+        short = expected and num_frames < expected - max(2, expected // 50)
+    damage = f"decoded {num_frames} of {expected or '?'} frames, truncated or corrupt" if short else ""
+    if returncode != 0:
+        detail = f"; {damage}" if damage else ""
+        raise VideoError(f"{path}: ffmpeg failed with exit code {returncode} ({_first_line(tail)}){detail}", tail)
+    if len(raw) % frame_bytes:
+        raise VideoError(f"{path}: ffmpeg produced a partial frame ({len(raw) % frame_bytes} stray bytes)", tail)
+    if short:
+        raise VideoError(f"{path}: {damage} ({_first_line(tail)})", tail)
+    return num_frames, info
+
+
 def decode_video(
     path: str | os.PathLike,
     *,
@@ -195,57 +259,8 @@ def decode_video(
         .global_args("-nostdin", "-hide_banner", "-nostats", "-v", "level+info")
         .compile()
     )
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stderr = _StderrReader()
-    drainer = threading.Thread(target=stderr.feed, args=(proc.stderr,), daemon=True)
-    drainer.start()
-    timed_out = threading.Event()
-
-    def kill_hung() -> None:
-        timed_out.set()
-        proc.kill()
-
-    timer = threading.Timer(timeout_s, kill_hung)
-    timer.start()
-    try:
-        raw = proc.stdout.read()
-        returncode = proc.wait()
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        drainer.join(timeout=5)
-        proc.stdout.close()
-        proc.stderr.close()
-    tail = _tail("\n".join(stderr.tail))
-    if timed_out.is_set():
-        raise VideoError(f"{path}: decode timed out after {timeout_s:g}s (ffmpeg killed)", tail)
-    frame_bytes = size * size * 3
-    num_frames = len(raw) // frame_bytes
-    authoritative = info is not None  # a caller's probe, or our own below
-    if (returncode != 0 or num_frames == 0) and not authoritative:
-        info, authoritative = probe(path, timeout_s=timeout_s), True  # names it: empty, no video, unreadable
-    if info is None:
-        info = stderr.info()
-    if info is None:
-        info, authoritative = probe(path, timeout_s=timeout_s), True
-    expected = _expected_frames(info, fps)
-    # some broken files decode with exit code 0: the frame count is the only honest check
-    short = num_frames == 0 or (expected and num_frames < expected - max(2, expected // 50))
-    if short and not authoritative and returncode == 0:
-        # ffmpeg's header gives the container duration (audio can outlast video): ask ffprobe for the stream's
-        info = probe(path, timeout_s=timeout_s)
-        expected = _expected_frames(info, fps)
-        short = expected and num_frames < expected - max(2, expected // 50)
-    damage = f"decoded {num_frames} of {expected or '?'} frames, truncated or corrupt" if short else ""
-    if returncode != 0:
-        detail = f"; {damage}" if damage else ""
-        raise VideoError(f"{path}: ffmpeg failed with exit code {returncode} ({_first_line(tail)}){detail}", tail)
-    if len(raw) % frame_bytes:
-        raise VideoError(f"{path}: ffmpeg produced a partial frame ({len(raw) % frame_bytes} stray bytes)", tail)
-    if short:
-        raise VideoError(f"{path}: {damage} ({_first_line(tail)})", tail)
+    raw, returncode, stderr = _run_decoder(cmd, timeout_s, path)
+    num_frames, info = _check_frames(path, raw, returncode, stderr, size, fps, info, timeout_s)
     return np.frombuffer(raw, np.uint8).reshape(num_frames, size, size, 3), info
 
 

@@ -101,7 +101,8 @@ def compare_with_baselines(net, reference: torch.Tensor, val: torch.Tensor, gene
     # the evaluator embeds grey clips widened (EvaluatorNet.features); the baselines are made from real clips
     # as stored, so the noise baseline is the same colour noise whatever channels the model paints
     val = rgb(val)
-    candidates = {"model": generated, "real_vs_real": val, **baseline_clips(val, seed=cfg.seed), **(task_baselines or {})}
+    candidates = {"model": generated, "real_vs_real": val, **baseline_clips(val, seed=cfg.seed),
+                  **(task_baselines or {})}
     rows, features = {}, {}
     for name, clips in candidates.items():
         rows[name], features[name] = score(net, reference, reference_features, clips, cfg.batch_size, cfg.seed)
@@ -183,7 +184,8 @@ def _generated_stream(generator, count: int, seed: int, batch_size: int, needed_
 
 
 def protocol_metrics(params, generator, networks: dict, device, context=None, context_labels=None) -> dict:
-    """Every ``evaluate.protocols`` metric: {fvd2048_16f, kvd2048_16f, fid_frames2048, kid_frames2048, isv2048_ucf_*}."""
+    """Every ``evaluate.protocols`` metric: {fvd2048_16f, kvd2048_16f, fid_frames2048, kid_frames2048,
+    isv2048_ucf_*}."""
     import hashlib
 
     from vgan.data.loader import iterate_clips, shard_paths
@@ -222,6 +224,38 @@ def protocol_metrics(params, generator, networks: dict, device, context=None, co
 
 
 # -- the stage -------------------------------------------------------------------------------------
+def _clip_sets(params, generator, num_clips: int) -> tuple:
+    """(real val clips, generated clips, their conditions, labels, the task's baselines): conditional models are
+    conditioned on the val clips, and their baselines made from the same conditions."""
+    from vgan.data.loader import real_clips
+    from vgan.sample import generate, real_context_clips
+
+    cfg = params.evaluate
+    torch.manual_seed(cfg.seed)
+    if not generator.conditional:
+        val, _ = real_clips(params.shards.out_dir, "val", limit=num_clips, seed=cfg.seed)
+        return val, generate(generator, num_clips, seed=cfg.seed + 1, batch_size=cfg.batch_size), None, None, {}
+    val, labels = real_context_clips(params, generator, num_clips, splits=("val",), seed=cfg.seed)
+    context = generator.condition(val)
+    generated = generate(generator, num_clips, seed=cfg.seed + 1, batch_size=cfg.batch_size,
+                         labels=labels if generator.num_classes else None, context=context)
+    return val, generated, context, labels, generator.baselines(context)
+
+
+def _log_evaluation(params, metrics: dict, table: dict) -> None:
+    """The evaluate stage's MLflow run: params, metrics (PSNR/SSIM per predicted step as a series), files."""
+    from vgan.tracking import runs
+
+    with runs.stage_run(params, "evaluate") as logger:
+        logger.log_params({"evaluate": params.evaluate.model_dump(mode="json"),
+                           "model": params.model.model_dump(mode="json")})
+        logger.log_metrics({**metrics, "baselines": table["scores"]})
+        for step, values in enumerate(zip(metrics.get("psnr_per_step") or [], metrics.get("ssim_per_step") or []), 1):
+            logger.log_metrics({"psnr_step": values[0], "ssim_step": values[1]}, step=step)
+        for path in (REPORT_FILE, METRICS_FILE, BASELINES_FILE):
+            logger.log_artifact(path)
+
+
 def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict:
     """Write metrics/evaluate.json (headline), metrics/evaluate_baselines.json (the table) and
     reports/evaluation.md; log them to MLflow. Returns the headline metrics."""
@@ -230,8 +264,6 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     from vgan.metrics.catalog import baseline_key
     from vgan.metrics.evaluator import load_evaluator
     from vgan.metrics.tasks import FRECHET_TABLE_TASKS, TaskInputs, task_metrics
-    from vgan.sample import generate, real_context_clips
-    from vgan.tracking import runs
     from vgan.train.generator_file import load_generator
     from vgan.util.io import write_json
 
@@ -243,25 +275,13 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
     if cfg.protocols:
         _check_protocol_lengths(cfg, generator, read_manifest(params.shards.out_dir))
     num_clips = evaluation_size(params)
-    torch.manual_seed(cfg.seed)
-    context = labels = None
-    baselines = {}
-    if generator.conditional:
-        val, labels = real_context_clips(params, generator, num_clips, splits=("val",), seed=cfg.seed)
-        context = generator.condition(val)
-        baselines = generator.baselines(context)
-        generated = generate(generator, num_clips, seed=cfg.seed + 1, batch_size=cfg.batch_size,
-                             labels=labels if generator.num_classes else None, context=context)
-    else:
-        val, _ = real_clips(params.shards.out_dir, "val", limit=num_clips, seed=cfg.seed)
-        generated = generate(generator, num_clips, seed=cfg.seed + 1, batch_size=cfg.batch_size)
+    val, generated, context, labels, baselines = _clip_sets(params, generator, num_clips)
     reference, _ = real_clips(params.shards.out_dir, "train", limit=num_clips, seed=cfg.seed)
     frames = min(reference.shape[2], val.shape[2], generated.shape[2])  # every set compared at one length
     reference, val_cut, generated_cut = reference[:, :, :frames], val[:, :, :frames], generated[:, :, :frames]
     in_table = {name: clips[:, :, :frames] for name, clips in baselines.items()
                 if generator.task in FRECHET_TABLE_TASKS}
     rows = compare_with_baselines(net, reference, val_cut, generated_cut, cfg, in_table)
-    standing = standing_sentence(rows, num_clips, cfg.ci_level)
     metrics = {"evaluator_val_accuracy": info["val_accuracy"], "num_clips": num_clips,
                **{key: rows["model"][key] for key in HEADLINE_METRICS},
                **{baseline_key(name, "fd_evaluator"): rows[name]["fd_evaluator"] for name in HEADLINE_BASELINES}}
@@ -280,18 +300,11 @@ def evaluate(params, generator_path: str | Path = "models/generator.pt") -> dict
                           f"; {name}: the {generator.task} baseline made from those val clips" for name in in_table),
         "ci": {"metric": "fd_evaluator", "level": cfg.ci_level, "resamples": cfg.bootstrap_resamples,
                "method": CI_METHOD},
-        "standing": standing, "scores": rows}))
+        "standing": standing_sentence(rows, num_clips, cfg.ci_level), "scores": rows}))
     write_json(METRICS_FILE, metrics)
     write_json(BASELINES_FILE, table)
     write_report(params, trained, generator.trained_steps, metrics, table, protocol_keys)
-    with runs.stage_run(params, "evaluate") as logger:
-        logger.log_params({"evaluate": params.evaluate.model_dump(mode="json"),
-                           "model": params.model.model_dump(mode="json")})
-        logger.log_metrics({**metrics, "baselines": table["scores"]})
-        for step, values in enumerate(zip(metrics.get("psnr_per_step") or [], metrics.get("ssim_per_step") or []), 1):
-            logger.log_metrics({"psnr_step": values[0], "ssim_step": values[1]}, step=step)
-        for path in (REPORT_FILE, METRICS_FILE, BASELINES_FILE):
-            logger.log_artifact(path)
+    _log_evaluation(params, metrics, table)
     return metrics
 
 

@@ -4,6 +4,6 @@ metrics, baselines and the external protocols, one module each.
 Nothing is imported here, so that validating params (which reads names from ``baselines`` and
 ``protocols``) loads no more metric code than it needs.
 
-Imports: torch and numpy at module level; from vgan ``util`` and other ``vgan.metrics`` modules
-(and, inside ``evaluator.save_evaluator``, ``vgan.train.checkpoint.atomic_save``). No mlflow, no stage code.
+Imports: torch and numpy at module level; from vgan ``util`` and other ``vgan.metrics`` modules. No mlflow, no
+stage code.
 """

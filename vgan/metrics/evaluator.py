@@ -73,7 +73,7 @@ def accuracy(net: EvaluatorNet, clips) -> float:
 
 def save_evaluator(net: EvaluatorNet, path: str | Path, info: dict) -> None:
     """Weights plus ``info`` (val accuracy, label names) in one atomic file."""
-    from vgan.train.checkpoint import atomic_save
+    from vgan.util.torch_files import atomic_save
 
     atomic_save({"state": net.state_dict(), "num_classes": net.num_classes, "width": net.feature_dim // 8,
                  "info": info}, path)

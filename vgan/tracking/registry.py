@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import random
-import socket
-import sys
-import threading
-import time
-import uuid
 from pathlib import Path
 
 from vgan.metrics.catalog import BASELINE_NAMES, baseline_key
 from vgan.tracking.export import log_generator_model
+from vgan.tracking.promotion_lock import promotion_lock
 from vgan.tracking.provenance import repo_root, run_tags
 from vgan.tracking.runs import (
     StageLogger,
@@ -28,7 +22,6 @@ from vgan.tracking.runs import (
     finish_pipeline_run,
     finite_metrics,
     import_mlflow,
-    is_transient,
     pipeline_run,
     retrying,
     sqlite_file,
@@ -39,9 +32,6 @@ from vgan.util.errors import TrackingError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-LOCK_SUFFIX = ".promotion-lock"
-LOCK_WAIT_S = 300.0
-LOCK_LEASE_S = 30.0  # a lock whose owner stops renewing it for this long is abandoned
 
 
 def _metric_of(version, metric: str) -> float | None:
@@ -114,102 +104,10 @@ def _alias_version(client, name: str, alias: str):
         raise
 
 
-def _owner_alive(tags: dict) -> bool | None:
-    """Whether the process holding a lock still runs: known only on its own host (None elsewhere)."""
-    if tags.get("vgan.lock_host") != socket.gethostname():
-        return None
-    try:
-        os.kill(int(tags.get("vgan.lock_pid", "")), 0)
-    except ProcessLookupError:
-        return False
-    except (ValueError, OverflowError):
-        return None
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def _holder(tags: dict) -> str:
-    since = float(tags.get("vgan.locked_at", "0") or 0)
-    return (f"pid {tags.get('vgan.lock_pid', '?')} on {tags.get('vgan.lock_host', '?')} since "
-            f"{time.strftime('%H:%M:%S', time.localtime(since))}")
-
-
-def _stale(tags: dict) -> str | None:
-    """Why a held lock is abandoned (its owner died on this host, or its lease ran out), else None."""
-    if _owner_alive(tags) is False:
-        return "its owner is no longer running"
-    locked_at = float(tags.get("vgan.locked_at", "0") or 0)
-    lease_until = float(tags.get("vgan.lease_until", "0") or 0) or locked_at + LOCK_LEASE_S
-    if time.time() > lease_until:
-        return f"its lease ran out {time.time() - lease_until:.0f} s ago"
-    return None
-
-
-def _keep_lease(client, lock_name: str, stop) -> None:
-    """Renew the lease while the lock is held: a hung or killed owner on another host loses it in LOCK_LEASE_S."""
-    while not stop.wait(LOCK_LEASE_S / 3):
-        with contextlib.suppress(Exception):
-            client.set_registered_model_tag(lock_name, "vgan.lease_until", f"{time.time() + LOCK_LEASE_S:.3f}")
-
-
-@contextlib.contextmanager
-def _promotion_lock(client, name: str):
-    """Mutual exclusion across processes and hosts: creating a registered model is atomic in the store. The lock
-    names its owner (host, pid) and holds a lease the owner renews, so an abandoned one is taken over in seconds."""
-    lock_name = f"{name}{LOCK_SUFFIX}"
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    deadline = time.monotonic() + LOCK_WAIT_S
-    announced = None
-    # a poll until a deadline, not vgan.util.retry: it waits on a holder (named, taken over when stale), not on
-    # a failing call
-    while True:
-        now = time.time()
-        try:
-            client.create_registered_model(
-                lock_name, tags={"vgan.lock_owner": owner, "vgan.lock_host": socket.gethostname(),
-                                 "vgan.lock_pid": str(os.getpid()), "vgan.locked_at": f"{now:.3f}",
-                                 "vgan.lease_until": f"{now + LOCK_LEASE_S:.3f}"},
-                description=f"held while vgan promotes a version of {name}; safe to delete if no promotion runs")
-            break
-        except Exception as exc:  # noqa: BLE001
-            if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS" and not is_transient(exc):
-                raise
-        tags = {}
-        with contextlib.suppress(Exception):
-            tags = dict(client.get_registered_model(lock_name).tags)
-        if tags and (why := _stale(tags)):
-            with contextlib.suppress(Exception):  # only the lock seen abandoned, not one a rival just took
-                if client.get_registered_model(lock_name).tags.get("vgan.lock_owner") == tags.get("vgan.lock_owner"):
-                    client.delete_registered_model(lock_name)
-                    print(f"registry: took over the promotion lock of {name} from {_holder(tags)}: {why}",
-                          file=sys.stderr, flush=True)
-            continue
-        if tags and tags.get("vgan.lock_owner") != announced:
-            announced = tags.get("vgan.lock_owner")
-            print(f"registry: waiting for the promotion lock of {name} ({lock_name!r}), held by {_holder(tags)}; "
-                  f"it is taken over if that process ends or stops renewing it for {LOCK_LEASE_S:.0f} s",
-                  file=sys.stderr, flush=True)
-        if time.monotonic() > deadline:
-            holder = _holder(tags) if tags else "another promotion"
-            raise TrackingError(f"the promotion lock of {name} ({lock_name!r}) is still held by {holder} after "
-                                f"{LOCK_WAIT_S:.0f} s; delete that registered model if no promotion is running")
-        time.sleep(0.1 + random.random() * 0.4)
-    stop = threading.Event()
-    lease = threading.Thread(target=_keep_lease, args=(client, lock_name, stop), daemon=True)
-    lease.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        lease.join()
-        retrying("releasing the promotion lock", lambda: client.delete_registered_model(lock_name))
-
-
 def _promote_version(client, params, name: str, version: str) -> dict:
     """Under the lock: move challenger (forward only) and champion (if better); tag decision on the version."""
     metric, direction = params.registry.metric, params.registry.direction
-    with _promotion_lock(client, name):
+    with promotion_lock(client, name):
         candidate = client.get_model_version(name, version)
         challenger = _alias_version(client, name, CHALLENGER)
         if challenger is None or int(challenger.version) <= int(version):
@@ -245,7 +143,8 @@ def _promote_version(client, params, name: str, version: str) -> dict:
         if promoted and previous:
             client.set_model_version_tag(name, previous, "vgan.superseded_by", str(version))
         champion_now = _alias_version(client, name, CHAMPION)
-    return {"name": name, "version": int(version), "champion_version": int(champion_now.version) if champion_now else None,
+    return {"name": name, "version": int(version),
+            "champion_version": int(champion_now.version) if champion_now else None,
             "promoted": promoted, "reason": reason, "metric": metric, "value": candidate_value, **gate_record,
             "tracking_uri": tracking_uri()}
 
@@ -258,6 +157,40 @@ def _artifact_folder(path: Path) -> str | None:
         return path.name if path.is_dir() else None
     folder = relative if path.is_dir() else relative.parent
     return None if str(folder) in ("", ".") else folder.as_posix()
+
+
+def _log_register_run(mlflow, client, experiment_id: str, tags: dict, params, generator, flat_metrics: dict,
+                      artifacts: list[Path]) -> tuple[str, object, str]:
+    """The register stage's MLflow run: params, metrics, artifacts, a preview and the logged model.
+    Returns (run id, the model's info, its serialisation)."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{tags['vgan.pipeline_id'][:8]}",
+                          tags=tags) as run:
+        logger = StageLogger(client, run.info.run_id)
+        logger.log_params(params.model_dump(mode="json"))
+        logger.log_metrics(flat_metrics)
+        for path in artifacts:
+            if Path(path).exists():
+                logger.log_artifact(path, _artifact_folder(Path(path)))
+        _log_preview(client, run.info.run_id, artifacts, getattr(generator, "trained_steps", None))
+        model_info, serialization = log_generator_model(
+            generator, {"model_name": params.registry_model_name(),
+                        "trained_steps": getattr(generator, "trained_steps", None)})
+    return run.info.run_id, model_info, serialization
+
+
+def _create_version(client, params, model_info, run_id: str, flat_metrics: dict, tags: dict):
+    """A new version of the registered model (created on first use), tagged with the gate's inputs and provenance."""
+    name, metric = params.registry_model_name(), params.registry.metric
+    with contextlib.suppress(Exception):
+        client.create_registered_model(name, tags={"vgan.dataset": params.data.source},
+                                       description=f"vgan video generator trained on {params.data.source}")
+    # the primary metric and each baseline's value of it (the gate's inputs); the rest stays on the run
+    primary = {metric} | {baseline_key(baseline, metric) for baseline in BASELINE_NAMES}
+    version_tags = {f"metric.{key}": f"{value:.8g}" for key, value in flat_metrics.items() if key in primary}
+    # provenance; the stage, pipeline and params tags stay on the run (vgan.run_id leads there)
+    version_tags.update({key: tags[key] for key in ("vgan.git_commit", "vgan.data_hash")})
+    return client.create_model_version(name, model_info.model_uri, run_id=run_id, tags=version_tags,
+                                       model_id=model_info.model_id)
 
 
 def register_and_promote(params, generator_path: str | Path, metrics: dict, artifacts: list[Path],
@@ -286,41 +219,18 @@ def register_and_promote(params, generator_path: str | Path, metrics: dict, arti
                                          for baseline, row in (baselines or {}).items()
                                          if baseline != "model" and isinstance(row.get(metric), (int, float))}))
 
-    def log_run() -> tuple[str, object, str]:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{tags['vgan.pipeline_id'][:8]}",
-                              tags=tags) as run:
-            logger = StageLogger(client, run.info.run_id)
-            logger.log_params(params.model_dump(mode="json"))
-            logger.log_metrics(flat_metrics)
-            for path in artifacts:
-                if Path(path).exists():
-                    logger.log_artifact(path, _artifact_folder(Path(path)))
-            _log_preview(client, run.info.run_id, artifacts, getattr(generator, "trained_steps", None))
-            model_info, serialization = log_generator_model(
-                generator, {"model_name": name, "trained_steps": getattr(generator, "trained_steps", None)})
-        return run.info.run_id, model_info, serialization
-
     try:
-        run_id, model_info, serialization = retrying("logging the generator", log_run, attempts=2)
+        run_id, model_info, serialization = retrying(
+            "logging the generator",
+            lambda: _log_register_run(mlflow, client, experiment_id, tags, params, generator, flat_metrics, artifacts),
+            attempts=2)
     except BaseException:
         finish_pipeline_run(client, parent, "FAILED")
         raise
     _link_model_to_training(client, experiment_id, tags["vgan.pipeline_id"], model_info.model_id,
                             getattr(generator, "trained_steps", None))
-
-    def register():
-        with contextlib.suppress(Exception):
-            client.create_registered_model(name, tags={"vgan.dataset": params.data.source},
-                                           description=f"vgan video generator trained on {params.data.source}")
-        # the primary metric and each baseline's value of it (the gate's inputs); the rest stays on the run
-        primary = {metric} | {baseline_key(baseline, metric) for baseline in BASELINE_NAMES}
-        version_tags = {f"metric.{key}": f"{value:.8g}" for key, value in flat_metrics.items() if key in primary}
-        # provenance; the stage, pipeline and params tags stay on the run (vgan.run_id leads there)
-        version_tags.update({key: tags[key] for key in ("vgan.git_commit", "vgan.data_hash")})
-        return client.create_model_version(name, model_info.model_uri, run_id=run_id, tags=version_tags,
-                                           model_id=model_info.model_id)
-
-    model_version = retrying(f"registering {name}", register)
+    model_version = retrying(f"registering {name}",
+                             lambda: _create_version(client, params, model_info, run_id, flat_metrics, tags))
     result = retrying("promoting", lambda: _promote_version(client, params, name, model_version.version))
     StageLogger(client, run_id).set_tags({"vgan.registered_version": model_version.version,
                                           "vgan.serialization": serialization,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import re
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,38 +12,10 @@ import numpy as np
 import torch
 
 from vgan.util.errors import TrainingError
-from vgan.util.io import atomic_path
-from vgan.util.torch_files import load_torch_file
+from vgan.util.torch_files import atomic_save, load_torch_file  # noqa: F401 (atomic_save: ckpt.atomic_save)
 
 CHECKPOINT_FORMAT = "vgan-checkpoint-1"
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
-
-
-def atomic_save(obj, path: str | Path) -> None:
-    """torch.save to a temp name in the same folder, fsync, then rename: never a half file.
-
-    The bytes depend on ``obj``'s values alone, so the same state saves to the same file anywhere: torch.save
-    writes to an open handle, so the zip's records are named ``archive/…`` (given a path, torch names them after
-    the file, here the temp name with its process id) and carry no dates; and the plain containers are rebuilt
-    with interned strings (``_canonical``), because pickle writes an equal string once or twice depending on
-    whether it is one object or two, i.e. on how the params were built, not on their values."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(_canonical(obj), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _canonical(obj):
-    """``obj`` with its plain dicts, lists and tuples rebuilt and every str in them interned; anything else
-    (tensors, state-dict OrderedDicts with their metadata) is kept as it is."""
-    kind = type(obj)
-    if kind is str:
-        return sys.intern(obj)
-    if kind is dict:
-        return {_canonical(key): _canonical(value) for key, value in obj.items()}
-    if kind in (list, tuple):
-        return kind(_canonical(item) for item in obj)
-    return obj
 
 
 def rng_state() -> dict:

@@ -16,7 +16,7 @@ GENERATOR_FORMAT = "vgan-generator-1"
 
 def save_generator(path: str | Path, params, model_hash: str, step: int, G, G_ema) -> Path:
     """Write the generator file atomically (a temp name, then a rename)."""
-    from vgan.train.checkpoint import atomic_save
+    from vgan.util.torch_files import atomic_save
 
     atomic_save({"format": GENERATOR_FORMAT, "params": params.model_dump(mode="json"), "model_hash": model_hash,
                  "step": step, "G": G.state_dict(), "G_ema": G_ema.state_dict()}, path)

@@ -1,10 +1,11 @@
 """The one training loop: every architecture, several discriminators, exact resume.
 
 Imports only torch/numpy at module level; MLflow logging arrives through ``logger``.
-The ``Trainer`` owns the state that makes resume bit-exact (weights, optimisers, data position, every random
-stream, the EMA's statistics) and the checkpoint round trip; the D and G steps are functions of the modules in
-``steps``, and the parts that need no such state live beside it (``checkpoint``, ``ema``, ``distributed``,
-``vgan.train.losses``, ``vgan.train.augment``).
+The ``Trainer`` builds the models and optimisers, draws the batches and runs the loop; its parts live beside it:
+the D and G steps are functions in ``steps`` (the benchmark calls them directly), the checkpoint round trip and the
+random streams that make resume bit-exact in ``resume`` (``Resumable``), and what training leaves behind (EMA
+statistics, previews, the loss CSV, the generator file, ``metrics/train.json``) in ``outputs``
+(``TrainingOutputs``); ``checkpoint``, ``ema``, ``distributed``, ``losses`` and ``augment`` hold no trainer state.
 
 ``videos_per_s`` (logged and in ``metrics/train.json``) is one thing everywhere, also in ``bench/``: real
 training clips drawn per second of step time, i.e. global batch x ``n_critic`` per step.
@@ -14,19 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import functools
 import itertools
-import json
 import math
-import random
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -35,16 +30,11 @@ from vgan.models.layers import to_channels_last_3d
 from vgan.models.zoo import build_model
 from vgan.train import checkpoint as ckpt
 from vgan.train import distributed, steps
-from vgan.train.ema import standing_statistics
-from vgan.train.generator_file import save_generator
+from vgan.train.outputs import TrainingOutputs
+from vgan.train.resume import (EPOCH_STRIDE, PREVIEW_LABELS, PREVIEW_LATENTS, RANK_STRIDE, TRAINING_LATENTS,
+                               Resumable, TrainState, seed_everything)
 from vgan.util.devices import select_device
 from vgan.util.errors import TrainingError
-from vgan.util.io import atomic_path
-
-PLOT_FILE = "plots/train_losses.csv"
-GENERATOR_FILE = "models/generator.pt"
-EMA_STATISTICS_CLIPS = 256  # generated clips behind G_ema's standing batch-norm statistics
-TRAIN_METRICS_FILE = "metrics/train.json"
 
 
 class NullLogger:
@@ -53,30 +43,6 @@ class NullLogger:
     def log_params(self, params: dict) -> None: ...
     def log_metrics(self, metrics: dict, step: int | None = None) -> None: ...
     def log_artifact(self, path, artifact_path: str | None = None) -> None: ...
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0
-    consecutive_bad_steps: int = 0
-    skipped_steps: int = 0
-    history: list = field(default_factory=list)
-
-
-# Random streams of one run, each derived from train.seed by a fixed rule so no two coincide: the preview
-# latents and labels, the training latents (shared by every rank), each rank's draws inside the models, and
-# each epoch's data order.
-PREVIEW_LATENTS, PREVIEW_LABELS, TRAINING_LATENTS = 1, 2, 3  # seed + this
-RANK_STRIDE = 1_000_003  # rank r's global streams: seed + RANK_STRIDE * r (+ the step, after a world-size change)
-EPOCH_STRIDE = 100_003  # epoch e's data order: seed * EPOCH_STRIDE + e
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
 
 
 def learning_rate_factor(schedule: str, step: int, total: int) -> float:
@@ -88,7 +54,7 @@ def learning_rate_factor(schedule: str, step: int, total: int) -> float:
     return 1.0
 
 
-class Trainer:
+class Trainer(Resumable, TrainingOutputs):
     """Owns models, optimisers and state; ``run()`` trains until steps or the time budget is reached."""
 
     def __init__(self, params, batches: Callable[[int, int], Iterable], logger=None, out_root: str | Path = ".",
@@ -144,96 +110,6 @@ class Trainer:
         self.fixed_y = self.G.sample_labels(16, generator=torch.Generator().manual_seed(self.cfg.seed + PREVIEW_LABELS))
         self.fixed_y = None if self.fixed_y is None else self.fixed_y.to(self.device)
 
-    # -- state -----------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        s = self.state
-        return {
-            "format": ckpt.CHECKPOINT_FORMAT, "params": self.params.model_dump(mode="json"),
-            "model_hash": self.model_hash, "step": s.step,
-            "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.Ds.state_dict(),
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "data": {"epoch": s.epoch, "batches_in_epoch": s.batches_in_epoch},
-            "guard": {"consecutive_bad_steps": s.consecutive_bad_steps, "skipped_steps": s.skipped_steps},
-            "history": s.history, "rng": ckpt.rng_state(), "latent_rng": self.latent_rng.get_state(),
-        }
-
-    def _rank_state(self) -> dict:
-        """What differs between ranks: data position and the global RNG streams."""
-        return {"epoch": self.state.epoch, "batches_in_epoch": self.state.batches_in_epoch, "rng": ckpt.rng_state()}
-
-    def resume(self) -> bool:
-        """Continue from this run's newest readable checkpoint, else from ``train.resume_from``."""
-        # load to CPU: RNG states must be CPU tensors; load_state_dict moves weights and optimiser state
-        found = ckpt.load_latest_checkpoint(self.checkpoint_dir, map_location="cpu")
-        if found is None and self.cfg.resume_from:
-            found = ckpt.load_checkpoint(self.cfg.resume_from, map_location="cpu"), Path(self.cfg.resume_from)
-        self._check_ranks_resume_alike(found)
-        if found is None:
-            return False
-        state, path = found
-        if state["model_hash"] != self.model_hash:
-            raise TrainingError(
-                f"checkpoint {path} was trained with different model params (hash {state['model_hash']} != "
-                f"{self.model_hash}); restore the model params or move {self.checkpoint_dir} away to start afresh")
-        self.G.load_state_dict(state["G"])
-        self.G_ema.load_state_dict(state["G_ema"])
-        self.Ds.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        own = {"epoch": state["data"]["epoch"], "batches_in_epoch": state["data"]["batches_in_epoch"],
-               "rng": state["rng"]}
-        ranks = state.get("ranks")
-        if self.world_size > 1 or ranks:
-            if ranks and len(ranks) == self.world_size:
-                own = ranks[self.rank]
-            else:  # another world size: shards split differently, so restart the epoch with fresh streams
-                if self.rank == 0:
-                    warnings.warn(f"{path} was written by {len(ranks) if ranks else 1} rank(s), this run has "
-                                  f"{self.world_size}: the data epoch restarts and per-rank random streams are "
-                                  f"re-seeded (the weights and optimiser state resume exactly)")
-                seed_everything(self.cfg.seed + RANK_STRIDE * self.rank + state["step"])
-                own = {"epoch": own["epoch"] + 1, "batches_in_epoch": 0, "rng": None}
-        self.state = TrainState(step=state["step"], epoch=own["epoch"], batches_in_epoch=own["batches_in_epoch"],
-                                consecutive_bad_steps=state["guard"]["consecutive_bad_steps"],
-                                skipped_steps=state["guard"]["skipped_steps"], history=list(state["history"]))
-        if own["rng"] is not None:
-            ckpt.restore_rng_state(own["rng"])
-        self.latent_rng.set_state(state["latent_rng"])
-        self._last_saved = self.state.step
-        if self.rank == 0:
-            print(f"resumed from {path} at step {self.state.step}")
-        return True
-
-    def _check_ranks_resume_alike(self, found: tuple[dict, Path] | None) -> None:
-        """Raise on every rank unless every rank found a checkpoint of the same step (or none found one)."""
-        if self.world_size <= 1:
-            return
-        # each rank reads the checkpoint folder itself, and rank 0 alone writes it: on nodes that do not share
-        # the folder, rank 0 would resume while the others start afresh, and their lockstep collectives would
-        # mix two trainings. Every rank takes the same decision here, so none is left waiting for the others.
-        steps = distributed.gather_objects(None if found is None else int(found[0]["step"]), self.world_size)
-        if len(set(steps)) > 1:
-            seen = ", ".join(f"rank {rank}: {'none' if step is None else f'step {step}'}"
-                             for rank, step in enumerate(steps))
-            raise TrainingError(f"the ranks found different checkpoints to resume from in {self.checkpoint_dir} "
-                                f"({seen}); rank 0 alone writes checkpoints, so put train.checkpoint_dir on a "
-                                f"filesystem every node shares")
-
-    def save_checkpoint(self) -> Path | None:
-        """Rank 0 writes; every rank must call it (their data positions and RNG states are gathered)."""
-        ranks = distributed.gather_objects(self._rank_state(), self.world_size) if self.world_size > 1 else None
-        self._last_saved = self.state.step
-        if self.rank != 0:
-            return None
-        path = ckpt.checkpoint_path(self.checkpoint_dir, self.state.step)
-        state = self.state_dict()
-        if ranks is not None:
-            state["ranks"] = ranks
-        ckpt.atomic_save(state, path)
-        ckpt.prune_checkpoints(self.checkpoint_dir, self.cfg.keep_checkpoints)
-        self.write_plots()
-        return path
-
     # -- data --------------------------------------------------------------------------------------
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless batches; the (epoch, position) pair is the data position saved in checkpoints."""
@@ -259,13 +135,13 @@ class Trainer:
             self.state.epoch += 1
             self.state.batches_in_epoch = 0
 
-    def _device_batches(self, timer: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """``_batches`` on the training device; adds the seconds spent waiting to ``timer["data_wait"]``."""
+    def _device_batches(self, meter: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``_batches`` on the training device; adds the seconds spent waiting to ``meter["data_wait"]``."""
         batches = self._batches()
         while True:
             tick = time.monotonic()
             batch = self._to_device(*next(batches))
-            timer["data_wait"] += time.monotonic() - tick
+            meter["data_wait"] += time.monotonic() - tick
             yield batch
 
     # -- one step ----------------------------------------------------------------------------------
@@ -315,71 +191,6 @@ class Trainer:
             finite &= ok
         return losses, finite, clips
 
-    # -- outputs -----------------------------------------------------------------------------------
-    def refresh_ema_statistics(self) -> None:
-        """Standing batch-norm statistics for G_ema from its own clips; every rank calls it (DDP all-reduces).
-
-        Seeded by the step, so a resumed run computes what an uninterrupted one did; each rank draws the
-        global batch and keeps its slice, as in training.
-        """
-        if self._ema_statistics_step == self.state.step:
-            return  # G_ema's weights have not changed since (the last step is often also a sample step)
-        if self.G.conditional and self._preview_context is None:
-            return  # no real context clips yet (a resume at the final step): keep the checkpoint's statistics
-        rng = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.state.step)
-        local = self.cfg.batch_size // self.world_size
-        batches = max(4, EMA_STATISTICS_CLIPS // self.cfg.batch_size)
-
-        def inputs(_):
-            z = self.G.sample_z(self.cfg.batch_size, device=self.device, generator=rng)
-            labels = self.G.sample_labels(self.cfg.batch_size, device=self.device, generator=rng)
-            mine = slice(self.rank * local, (self.rank + 1) * local)
-            context = None
-            if self.G.conditional:
-                picks = torch.arange(self.cfg.batch_size, device=self.device) % len(self._preview_context)
-                context = self._preview_context[picks[mine]]
-            return z[mine], None if labels is None else labels[mine], context
-
-        with self._autocast():
-            standing_statistics(self.G_ema, inputs, batches)
-        self._ema_statistics_step = self.state.step
-
-    @torch.no_grad()
-    def fixed_samples(self) -> torch.Tensor:
-        """Fixed-noise samples of the EMA generator (conditional models get the conditions of fixed real clips)."""
-        context = self._preview_context if self.G.conditional else None
-        count = 8 if context is None else len(context)
-        labels = None if self.fixed_y is None else self.fixed_y[:count]
-        return self.G_ema.views(self.fixed_z[:count], labels, context)["video"]
-
-    def log_sample_grid(self) -> None:
-        """A GIF grid of fixed-noise samples at this step (once per step, also after a resume)."""
-        path = self.root / "plots" / "training_samples" / f"step-{self.state.step:08d}.gif"
-        if self.rank != 0 or path.exists() or (self.G.conditional and self._preview_context is None):
-            return
-        from vgan.util.media import to_uint8, upscale, video_grid, write_gif
-
-        videos = to_uint8(self.fixed_samples())
-        write_gif(upscale(video_grid(videos), 2), path, fps=8)
-        self.logger.log_artifact(path, "training_samples")
-
-    def write_plots(self) -> None:
-        if self.rank != 0:
-            return
-        path = self.root / PLOT_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.state.history:
-            return
-        columns = sorted({key for row in self.state.history for key in row}, key=lambda k: (k != "step", k))
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.state.history)
-
-    def export_generator(self) -> Path:
-        return save_generator(self.root / GENERATOR_FILE, self.params, self.model_hash, self.state.step, self.G,
-                              self.G_ema)
-
     # -- the loop ----------------------------------------------------------------------------------
     def _lr_schedulers(self) -> list:
         """One ``LambdaLR`` per optimiser, positioned at the current step. The rate is a function of the step
@@ -393,62 +204,40 @@ class Trainer:
         return schedulers
 
     def run(self, progress: bool = True) -> dict:
+        """Train from the newest checkpoint (or scratch) to ``train.steps`` or the time budget; returns the
+        summary written to ``metrics/train.json`` plus the generator file's path."""
         from vgan.util.progress import progress_bar
 
         cfg = self.cfg
         self.resume()
         lr_schedulers = self._lr_schedulers()
-        timer = {"data_wait": 0.0}
-        batches = self._device_batches(timer)
-        started = time.monotonic()
-        deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
-        step_seconds = 0.0
-        videos_seen = 0
+        meter = {"data_wait": 0.0, "step_seconds": 0.0, "videos": 0}
+        batches = self._device_batches(meter)
+        deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
         stopped_by_budget = False
         bar = progress_bar(total=cfg.steps, initial=self.state.step, desc="train", unit="step", disable=not progress)
         running: dict[str, torch.Tensor] = {}
         while self.state.step < cfg.steps:
-            # every rank must stop at the same step, or the others wait in an all-reduce for ever; with several
-            # ranks the clock is compared (one collective) every log_every steps only
-            if deadline and (self.world_size == 1 or self.state.step % cfg.log_every == 0) and distributed.any_rank(
-                    time.monotonic() > deadline, self.world_size, self.device):
+            if self._past_deadline(deadline):
                 stopped_by_budget = True
                 break
             lr_g, lr_d = (scheduler.get_last_lr()[0] for scheduler in lr_schedulers)  # this step's rates
             tick = time.monotonic()
             step_losses, finite, clips = self.train_step(batches)
             tock = time.monotonic()
-            step_seconds += tock - tick
-            videos_seen += clips * self.world_size  # real training clips drawn, all ranks (VIDEOS_PER_S)
+            meter["step_seconds"] += tock - tick
+            meter["videos"] += clips * self.world_size  # real training clips drawn, all ranks (videos_per_s)
             self.state.step += 1
             for scheduler in lr_schedulers:
                 scheduler.step()
-            if finite:
-                self.state.consecutive_bad_steps = 0
-            else:
-                self.state.consecutive_bad_steps += 1
-                self.state.skipped_steps += 1
-                if self.state.consecutive_bad_steps >= cfg.max_bad_steps:
-                    bar.close()
-                    kept = ckpt.list_checkpoints(self.checkpoint_dir)
-                    raise TrainingError(
-                        f"{self.state.consecutive_bad_steps} consecutive non-finite losses at step {self.state.step}; "
-                        f"stopped (last good checkpoint: {kept[-1] if kept else 'none'}). Lower the learning rates "
-                        f"or enable train.grad_clip")
+            self._count_bad_step(finite, bar)
             running.update(step_losses)
             bar.update(1)
             if self.state.step % cfg.log_every == 0 or self.state.step == cfg.steps:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()  # the queued kernels belong to the time measured
-                    step_seconds += time.monotonic() - tock
-                values = {k: float(v) for k, v in running.items()}  # the one host read of losses per log row
-                row = {"step": self.state.step, **{k: round(v, 6) for k, v in values.items()},
-                       "videos_per_s": round(videos_seen / max(step_seconds, 1e-9), 2),
-                       "data_wait_fraction": round(timer["data_wait"] / max(step_seconds, 1e-9), 4),
-                       "skipped_steps": self.state.skipped_steps, "lr_g": round(lr_g, 10), "lr_d": round(lr_d, 10)}
-                self.state.history.append(row)
-                self.logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
-                bar.set_postfix(d=f"{values.get('loss_d', 0):.3f}", g=f"{values.get('loss_g', 0):.3f}")
+                    meter["step_seconds"] += time.monotonic() - tock
+                self._log_row(running, meter, lr_g, lr_d, bar)
             if self.state.step % cfg.sample_every == 0:
                 self.refresh_ema_statistics()
                 self.log_sample_grid()
@@ -456,6 +245,44 @@ class Trainer:
             if at_checkpoint and self.state.consecutive_bad_steps == 0:  # never checkpoint inside a bad streak
                 self.save_checkpoint()
         bar.close()
+        return self._finish(meter, stopped_by_budget)
+
+    def _past_deadline(self, deadline: float | None) -> bool:
+        """Whether the time budget is spent. Every rank must stop at the same step, or the others wait in an
+        all-reduce for ever; with several ranks the clock is compared (one collective) every log_every steps."""
+        if not deadline or (self.world_size > 1 and self.state.step % self.cfg.log_every):
+            return False
+        return distributed.any_rank(time.monotonic() > deadline, self.world_size, self.device)
+
+    def _count_bad_step(self, finite: bool, bar) -> None:
+        """The non-finite guard: a step with a non-finite loss changed no weight; too many in a row stop training."""
+        if finite:
+            self.state.consecutive_bad_steps = 0
+            return
+        self.state.consecutive_bad_steps += 1
+        self.state.skipped_steps += 1
+        if self.state.consecutive_bad_steps >= self.cfg.max_bad_steps:
+            bar.close()
+            kept = ckpt.list_checkpoints(self.checkpoint_dir)
+            raise TrainingError(
+                f"{self.state.consecutive_bad_steps} consecutive non-finite losses at step {self.state.step}; "
+                f"stopped (last good checkpoint: {kept[-1] if kept else 'none'}). Lower the learning rates "
+                f"or enable train.grad_clip")
+
+    def _log_row(self, running: dict, meter: dict, lr_g: float, lr_d: float, bar) -> None:
+        """One row of the loss history (plots, MLflow): the latest losses, speed and rates."""
+        seconds = max(meter["step_seconds"], 1e-9)
+        values = {k: float(v) for k, v in running.items()}  # the one host read of losses per log row
+        row = {"step": self.state.step, **{k: round(v, 6) for k, v in values.items()},
+               "videos_per_s": round(meter["videos"] / seconds, 2),
+               "data_wait_fraction": round(meter["data_wait"] / seconds, 4),
+               "skipped_steps": self.state.skipped_steps, "lr_g": round(lr_g, 10), "lr_d": round(lr_d, 10)}
+        self.state.history.append(row)
+        self.logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
+        bar.set_postfix(d=f"{values.get('loss_d', 0):.3f}", g=f"{values.get('loss_g', 0):.3f}")
+
+    def _finish(self, meter: dict, stopped_by_budget: bool) -> dict:
+        """The final grid, checkpoint (after a budget stop), plots, generator file and metrics/train.json."""
         self.refresh_ema_statistics()
         self.log_sample_grid()  # the final generator's grid, whatever sample_every says
         if stopped_by_budget and self.state.consecutive_bad_steps == 0 and self._last_saved != self.state.step:
@@ -463,18 +290,15 @@ class Trainer:
         self.write_plots()
         generator_path = self.export_generator() if self.rank == 0 else None
         distributed.barrier(self.world_size)
-        elapsed = step_seconds
+        elapsed = meter["step_seconds"]
         summary = {
             "steps": self.state.step, "stopped_by_time_budget": stopped_by_budget,
             "skipped_steps": self.state.skipped_steps,
-            "videos_per_s": round(videos_seen / elapsed, 2) if elapsed else 0.0,
-            "data_wait_fraction": round(timer["data_wait"] / elapsed, 4) if elapsed else 0.0,
+            "videos_per_s": round(meter["videos"] / elapsed, 2) if elapsed else 0.0,
+            "data_wait_fraction": round(meter["data_wait"] / elapsed, 4) if elapsed else 0.0,
             **{k: v for k, v in (self.state.history[-1] if self.state.history else {}).items()
                if k.startswith("loss")},
         }
-        if self.rank == 0:
-            metrics_path = self.root / TRAIN_METRICS_FILE
-            metrics_path.parent.mkdir(parents=True, exist_ok=True)
-            metrics_path.write_text(json.dumps(summary, indent=2) + "\n")
+        self.write_train_metrics(summary)
         summary["generator"] = str(generator_path)
         return summary

@@ -22,12 +22,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vgan.train.augment import augment
-from vgan.train.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss, gradient_penalty, r1_penalty,
-                         reconstruction_loss)
 from vgan.models.layers import MinibatchStd
 from vgan.train import distributed
+from vgan.train.augment import augment
 from vgan.train.ema import ema_decay_at, update_ema
+from vgan.train.losses import (clip_singular_values, clip_weights, discriminator_loss, generator_loss,
+                               gradient_penalty, r1_penalty, reconstruction_loss)
 
 
 @dataclass
@@ -79,7 +79,8 @@ def all_finite(*values: torch.Tensor) -> bool:
     return bool(torch.isfinite(torch.stack([v.float() for v in values])).all())
 
 
-def discriminator_step(gan: GanModules, cfg, real_views: dict, fake_views: dict, labels, step: int) -> tuple[dict, bool]:
+def discriminator_step(gan: GanModules, cfg, real_views: dict, fake_views: dict, labels,
+                       step: int) -> tuple[dict, bool]:
     """Update every discriminator on real and (detached) generated views; returns (losses as tensors, finite)."""
     losses, total = {}, 0.0
     lazy_r1 = cfg.r1_weight and step % cfg.r1_every == 0

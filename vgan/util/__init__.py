@@ -1,5 +1,5 @@
-"""Helpers every stage shares, none of them a stage: atomic file writes and the shards' manifest (``io``), reading
-the project's torch files (``torch_files``), videos people look at (``media``), progress bars (``progress``), the
+"""Helpers every stage shares, none of them a stage: atomic file writes and the shards' manifest (``io``), writing and
+reading the project's torch files (``torch_files``), videos people look at (``media``), progress bars (``progress``), the
 project's exceptions (``errors``), the CPU math pin (``cpu``), the torch device a stage runs on (``devices``)
 and retries with back-off (``retry``).
 
