@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vgan.params import DataParams, Params, ShardsParams  # noqa: E402
+from vgan.params import default_params  # noqa: E402
 
 SOURCES = ("testsrc2", "mandelbrot", "life", "rgbtestsrc", "smptebars", "cellauto")
 
@@ -69,8 +69,9 @@ def plain_decode_seconds(paths: list[Path], workers: int) -> float:
 def shards_seconds(raw: Path, out: Path, workers: int, executor: str = "local") -> tuple[float, dict]:
     from vgan.data.shards import build_shards
 
-    params = Params(data=DataParams(raw_dir=str(raw)), shards=ShardsParams(
-        out_dir=str(out), clip_frames=16, size=64, clips_per_video=0, workers=workers, executor=executor))
+    params = default_params(data={"raw_dir": str(raw)}, shards={
+        "out_dir": str(out), "clip_frames": 16, "size": 64, "clips_per_video": 0, "workers": workers,
+        "executor": executor})
     start = time.perf_counter()
     manifest = build_shards(params)
     return time.perf_counter() - start, manifest
@@ -146,10 +147,10 @@ def loader_clips_per_s(out: Path, workers: int, batch_size: int, min_clips: int,
 PEAK_SCRIPT = """
 import json, sys
 from vgan.data.shards import build_shards
-from vgan.params import DataParams, Params, ShardsParams
+from vgan.params import default_params
 if __name__ == "__main__":
-    manifest = build_shards(Params(data=DataParams(raw_dir=sys.argv[1]), shards=ShardsParams(
-        out_dir=sys.argv[2], clip_frames=8, size=64, clips_per_video=2, workers=2)))
+    manifest = build_shards(default_params(data={"raw_dir": sys.argv[1]}, shards={
+        "out_dir": sys.argv[2], "clip_frames": 8, "size": 64, "clips_per_video": 2, "workers": 2}))
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent we were forked from
     peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
     print(json.dumps({"main_kb": peak_kb,

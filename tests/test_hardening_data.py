@@ -19,7 +19,7 @@ from vgan.data.extract import extract
 from vgan.data.shards import build_shards
 from vgan.data.sources import fetch_urls
 from vgan.util.errors import DataError
-from vgan.params import DataParams, UrlSource
+from vgan.params import UrlSource, default_params
 
 PAYLOAD = bytes(range(256)) * 1024  # 256 KiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -86,8 +86,8 @@ def test_bad_headers_are_one_line(server, tmp_path, path, message):
 def test_fetch_applies_data_max_download_gb(tmp_path):
     source = tmp_path / "clip.mp4"
     source.write_bytes(PAYLOAD)
-    data = DataParams(source="urls", raw_dir=str(tmp_path / "raw"), max_download_gb=1e-4,  # 100 kB
-                      urls=[UrlSource(url=source.as_uri(), sha256=SHA)])
+    data = default_params(data={"source": "urls", "raw_dir": str(tmp_path / "raw"), "max_download_gb": 1e-4,  # 100 kB
+                                "urls": [UrlSource(url=source.as_uri(), sha256=SHA)]}).data
     with pytest.raises(DataError, match="the file holds 262,144 bytes, over the cap of 100,000"):
         fetch_urls(data)
 

@@ -13,6 +13,7 @@ from vgan.models.layers import MinibatchStd, sample_frames, to_channels_last_3d
 from vgan.models.options import ModelParams
 from vgan.models.overview import check_models, format_check, format_table, model_table
 from vgan.models.zoo import ARCHITECTURES, build_model
+from vgan.params import default_params
 from vgan.train import losses
 from vgan.util.errors import DataError, ParamsError
 
@@ -24,8 +25,13 @@ TINY = dict(resolution=16, frames=8, width=4, z_dim=8, channels=3)
 BATCH = 2
 
 
+def model_params(**keys) -> ModelParams:
+    """params.yaml's model group with these keys instead (the schema has no defaults of its own)."""
+    return default_params(model=keys).model
+
+
 def tiny(name: str, **overrides) -> ModelParams:
-    return ModelParams(name=name, **{**TINY, **overrides})
+    return model_params(name=name, **{**TINY, **overrides})
 
 
 def moving_squares(batch: int, frames: int = 8, size: int = 16) -> torch.Tensor:
@@ -147,8 +153,8 @@ def test_short_training_widens_the_real_fake_margin(name):
 @pytest.mark.parametrize("resolution,frames", [(32, 16), (64, 32), (128, 16), (256, 32)])
 def test_every_configured_size_builds_with_the_right_shapes(name, resolution, frames):
     with torch.device("meta"):  # shapes only: no memory, no arithmetic
-        G, discriminators = build_model(ModelParams(name=name, resolution=resolution, frames=frames, width=8,
-                                                    z_dim=16, num_classes=4, channels=3))
+        G, discriminators = build_model(model_params(name=name, resolution=resolution, frames=frames, width=8,
+                                                     z_dim=16, num_classes=4, channels=3))
         labels = torch.zeros(2, dtype=torch.long)
         real = torch.empty(2, 3, frames, resolution, resolution)
         views = G.views(G.sample_z(2), labels, context_of(G, real))
@@ -277,11 +283,11 @@ def test_progressive_refiner_with_missing_weights_is_a_params_error(tmp_path):
 ])
 def test_bad_model_params_are_rejected(overrides, message):
     with pytest.raises(ValidationError, match=message):
-        ModelParams(**overrides)
+        model_params(**overrides)
 
 
 def test_options_of_other_architectures_are_not_cross_checked():
-    assert ModelParams(name="vgan", frames=4).predictor.context_frames == 4
+    assert model_params(name="vgan", frames=4).predictor.context_frames == 4
 
 
 def test_mocogan_image_discriminator_judges_single_frames():
@@ -342,16 +348,17 @@ def test_channels_last_helper_converts_only_3d_weights():
 
 
 def test_model_table_counts_parameters_and_flops():
-    rows = model_table(ModelParams(resolution=32, frames=8, width=8, z_dim=16, channels=3))
+    rows = model_table(model_params(resolution=32, frames=8, width=8, z_dim=16, channels=3))
     assert [row["name"] for row in rows] == NAMES
     assert all(row["error"] is None and row["g_params"] > 0 and row["gflops"] > 0 for row in rows)
     by_name = {row["name"]: row for row in rows}
-    G, discriminators = build_model(ModelParams(name="mocogan", resolution=32, frames=8, width=8, z_dim=16, channels=3))
+    G, discriminators = build_model(model_params(name="mocogan", resolution=32, frames=8, width=8, z_dim=16,
+                                                 channels=3))
     assert by_name["mocogan"]["g_params"] == sum(p.numel() for p in G.parameters())
     assert set(by_name["mocogan"]["d_params"]) == set(discriminators)
     assert by_name["motionshape"]["selected"]  # the default architecture
-    longer = {row["name"]: row for row in model_table(ModelParams(resolution=32, frames=16, width=8, z_dim=16,
-                                                                   channels=3))}
+    longer = {row["name"]: row for row in model_table(model_params(resolution=32, frames=16, width=8, z_dim=16,
+                                                                    channels=3))}
     # MoCoGAN paints frame by frame (GRU step + image generator): twice the frames, twice the work
     assert longer["mocogan"]["gflops"] / by_name["mocogan"]["gflops"] == pytest.approx(2.0, rel=0.01)
     text = format_table(rows)
@@ -466,4 +473,4 @@ def test_channels_of_old_manifests_explicit_values_and_colour_shards():
     with pytest.raises(DataError, match=r"model.channels = 1 \(grey\) but the shards .* hold colour clips"):
         auto_params("vgan", manifest(False), "model.channels=1")
     with pytest.raises(ParamsError, match="model.channels = 'auto' is not resolved"):
-        build_model(ModelParams(name="vgan"))
+        build_model(model_params(name="vgan"))

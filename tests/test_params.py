@@ -1,24 +1,97 @@
-"""Params: validation messages name the key, the value and what was expected; the CLI exits 2 and writes nothing."""
+"""Params: params.yaml is the one source of defaults; validation messages name the key, the value and what was
+expected; the CLI exits 2 and writes nothing."""
 
 from __future__ import annotations
+
+import typing
 
 import pytest
 
 import yaml
+from pydantic import BaseModel
 
 from conftest import REPO, run_cli
+from vgan import params as params_module
 from vgan.util.errors import ParamsError
-from vgan.params import Params, dotted, load_params
+from vgan.params import Params, default_params, dotted, load_params, params_from
 
 PARAMS = REPO / "params.yaml"
 
 
-def test_params_yaml_lists_every_key_the_code_reads_with_the_codes_default():
-    listed = dotted(yaml.safe_load(PARAMS.read_text()))
-    defaults = dotted(Params().model_dump(mode="json"))
-    assert sorted(set(defaults) - set(listed)) == [], "keys the code reads that params.yaml does not list"
-    assert sorted(set(listed) - set(defaults)) == [], "keys params.yaml lists that the code does not read"
-    assert {key: value for key, value in listed.items() if value != defaults[key]} == {}, "params.yaml != defaults"
+def schema_models(kind=Params, found=None) -> list[type[BaseModel]]:
+    """Every pydantic model the schema reaches from Params: its groups, their options, list items (UrlSource)."""
+    found = [] if found is None else found
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        if kind in found:
+            return found
+        found.append(kind)
+        for field in kind.model_fields.values():
+            schema_models(field.annotation, found)
+    for inner in typing.get_args(kind):
+        schema_models(inner, found)
+    return found
+
+
+def schema_keys(model=Params, prefix: str = "") -> list[str]:
+    """The dotted key of every field: a group's fields one by one, any other field (a list too) as one key."""
+    keys = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys += schema_keys(field.annotation, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def test_the_schema_holds_no_default_params_yaml_holds():
+    models = schema_models()
+    assert {model.__name__ for model in models} >= {"Params", "DataParams", "ModelParams", "MocoganOptions",
+                                                    "AnomalyParams", "UrlSource"}
+    defaults = {f"{model.__name__}.{name}": field.get_default() for model in models
+                for name, field in model.model_fields.items() if not field.is_required()}
+    # the one default left: the optional filename of a data.urls entry; params.yaml lists no entry to hold one
+    assert defaults == {"UrlSource.filename": None}, "a default in the schema: it belongs in params.yaml"
+
+
+def test_params_yaml_lists_every_key_the_code_reads_and_validates_alone():
+    tree = yaml.safe_load(PARAMS.read_text())
+    listed, declared = dotted(tree), schema_keys()
+    assert sorted(set(declared) - set(listed)) == [], "keys the code reads that params.yaml does not list"
+    assert sorted(set(listed) - set(declared)) == [], "keys params.yaml lists that the code does not read"
+    params = Params.model_validate(tree)  # no defaults filled in: params.yaml is complete on its own
+    assert dotted(params.model_dump(mode="json")) == listed, "validation changed a value of params.yaml"
+
+
+def test_the_defaults_are_the_repositorys_params_yaml_and_a_file_may_hold_only_what_it_changes(tmp_path):
+    assert params_module.DEFAULTS_FILE == PARAMS
+    assert default_params() == load_params(PARAMS)
+    partial = tmp_path / "params.yaml"
+    partial.write_text("train:\n  steps: 7\nmodel:\n  motionshape:\n    image_frames: 2\n")
+    expected = load_params(PARAMS, ["train.steps=7", "model.motionshape.image_frames=2"])
+    assert load_params(partial) == expected
+    assert default_params(train={"steps": 7}, model={"motionshape": {"image_frames": 2}}) == expected
+
+
+def test_params_saved_before_a_key_existed_read_back_with_params_yaml_value():
+    saved = default_params(train={"steps": 9}).model_dump(mode="json")  # as a generator file or checkpoint holds
+    del saved["model"]["motionshape"]["d_input_gain"]
+    assert params_from(saved) == default_params(train={"steps": 9})
+
+
+def test_an_edited_params_yaml_is_the_default_and_without_one_a_missing_key_is_named(tmp_path, monkeypatch):
+    edited = tmp_path / "defaults.yaml"
+    edited.write_text(PARAMS.read_text().replace("  steps: 2500 ", "  steps: 1234 "))
+    partial = tmp_path / "params.yaml"
+    partial.write_text("train:\n  batch_size: 8\n")
+    monkeypatch.setattr(params_module, "DEFAULTS_FILE", edited)
+    assert load_params(partial).train.steps == 1234 and default_params().train.steps == 1234
+    # vgan run without its checkout: no defaults; a complete file still loads, a key left out is named
+    monkeypatch.setattr(params_module, "DEFAULTS_FILE", tmp_path / "absent.yaml")
+    assert load_params(PARAMS) == load_params(edited, ["train.steps=2500"])
+    with pytest.raises(ParamsError, match=r"^parameter data is missing \(params.yaml lists every key"):
+        load_params(partial)
+    with pytest.raises(ParamsError, match="no defaults: .*absent.yaml' does not exist"):
+        default_params()
 
 
 def test_a_missing_params_file_is_an_error_not_silent_defaults(tmp_path):

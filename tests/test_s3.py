@@ -57,23 +57,23 @@ def test_urls_source_downloads_from_s3_and_checks_the_checksum(aws_env, s3_serve
     from test_sources import lavfi_video
 
     from vgan.data.fetch import fetch
-    from vgan.params import DataParams, Params, UrlSource
+    from vgan.params import UrlSource, default_params
     from vgan.util.errors import DataError
 
     bucket = create_bucket(s3_server, "vgan-raw")
     video = lavfi_video(tmp_path / "upload" / "walk.mp4")
     upload_folder(s3_client(s3_server), video.parent, f"{bucket}/videos")
     digest = hashlib.sha256(video.read_bytes()).hexdigest()
-    data = DataParams(source="urls", raw_dir=str(tmp_path / "raw"),
-                      urls=[UrlSource(url=f"{bucket}/videos/walk.mp4", sha256=digest)])
-    index = fetch(Params(data=data))
+    data = {"source": "urls", "raw_dir": str(tmp_path / "raw"),
+            "urls": [UrlSource(url=f"{bucket}/videos/walk.mp4", sha256=digest)]}
+    index = fetch(default_params(data=data))
     assert [v["path"] for v in index["videos"]] == ["walk.mp4"]
     assert (tmp_path / "raw" / "walk.mp4").read_bytes() == video.read_bytes()
 
-    wrong = DataParams(source="urls", raw_dir=str(tmp_path / "raw2"),
-                       urls=[UrlSource(url=f"{bucket}/videos/walk.mp4", sha256="0" * 64)])
+    wrong = {"source": "urls", "raw_dir": str(tmp_path / "raw2"),
+             "urls": [UrlSource(url=f"{bucket}/videos/walk.mp4", sha256="0" * 64)]}
     with pytest.raises(DataError, match="checksum mismatch"):
-        fetch(Params(data=wrong))
+        fetch(default_params(data=wrong))
     assert not list((tmp_path / "downloads").glob("*.partial"))
 
 

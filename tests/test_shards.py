@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from vgan.data.shards import assign_splits, build_shards, clip_starts, video_ids
-from vgan.params import DataParams, Params, ShardsParams
+from vgan.params import default_params
 from vgan.util.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def write_index(raw, paths, labels=None, splits=None, label_names=("a", "b")):
 
 def make_params(raw, out, **shards):
     base = dict(out_dir=str(out), clip_frames=8, size=16, workers=1, val_fraction=0.25, decode_timeout_s=20)
-    return Params(data=DataParams(raw_dir=str(raw)), shards=ShardsParams(**{**base, **shards}))
+    return default_params(data={"raw_dir": str(raw)}, shards={**base, **shards})
 
 
 def read_shards(out_dir, split):
@@ -216,10 +216,10 @@ def test_raw_videos_of_another_source_are_refused_not_silently_sharded(tmp_path)
 KILLABLE = """
 import sys
 from vgan.data.shards import build_shards
-from vgan.params import DataParams, Params, ShardsParams
+from vgan.params import default_params
 if __name__ == "__main__":
-    build_shards(Params(data=DataParams(raw_dir=sys.argv[1]), shards=ShardsParams(
-        out_dir=sys.argv[2], clip_frames=4, size=16, workers=2, shard_mb=0.005, clips_per_video=0)))
+    build_shards(default_params(data={"raw_dir": sys.argv[1]}, shards={
+        "out_dir": sys.argv[2], "clip_frames": 4, "size": 16, "workers": 2, "shard_mb": 0.005, "clips_per_video": 0}))
 """
 
 

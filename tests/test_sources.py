@@ -18,7 +18,7 @@ import pytest
 from vgan.data.fetch import fetch
 from vgan.data.sources import fetch_ucf101, index_videos
 from vgan.util.errors import DataError
-from vgan.params import DataParams, Params, UrlSource
+from vgan.params import UrlSource, default_params
 
 from test_extract import cpio
 
@@ -74,7 +74,7 @@ def test_folder_source_finds_videos_recursively(tmp_path):
     (folder / "run" / "notes.txt").write_text("not a video")
     (folder / "run" / "mystery.dat").write_bytes(os.urandom(2000))
     lavfi_video(folder / ".hidden" / "c.mp4")
-    params = Params(data=DataParams(source="folder", folder=str(folder), raw_dir=str(tmp_path / "raw")))
+    params = default_params(data={"source": "folder", "folder": str(folder), "raw_dir": str(tmp_path / "raw")})
     index = fetch(params)
     assert [v["path"] for v in index["videos"]] == ["run/clip_without_extension", "walk/a.mp4",
                                                       "walk/deeper/b.mkv"]
@@ -85,10 +85,11 @@ def test_folder_source_finds_videos_recursively(tmp_path):
 
 def test_folder_source_errors(tmp_path):
     with pytest.raises(DataError, match="data.folder is not set"):
-        fetch(Params(data=DataParams(source="folder", raw_dir=str(tmp_path / "raw"))))
+        fetch(default_params(data={"source": "folder", "raw_dir": str(tmp_path / "raw")}))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no video files found"):
-        fetch(Params(data=DataParams(source="folder", folder=str(tmp_path / "empty"), raw_dir=str(tmp_path / "r"))))
+        fetch(default_params(data={"source": "folder", "folder": str(tmp_path / "empty"),
+                                   "raw_dir": str(tmp_path / "r")}))
 
 
 @pytest.mark.slow
@@ -98,10 +99,10 @@ def test_urls_source_downloads_videos_and_archives(tmp_path, http_dir):
     with zipfile.ZipFile(www / "classes.zip", "w") as bundle:
         for name, hue in (("walk/w1.mp4", 0), ("run/r1.mp4", 120)):
             bundle.write(lavfi_video(tmp_path / "src" / name, hue=hue), name)
-    data = DataParams(source="urls", raw_dir=str(tmp_path / "raw"), urls=[
+    data = {"source": "urls", "raw_dir": str(tmp_path / "raw"), "urls": [
         UrlSource(url=f"{url}/single.mp4", sha256=sha256(www / "single.mp4")),
-        UrlSource(url=f"{url}/classes.zip", sha256=sha256(www / "classes.zip"), filename="classes.zip")])
-    index = fetch(Params(data=data))
+        UrlSource(url=f"{url}/classes.zip", sha256=sha256(www / "classes.zip"), filename="classes.zip")]}
+    index = fetch(default_params(data=data))
     assert sorted(v["path"] for v in index["videos"]) == ["run/r1.mp4", "single.mp4", "walk/w1.mp4"]
     assert index["label_names"] == ["run", "unlabelled", "walk"]
     assert (tmp_path / "downloads" / "classes.zip").exists()  # archives stay out of raw_dir
@@ -110,10 +111,10 @@ def test_urls_source_downloads_videos_and_archives(tmp_path, http_dir):
 def test_urls_source_refuses_a_bad_checksum(tmp_path, http_dir):
     www, url = http_dir
     (www / "v.mp4").write_bytes(b"pretend video")
-    data = DataParams(source="urls", raw_dir=str(tmp_path / "raw"),
-                      urls=[UrlSource(url=f"{url}/v.mp4", sha256="0" * 64)])
+    data = {"source": "urls", "raw_dir": str(tmp_path / "raw"),
+            "urls": [UrlSource(url=f"{url}/v.mp4", sha256="0" * 64)]}
     with pytest.raises(DataError, match="checksum mismatch"):
-        fetch(Params(data=data))
+        fetch(default_params(data=data))
     assert not (tmp_path / "raw" / "v.mp4").exists() and not (tmp_path / "raw" / "index.json").exists()
 
 
@@ -138,6 +139,10 @@ def fake_ucf101(tmp_path, www):
     return sha256(www / "UCF101.rar"), sha256(www / "splits.zip")
 
 
+def ucf101_data(tmp_path, split: int):
+    return default_params(data={"source": "ucf101", "raw_dir": str(tmp_path / "raw"), "ucf101_split": split}).data
+
+
 @needs_bsdtar
 @pytest.mark.slow
 def test_ucf101_official_layout_labels_and_selectable_split(tmp_path, http_dir):
@@ -145,18 +150,18 @@ def test_ucf101_official_layout_labels_and_selectable_split(tmp_path, http_dir):
     video_sha, lists_sha = fake_ucf101(tmp_path, www)
     urls = dict(video_url=f"{url}/UCF101.rar", splits_url=f"{url}/splits.zip", video_sha256=video_sha,
                 splits_sha256=lists_sha)
-    first = fetch_ucf101(DataParams(source="ucf101", raw_dir=str(tmp_path / "raw"), ucf101_split=1), **urls)
+    first = fetch_ucf101(ucf101_data(tmp_path, 1), **urls)
     assert first["label_names"] == ["ApplyEyeMakeup", "HandstandPushups"]
     splits = {Path(v["path"]).name: (v["label"], v["split"]) for v in first["videos"]}
     assert splits == {"v_ApplyEyeMakeup_g01_c01.avi": (0, "train"), "v_ApplyEyeMakeup_g02_c01.avi": (0, "val"),
                       "v_HandStandPushups_g01_c01.avi": (1, "train"), "v_HandStandPushups_g02_c01.avi": (1, "val")}
-    second = fetch_ucf101(DataParams(source="ucf101", raw_dir=str(tmp_path / "raw"), ucf101_split=2), **urls)
+    second = fetch_ucf101(ucf101_data(tmp_path, 2), **urls)
     assert {Path(v["path"]).name: v["split"] for v in second["videos"]}["v_ApplyEyeMakeup_g01_c01.avi"] == "val"
 
 
 def test_ucf101_without_pinned_checksums_says_what_to_set(tmp_path):
     with pytest.raises(DataError, match="data.ucf101_sha256"):
-        fetch(Params(data=DataParams(source="ucf101", raw_dir=str(tmp_path / "raw"))))
+        fetch(default_params(data={"source": "ucf101", "raw_dir": str(tmp_path / "raw")}))
 
 
 @pytest.mark.slow

@@ -10,16 +10,16 @@ import torch
 from PIL import Image
 
 from conftest import run_cli, workspace_on
-from vgan.models.options import ModelParams
 from vgan.models.zoo import build_model
 from vgan.models.stylegan_v import ModulatedConv2d
+from vgan.params import default_params
 
 TINY = dict(name="stylegan_v", resolution=16, frames=8, width=4, z_dim=8, channels=3)
 
 
 def tiny_model(**overrides):
     torch.manual_seed(0)
-    G, discriminators = build_model(ModelParams(**{**TINY, **overrides}))
+    G, discriminators = build_model(default_params(model={**TINY, **overrides}).model)
     return G.eval(), discriminators["time_gaps"]
 
 

@@ -221,13 +221,12 @@ def test_training_benchmark_runs_at_a_tiny_size_and_writes_its_results(tmp_path)
 def test_one_forward_on_real_and_fake_gives_the_logits_of_two_and_coupled_discriminators_keep_two():
     from vgan.models.layers import MinibatchStd
     from vgan.models.zoo import build_model
-    from vgan.params import Params
+    from vgan.params import default_params
     from vgan.train import steps
 
     torch.manual_seed(0)
-    G, discriminators = build_model(Params.model_validate(
-        {"model": {"frames": 8, "resolution": 16, "width": 8, "channels": 3,
-                   "motionshape": {"image_frames": 0}}}).model)
+    G, discriminators = build_model(default_params(
+        model={"frames": 8, "resolution": 16, "width": 8, "channels": 3, "motionshape": {"image_frames": 0}}).model)
     Ds = torch.nn.ModuleDict(discriminators).eval()  # spectral norm's power iteration would move between forwards
     gan = steps.GanModules(G, G, Ds, None, None, concatenate=True)
     real, fake = torch.rand(2, 4, 3, 8, 16, 16) * 2 - 1

@@ -14,17 +14,16 @@ from test_sample import gif_frames, outputs
 from vgan.util.errors import ParamsError
 from vgan.train.losses import reconstruction_loss
 from vgan.models.conditioning import blend_weights, downscale, hold_weights, keyframe_indices, mix_keyframes, upscale
-from vgan.models.options import ModelParams
 from vgan.models.zoo import build_model
-from vgan.params import load_params
+from vgan.params import default_params, load_params
 
 from conftest import write_tiny_params
 
 
 def tiny(name: str, **overrides):
     torch.manual_seed(0)
-    return build_model(ModelParams(name=name, **{"resolution": 16, "frames": 8, "width": 8, "z_dim": 8, "channels": 3,
-                                                 **overrides}))
+    return build_model(default_params(model={"name": name, "resolution": 16, "frames": 8, "width": 8, "z_dim": 8,
+                                              "channels": 3, **overrides}).model)
 
 
 def moving_squares(batch: int, frames: int = 8, size: int = 16, seed: int = 0) -> torch.Tensor:

@@ -16,85 +16,85 @@ class _Strict(BaseModel):
 
 
 class MocoganOptions(_Strict):
-    motion_dim: int = Field(10, ge=1, description="GRU state and per-frame motion noise size")
-    image_frames: int = Field(1, ge=1, description="random frames per clip the image discriminator judges")
+    motion_dim: int = Field(ge=1, description="GRU state and per-frame motion noise size")
+    image_frames: int = Field(ge=1, description="random frames per clip the image discriminator judges")
 
 
 class DvdganOptions(_Strict):
-    k_frames: int = Field(8, ge=1, description="full-resolution frames per clip the spatial discriminator judges")
-    temporal_downsample: Literal[1, 2, 4] = Field(2, description="spatial pooling before the temporal discriminator")
-    generator: Literal["recurrent", "3d"] = Field("recurrent", description="ConvGRU (any length) or 3D deconvs")
+    k_frames: int = Field(ge=1, description="full-resolution frames per clip the spatial discriminator judges")
+    temporal_downsample: Literal[1, 2, 4] = Field(description="spatial pooling before the temporal discriminator")
+    generator: Literal["recurrent", "3d"] = Field(description="ConvGRU (any length) or 3D deconvs")
 
 
 class HrvganOptions(_Strict):
-    minibatch_std_group: int = Field(4, ge=1, description="group size of the discriminator's minibatch std feature")
-    max_channels: int = Field(512, ge=8, description="channel cap of the widest layers")
+    minibatch_std_group: int = Field(ge=1, description="group size of the discriminator's minibatch std feature")
+    max_channels: int = Field(ge=8, description="channel cap of the widest layers")
 
 
 class MotionshapeOptions(_Strict):
-    max_displacement: float = Field(0.5, gt=0, le=2, description="largest motion, in half-frame widths")
+    max_displacement: float = Field(gt=0, le=2, description="largest motion, in half-frame widths")
     flow_resolution: Literal[1, 8, 16, 32, 64, 128, 256] = Field(
-        1, description="side of the generated motion field, upsampled to model.resolution (smooth, and cheap); "
+        description="side of the generated motion field, upsampled to model.resolution (smooth, and cheap); "
                     "1 = one displacement per frame (rigid motion)")
-    image_frames: int = Field(4, ge=0, description="random frames per clip an image discriminator judges (0 = none)")
+    image_frames: int = Field(ge=0, description="random frames per clip an image discriminator judges (0 = none)")
     video_downsample: Literal[1, 2, 4] = Field(
-        2, description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
-                       "temporal discriminator; the image discriminator keeps full resolution)")
-    d_input_gain: float = Field(1.0, gt=0, le=10, description="the discriminators multiply their input by this")
+        description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
+                    "temporal discriminator; the image discriminator keeps full resolution)")
+    d_input_gain: float = Field(gt=0, le=10, description="the discriminators multiply their input by this")
 
 
 class ProgressiveOptions(_Strict):
-    refine_factor: Literal[2, 4] = Field(2, description="spatial upsampling of the refiner")
+    refine_factor: Literal[2, 4] = Field(description="spatial upsampling of the refiner")
     stage: Literal["joint", "base", "refiner"] = Field(
-        "joint", description="joint = both at once; base = low-resolution G only; refiner = frozen base + refiner")
-    base_weights: str | None = Field(None, description="stage=refiner: checkpoint or generator.pt of a stage=base run")
+        description="joint = both at once; base = low-resolution G only; refiner = frozen base + refiner")
+    base_weights: str | None = Field(description="stage=refiner: checkpoint or generator.pt of a stage=base run")
 
 
 class PredictorOptions(_Strict):
-    context_frames: int = Field(4, ge=1, description="real frames given; the model predicts frames - context_frames")
+    context_frames: int = Field(ge=1, description="real frames given; the model predicts frames - context_frames")
 
 
 class StyleganVOptions(_Strict):
-    w_dim: int = Field(128, ge=8, description="width of the mapping network's style vector w (content)")
-    mapping_layers: int = Field(4, ge=1, description="fully connected layers of the mapping network z -> w")
-    motion_dim: int = Field(16, ge=2, description="width of each random motion latent and of the learned sinusoids")
-    motion_anchor_every: float = Field(8.0, gt=0, description="training frames between consecutive random motion "
-                                                             "latents; the trajectory is smooth between them")
-    d_frames: int = Field(3, ge=2, description="frames per clip the discriminator sees, at random time gaps")
+    w_dim: int = Field(ge=8, description="width of the mapping network's style vector w (content)")
+    mapping_layers: int = Field(ge=1, description="fully connected layers of the mapping network z -> w")
+    motion_dim: int = Field(ge=2, description="width of each random motion latent and of the learned sinusoids")
+    motion_anchor_every: float = Field(gt=0, description="training frames between consecutive random motion "
+                                                         "latents; the trajectory is smooth between them")
+    d_frames: int = Field(ge=2, description="frames per clip the discriminator sees, at random time gaps")
 
 
 class VsrOptions(_Strict):
-    scale: Literal[2, 4] = Field(2, description="the model's input is the clip area-downscaled by this factor")
-    blocks: int = Field(3, ge=0, description="residual 3D-conv blocks of the network (at the low resolution)")
+    scale: Literal[2, 4] = Field(description="the model's input is the clip area-downscaled by this factor")
+    blocks: int = Field(ge=0, description="residual 3D-conv blocks of the network (at the low resolution)")
 
 
 class InterpOptions(_Strict):
-    every: int = Field(4, ge=2, description="keyframes: every this many frames from the first, and the last")
-    blocks: int = Field(3, ge=0, description="residual 3D-conv blocks of the network (at half resolution)")
+    every: int = Field(ge=2, description="keyframes: every this many frames from the first, and the last")
+    blocks: int = Field(ge=0, description="residual 3D-conv blocks of the network (at half resolution)")
 
 
 class ModelParams(_Strict):
-    name: str = "motionshape"
-    resolution: Literal[16, 32, 64, 128, 256] = 32
-    frames: int = Field(16, ge=4, le=64, multiple_of=4)
+    name: str
+    resolution: Literal[16, 32, 64, 128, 256]
+    frames: int = Field(ge=4, le=64, multiple_of=4)
     channels: Literal["auto", 1, 3] = Field(
-        "auto", description="channels the models paint and judge: auto = the shards' (1 when every clip is grey, "
-                            "from their manifest), 1 = grey, 3 = colour")
-    z_dim: int = Field(100, ge=1)
-    num_classes: int = Field(0, ge=0, description="0 = unconditional")
-    width: int = Field(32, ge=4, description="base channel width of G and D")
-    spectral_norm: bool = False
-    minibatch_std: int = Field(0, ge=0, description="group size of a minibatch-std feature in the video "
-                                                    "discriminator, so it sees a lack of variety (0 = off)")
-    mocogan: MocoganOptions = MocoganOptions()
-    dvdgan: DvdganOptions = DvdganOptions()
-    hrvgan: HrvganOptions = HrvganOptions()
-    motionshape: MotionshapeOptions = MotionshapeOptions()
-    progressive: ProgressiveOptions = ProgressiveOptions()
-    predictor: PredictorOptions = PredictorOptions()
-    stylegan_v: StyleganVOptions = StyleganVOptions()
-    vsr: VsrOptions = VsrOptions()
-    interp: InterpOptions = InterpOptions()
+        description="channels the models paint and judge: auto = the shards' (1 when every clip is grey, "
+                    "from their manifest), 1 = grey, 3 = colour")
+    z_dim: int = Field(ge=1)
+    num_classes: int = Field(ge=0, description="0 = unconditional")
+    width: int = Field(ge=4, description="base channel width of G and D")
+    spectral_norm: bool
+    minibatch_std: int = Field(ge=0, description="group size of a minibatch-std feature in the video "
+                                                 "discriminator, so it sees a lack of variety (0 = off)")
+    mocogan: MocoganOptions
+    dvdgan: DvdganOptions
+    hrvgan: HrvganOptions
+    motionshape: MotionshapeOptions
+    progressive: ProgressiveOptions
+    predictor: PredictorOptions
+    stylegan_v: StyleganVOptions
+    vsr: VsrOptions
+    interp: InterpOptions
 
     @field_validator("channels", mode="before")
     @classmethod

@@ -55,11 +55,10 @@ def model_row(name: str, model_params) -> dict:
 
 def model_table(model_params=None) -> list[dict]:
     """A row per architecture (name, G params, params of each D, GFLOPs per clip, paper's overrides)."""
-    from vgan.models.options import (
-        ModelParams,  # pydantic, kept off the import path of training
-    )
+    # pydantic and params.yaml, kept off the import path of training
+    from vgan.params import default_params
 
-    model_params = model_params or ModelParams(channels=3)
+    model_params = model_params or default_params(model={"channels": 3}).model
     return [model_row(name, model_params) for name in ARCHITECTURES]
 
 
@@ -91,7 +90,7 @@ def format_table(rows: list[dict]) -> str:
 
 def check_model(name: str) -> tuple[str, bool, str]:
     """Forward and backward of one architecture at a tiny size on CPU, every regulariser included."""
-    from vgan.models.options import ModelParams
+    from vgan.params import default_params
     from vgan.train.losses import (
         discriminator_loss,
         generator_loss,
@@ -103,7 +102,7 @@ def check_model(name: str) -> tuple[str, bool, str]:
     started = time.perf_counter()
     try:
         torch.manual_seed(0)
-        G, discriminators = build_model(ModelParams(name=name, **CHECK_SIZE))
+        G, discriminators = build_model(default_params(model={"name": name, **CHECK_SIZE}).model)
         real = torch.rand(CHECK_BATCH, G.channels, G.frames, G.resolution, G.resolution) * 2 - 1
         labels = G.sample_labels(CHECK_BATCH)
         context = G.condition(real)

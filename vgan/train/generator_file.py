@@ -29,7 +29,7 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location="cpu"):
     Returns ``(G, params)`` with G in eval mode and ``G.trained_steps`` set.
     """
     from vgan.models.zoo import build_model
-    from vgan.params import Params
+    from vgan.params import params_from
     from vgan.train.checkpoint import CHECKPOINT_FORMAT
     from vgan.util.errors import TrainingError
     from vgan.util.torch_files import load_torch_file
@@ -38,7 +38,7 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location="cpu"):
     state = load_torch_file(path, "generator file", "run `vgan train` to write it", TrainingError, map_location)
     if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT):
         raise TrainingError(f"{path} is not a vgan generator or checkpoint (format {state.get('format')!r})")
-    params = Params.model_validate(state["params"])
+    params = params_from(state["params"])  # a key added since the file was written: params.yaml's value
     generator, _ = build_model(params.model, pretrained=False)
     generator.load_state_dict(state["G_ema" if use_ema else "G"])
     generator.eval()
