@@ -319,6 +319,22 @@ def test_motionshape_coarse_flow_is_upsampled_smoothly():
     assert (flow[..., 1:] - flow[..., :-1]).abs().max() < 0.25 * (flow.max() - flow.min())
 
 
+def test_motionshape_discriminators_judge_their_input_times_the_gain():
+    options = {"image_frames": 2, "video_downsample": 2}
+    torch.manual_seed(0)
+    _, plain = build_model(tiny("motionshape", resolution=32, channels=1, motionshape=options))
+    torch.manual_seed(0)
+    _, gained = build_model(tiny("motionshape", resolution=32, channels=1, motionshape={**options, "d_input_gain": 3.0}))
+    video = torch.rand(BATCH, 1, 8, 32, 32) * 2 - 1
+    for view in ("image", "video"):
+        plain[view].eval(), gained[view].eval()  # spectral norm's power iteration stays put
+        torch.manual_seed(1)  # the image discriminator picks random frames
+        expected = plain[view](video * 3.0)
+        torch.manual_seed(1)
+        torch.testing.assert_close(gained[view](video), expected)
+        assert not torch.allclose(gained[view](video), plain[view](video))
+
+
 def test_sample_frames_picks_distinct_frames_of_each_clip():
     video = torch.arange(8.0).view(1, 1, 8, 1, 1).expand(2, 3, 8, 4, 4).contiguous()
     frames = sample_frames(video, 5)
