@@ -143,8 +143,11 @@ def test_importing_tracking_does_not_import_mlflow():
     assert out == "False"
 
 
-def test_tracking_uri_defaults_to_the_repo_store(workdir):
+def test_tracking_uri_defaults_to_the_repo_store(workdir, monkeypatch):
     assert runs.tracking_uri() == f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
+    assert runs.recorded_tracking_uri() == "sqlite:///mlflow.db"  # results files hold no machine path
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert runs.recorded_tracking_uri() == "http://127.0.0.1:5000"
 
 
 # --- retries -------------------------------------------------------------------------------------

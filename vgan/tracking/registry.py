@@ -23,6 +23,7 @@ from vgan.tracking.runs import (
     finite_metrics,
     import_mlflow,
     pipeline_run,
+    recorded_tracking_uri,
     retrying,
     sqlite_file,
     store_client,
@@ -123,7 +124,7 @@ def _promote_version(client, params, name: str, version: str) -> dict:
             reason = f"already champion ({candidate.tags.get('vgan.reason', 'no recorded reason')})"
             return {"name": name, "version": int(version), "champion_version": int(version), "promoted": True,
                     "reason": reason, "metric": metric, "value": candidate_value, **gate_record,
-                    "tracking_uri": tracking_uri()}
+                    "tracking_uri": recorded_tracking_uri()}
         previous = str(champion.version) if champion else None
         promoted, reason = decide(candidate_value, _metric_of(champion, metric) if champion else None,
                                   previous, metric, direction, params.registry.min_improvement, gate)
@@ -146,7 +147,7 @@ def _promote_version(client, params, name: str, version: str) -> dict:
     return {"name": name, "version": int(version),
             "champion_version": int(champion_now.version) if champion_now else None,
             "promoted": promoted, "reason": reason, "metric": metric, "value": candidate_value, **gate_record,
-            "tracking_uri": tracking_uri()}
+            "tracking_uri": recorded_tracking_uri()}
 
 
 def _artifact_folder(path: Path) -> str | None:

@@ -41,6 +41,16 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / DEFAULT_DB}"
 
 
+def recorded_tracking_uri() -> str:
+    """``tracking_uri()`` as a results file records it: the embedded store relative to the project
+    (``sqlite:///mlflow.db``, read from the project folder), so no machine path is written; any other store as is."""
+    uri, root = tracking_uri(), repo_root().resolve()
+    database = sqlite_file(uri)
+    if database is not None and database.resolve().is_relative_to(root):
+        return f"sqlite:///{database.resolve().relative_to(root).as_posix()}"
+    return uri
+
+
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` store; None for any other store."""
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
