@@ -230,8 +230,9 @@ def test_predictor_starts_as_copy_last_frame_and_its_flow_is_bounded():
     G, _ = build_model(tiny("predictor", predictor={"context_frames": 3}))
     context = moving_squares(2)[:, :, :3]
     first = G(G.sample_z(2), None, context, num_frames=1)[:, :, 0]
-    # untrained: the last context frame, up to the nearly shut mask's faint foreground
-    assert (first - context[:, :, -1]).abs().mean() < 0.1
+    # untrained: the last context frame (the shut mask lets 0.03 % of the foreground through: no fade; the small
+    # initial flow moves edges by a fraction of a pixel)
+    assert (first - context[:, :, -1]).abs().mean() < 0.005
     # a head driven far out (what a diverging run does) still moves pixels by FLOW_LIMIT at most: the frame
     # shifted left by FLOW_LIMIT whole pixels, not a frame of border pixels
     with torch.no_grad():
