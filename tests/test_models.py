@@ -321,7 +321,7 @@ def test_motionshape_coarse_flow_is_upsampled_smoothly():
 
 
 def test_motionshape_discriminators_judge_their_input_times_the_gain():
-    options = {"image_frames": 2, "video_downsample": 2}
+    options = {"image_frames": 2, "video_downsample": 2, "d_input_gain": 1.0}
     torch.manual_seed(0)
     _, plain = build_model(tiny("motionshape", resolution=32, channels=1, motionshape=options))
     torch.manual_seed(0)
