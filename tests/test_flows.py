@@ -48,7 +48,7 @@ import torch
 from vgan.models.zoo import build_model
 from vgan.params import load_params
 from vgan.train.generator_file import GENERATOR_FORMAT
-from vgan.train.checkpoint import atomic_save
+from vgan.util.torch_files import atomic_save
 print("train: step 1/2 loss_g=0.70")
 time.sleep(1.5)
 for done in range(1, 21):

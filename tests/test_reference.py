@@ -26,6 +26,7 @@ from vgan.train import checkpoint as ckpt
 from vgan.train.generator_file import load_generator, save_generator
 from vgan.train.loop import Trainer
 from vgan.util.cpu import ISA_VARIABLE, PORTABLE_ISA, describe, pin_holds
+from vgan.util.torch_files import atomic_save
 
 _spec = importlib.util.spec_from_file_location("check_reference", REPO / "scripts" / "check_reference.py")
 check_reference = importlib.util.module_from_spec(_spec)
@@ -72,7 +73,7 @@ def test_params_built_two_ways_pickle_differently_and_save_the_same(tmp_path):
         plain.append(buffer.getvalue())
     assert plain[0] != plain[1], "pickle no longer depends on object identity: this test's premise is gone"
     for number, twin in enumerate(twins):
-        ckpt.atomic_save({"params": twin}, tmp_path / f"{number}" / "state.pt")
+        atomic_save({"params": twin}, tmp_path / f"{number}" / "state.pt")
     assert (tmp_path / "0" / "state.pt").read_bytes() == (tmp_path / "1" / "state.pt").read_bytes()
 
 
@@ -100,7 +101,7 @@ def test_training_checkpoint_is_the_same_bytes_in_another_run_folder(tmp_path):
         torch.manual_seed(0)
         trainer = Trainer(tiny(tmp_path / run, *SMALL_MODEL), clip_batches(), out_root=tmp_path / run)
         path = ckpt.checkpoint_path(tmp_path / run / "checkpoints", 0)
-        ckpt.atomic_save(trainer.state_dict(), path)
+        atomic_save(trainer.state_dict(), path)
         states.append(path)
     assert states[0].read_bytes() == states[1].read_bytes()
     assert str(tmp_path).encode() not in states[0].read_bytes()

@@ -59,7 +59,7 @@ def tiny_setup(tmp_path, *overrides, step: int = 7):
     from vgan.util.io import read_manifest
     from vgan.models.zoo import build_model
     from vgan.train.generator_file import GENERATOR_FORMAT
-    from vgan.train.checkpoint import atomic_save
+    from vgan.util.torch_files import atomic_save
     from vgan.train.run import resolve_channels
 
     write_test_shards(tmp_path / "shards")

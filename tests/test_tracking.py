@@ -45,7 +45,7 @@ def write_generator(path: Path, params, seed: int = 0) -> Path:
     import torch
 
     from vgan.models.zoo import build_model
-    from vgan.train.checkpoint import atomic_save
+    from vgan.util.torch_files import atomic_save
     from vgan.train.generator_file import GENERATOR_FORMAT
 
     torch.manual_seed(seed)
@@ -443,7 +443,7 @@ def test_prediction_models_are_refused_by_the_registry_in_one_line(tmp_path):
 
     from vgan.models.zoo import build_model
     from vgan.params import load_params
-    from vgan.train.checkpoint import atomic_save
+    from vgan.util.torch_files import atomic_save
     from vgan.train.generator_file import GENERATOR_FORMAT
     from vgan.util.errors import TrackingError
 

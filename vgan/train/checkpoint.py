@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from vgan.util.errors import TrainingError
-from vgan.util.torch_files import atomic_save, load_torch_file  # noqa: F401 (atomic_save: ckpt.atomic_save)
+from vgan.util.torch_files import load_torch_file
 
 CHECKPOINT_FORMAT = "vgan-checkpoint-1"
 _NAME = re.compile(r"^step-(\d{8})\.pt$")

@@ -8,14 +8,13 @@ rank and logger); only rank 0 writes files.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import torch
 
 from vgan.train.ema import standing_statistics
 from vgan.train.generator_file import save_generator
-from vgan.util.io import atomic_path
+from vgan.util.io import atomic_path, write_json
 
 PLOT_FILE = "plots/train_losses.csv"
 GENERATOR_FILE = "models/generator.pt"
@@ -94,6 +93,4 @@ class TrainingOutputs:
     def write_train_metrics(self, summary: dict) -> None:
         if self.rank != 0:
             return
-        path = self.root / TRAIN_METRICS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(self.root / TRAIN_METRICS_FILE, summary)

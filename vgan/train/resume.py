@@ -18,6 +18,7 @@ import torch
 from vgan.train import checkpoint as ckpt
 from vgan.train import distributed
 from vgan.util.errors import TrainingError
+from vgan.util.torch_files import atomic_save
 
 # Random streams of one run, each derived from train.seed by a fixed rule so no two coincide: the preview
 # latents and labels, the training latents (shared by every rank), each rank's draws inside the models, and
@@ -130,7 +131,7 @@ class Resumable:
         state = self.state_dict()
         if ranks is not None:
             state["ranks"] = ranks
-        ckpt.atomic_save(state, path)
+        atomic_save(state, path)
         ckpt.prune_checkpoints(self.checkpoint_dir, self.cfg.keep_checkpoints)
         self.write_plots()
         return path
