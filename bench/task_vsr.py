@@ -32,8 +32,8 @@ from vgan.models.zoo import recommended_overrides  # noqa: E402
 
 from quality import git_commit, public_command, run_stage, sets  # noqa: E402  (bench/, beside this file)
 
-# model.name: (capability, baseline to beat, [(measure, metric key, higher is better)], metrics the criterion
-# needs beaten, baselines shown)
+# model.name: (capability, baseline(s) to beat, [(measure, metric key, higher is better)], metrics the criterion
+# needs beaten, baselines shown); bench/task_inpaint.py runs its task with this file's code
 TASKS = {
     "vsr": ("video super-resolution", "bicubic", [
         ("PSNR dB (higher is better)", "psnr", True), ("SSIM (higher is better)", "ssim", True),
@@ -72,34 +72,41 @@ def train_and_judge(workdir: Path, name: str, overrides: list[str]) -> dict:
             "index": json.loads((workdir / "samples/index.json").read_text())}
 
 
-def rows_of(name: str, metrics: dict) -> list[dict]:
-    capability, beat, measures, criteria, baselines = TASKS[name]
+def rows_of(spec: tuple, metrics: dict) -> list[dict]:
+    """One row per measure of a task (``spec``: an entry of ``TASKS``); a criterion passes where the model beats
+    every baseline it names."""
+    capability, beat, measures, criteria, baselines = spec
+    beat = (beat,) if isinstance(beat, str) else tuple(beat)
     table = metrics["task_baselines"]
     rows = []
     for measure, key, higher in measures:
-        model, best = table["model"][key], table[beat][key]
-        criterion = f"beats {beat}" if key in criteria else "reported"
-        better = model is not None and best is not None and (model > best if higher else model < best)
+        model, bests = table["model"][key], [table[name][key] for name in beat]
+        criterion = f"beats {' and '.join(beat)}" if key in criteria else "reported"
+        better = model is not None and None not in bests and all(model > best if higher else model < best
+                                                                   for best in bests)
         rows.append({"capability": capability, "measure": measure, "model": model,
                      "baselines": {base: table[base][key] for base in baselines}, "higher_is_better": higher,
                      "criterion": criterion, "passes": bool(better) if key in criteria else None})
     return rows
 
 
-def main() -> None:
+def main(bench: str = "vsr", tasks: dict = TASKS, sheets: dict = SHEETS, doc: str = __doc__, steps: int = 150,
+         batch_size: int = 8) -> None:
+    """Parse the command line, train and judge each task of ``tasks``, write bench/results/task_<bench>_<device>.json."""
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--steps", type=int, default=150, help="training steps per task")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(tasks), choices=list(tasks))
+    parser.add_argument("--steps", type=int, default=steps, help="training steps per task")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--width", type=int, default=16, help="model.width (network and discriminator)")
     parser.add_argument("--blocks", type=int, default=2, help="model.<task>.blocks")
     parser.add_argument("--workdir", type=Path, default=None, help="reuse this folder (default: a fresh temp one)")
     args = parser.parse_args()
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vgan-task-vsr-"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"vgan-task-{bench}-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]  # the machine's load before this bench's own work (its timings are only as quiet)
     prepare(workdir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     budget = [f"train.steps={args.steps}", f"train.batch_size={args.batch_size}", f"model.width={args.width}",
@@ -109,11 +116,11 @@ def main() -> None:
         overrides = [f"model.name={name}", f"model.{name}.blocks={args.blocks}", *recommended_overrides(name), *budget]
         result = train_and_judge(workdir, name, overrides)
         train_seconds[name] = result["train_seconds"]
-        rows += rows_of(name, result["metrics"])
+        rows += rows_of(tasks[name], result["metrics"])
         details[name] = {"overrides": overrides, "steps": result["train"]["steps"],
                          "metrics": {key: value for key, value in result["metrics"].items()
                                      if not isinstance(value, (dict, list))}}
-        (sheet,) = [r for r in result["index"]["outputs"] if r["kind"] == SHEETS[name]]
+        (sheet,) = [r for r in result["index"]["outputs"] if r["kind"] == sheets[name]]
         picture = REPO / "docs/results" / f"task_{name}.png"
         shutil.copyfile(workdir / "samples" / sheet["file"], picture)
         pictures.append(str(picture.relative_to(REPO)))
@@ -123,15 +130,15 @@ def main() -> None:
         bases = ", ".join(f"{base} {value:.4g}" for base, value in row["baselines"].items() if value is not None)
         verdict = {True: "PASS", False: "FAIL", None: ""}[row["passes"]]
         print(f"{row['capability']:<24} {row['measure']:<50} {row['model']:>9.4g}  {bases}  {verdict}")
-    command = public_command("bench/task_vsr.py", sys.argv[1:])
-    results = {"task": "vsr", "command": command.strip(), "device": platform.processor() or platform.machine(),
+    command = public_command(f"bench/task_{bench}.py", sys.argv[1:])
+    results = {"task": bench, "command": command.strip(), "device": platform.processor() or platform.machine(),
                "cpu_count": os.cpu_count(), "torch": torch.__version__, "git_commit": git_commit(),
                "date": date.today().isoformat(),
                "budget": f"{args.steps} steps per task, batch {args.batch_size}, width {args.width}, "
                          f"{args.blocks} residual blocks",
                "train_seconds": train_seconds, "rows": rows, "pictures": pictures, "runs": details,
-               "note": "the machine was shared with other busy processes while this ran"}
-    out = REPO / "bench/results" / f"task_vsr_{device}.json"
+               "note": f"1-minute load average {load:.1f} on {os.cpu_count()} cores when it started"}
+    out = REPO / "bench/results" / f"task_{bench}_{device}.json"
     write_json(out, results)
     print(f"wrote {out.relative_to(REPO)} and {', '.join(pictures)} (work folder {workdir})")
 

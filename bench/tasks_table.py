@@ -1,5 +1,5 @@
 """The results page's section on what the models do besides unconditional generation (super-resolution,
-frame interpolation, anomaly detection): one table from the ``bench/results/task_*_<device>.json`` files that
+frame interpolation, inpainting, anomaly detection): one table from the ``bench/results/task_*_<device>.json`` files that
 ``bench/task_<name>.py`` writes (``bench/quality.py --tasks`` runs them), each row a model against its
 baselines on one measure, with the criterion it must meet.
 """
@@ -36,7 +36,7 @@ def tasks_markdown(results: list[dict], repo: Path) -> str:
     """Markdown: a table of every task's rows, then each task's command, budget and pictures."""
     if not results:
         return ""
-    lines = ["## Beyond generation: super-resolution, interpolation, anomaly detection", "",
+    lines = ["## Beyond generation: super-resolution, interpolation, inpainting, anomaly detection", "",
              "Each row is a model trained by `vgan train` on the moving digits and judged by its own stage against "
              "simple baselines on the same clips (made by `bench/task_<name>.py`; `bench/quality.py --tasks` runs "
              "them all).", "",

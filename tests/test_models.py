@@ -19,8 +19,8 @@ from vgan.util.errors import DataError, ParamsError
 
 NAMES = list(ARCHITECTURES)
 # restoration models start at their baseline (bicubic upscale, linear blend), as good as real to a fresh
-# discriminator: test_vsr_interp.py checks that their training improves on the baseline instead
-FROM_NOISE = [name for name in NAMES if name not in ("vsr", "interp")]
+# discriminator: test_vsr_interp.py and test_inpaint.py check that their training improves on the baseline instead
+FROM_NOISE = [name for name in NAMES if name not in ("vsr", "interp", "inpaint")]
 TINY = dict(resolution=16, frames=8, width=4, z_dim=8, channels=3)
 BATCH = 2
 
@@ -469,7 +469,7 @@ def test_auto_channels_build_every_architecture_with_the_shards_channels(name, g
     real = moving_squares(BATCH)[:, :channels]
     context = G.condition(real)
     if G.conditional:
-        assert context.shape[1] == channels
+        assert context.shape[1] == channels + (G.task == "inpainting")  # inpainting's input adds the mask
         assert all(clips.shape == real.shape for clips in G.baselines(context).values())
     video = G.full_clip(context, G(G.sample_z(BATCH), None, context))
     assert video.shape == (BATCH, channels, 8, 16, 16)

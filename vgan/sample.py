@@ -23,7 +23,7 @@ REAL_COLOUR, FAKE_COLOUR = (40, 170, 60), (215, 50, 40)  # frame borders: real c
 BASELINE_COLOUR = (128, 128, 128)  # frame borders of a baseline panel (bicubic, linear blend)
 # file stem and index.json kind of each conditional task's side-by-side samples
 SIDE_BY_SIDE = {"prediction": ("predict", "prediction"), "super_resolution": ("vsr", "super_resolution"),
-                "interpolation": ("inbetween", "frame_interpolation")}
+                "interpolation": ("inbetween", "frame_interpolation"), "inpainting": ("inpaint", "inpainting")}
 
 
 # -- latent paths ----------------------------------------------------------------------------------

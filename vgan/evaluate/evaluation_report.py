@@ -31,10 +31,12 @@ def _sample_lines(params) -> list[str]:
               "loop": "Seamless loop ({frames} frames around a closed latent path)",
               "prediction_grid": "Prediction: context | prediction | ground truth (green: real, red: generated)",
               "super_resolution_grid": "Super-resolution: {shown} (green: real, red: generated, grey: baseline)",
-              "frame_interpolation_grid": "Frame interpolation: {shown} (green: real, red: generated, grey: baseline)"}
+              "frame_interpolation_grid": "Frame interpolation: {shown} (green: real, red: generated, grey: baseline)",
+              "inpainting_grid": "Inpainting: {shown} (green: real, red: generated, grey: baseline)"}
     for record in index.get("outputs", []):
         if record["kind"] in titles:
-            shown = " | ".join({"nearest": "low-res input", "repeat": "keyframes held"}.get(panel, panel)
+            shown = " | ".join({"nearest": "low-res input", "repeat": "keyframes held",
+                                "masked": "masked input"}.get(panel, panel)
                                for panel in record.get("panels", []))
             title = titles[record["kind"]].format(names=", ".join(record.get("classes", [])), shown=shown, **record)
             lines += [f"### {title}", "", f"![{record['kind']}]({relative / record['file']})", ""]
@@ -66,11 +68,14 @@ def _prediction_lines(metrics: dict) -> list[str]:
 TASK_TITLES = {"super_resolution": "Super-resolution ({vsr_input_size}x{vsr_input_size} input, area-downscaled "
                                     "by {vsr_scale}; every frame scored; {num_task_clips} real val clips)",
                "interpolation": "Frame interpolation (keyframes {interp_keyframes}; {interp_inbetween_frames} "
-                                "in-between frames scored; {num_task_clips} real val clips)"}
+                                "in-between frames scored; {num_task_clips} real val clips)",
+               "inpainting": "Inpainting ({inpaint_box_pixels}x{inpaint_box_pixels} box masked in every frame: static "
+                             "in {inpaint_static_box_clips} clips, moving in {inpaint_moving_box_clips}; PSNR and SSIM "
+                             "of the box only; {num_task_clips} real val clips)"}
 
 
 def _task_lines(metrics: dict) -> list[str]:
-    """Super-resolution and interpolation: the model against its task baselines."""
+    """Super-resolution, interpolation and inpainting: the model against its task baselines."""
     if "task_baselines" not in metrics:
         return []
     lines = [f"## {TASK_TITLES[metrics['task']].format(**metrics)}", "",

@@ -90,10 +90,19 @@ def interpolation_metrics(inputs: TaskInputs) -> dict:
                                          "interp_inbetween_frames": len(generator.inbetween)})
 
 
+def inpainting_metrics(inputs: TaskInputs) -> dict:
+    """The box's pixels against the real ones; baselines temporal, biharmonic and blur fills."""
+    generator = inputs.generator
+    _, moving = generator.corners(len(inputs.real), fixed=True)
+    return _restoration_metrics(inputs, {"task": "inpainting", "inpaint_box_pixels": generator.box,
+                                         "inpaint_moving_box_clips": int(moving.sum()),
+                                         "inpaint_static_box_clips": int((~moving).sum())})
+
+
 METRIC_GROUPS = {"prediction": prediction_metrics, "super_resolution": super_resolution_metrics,
-                 "interpolation": interpolation_metrics}
+                 "interpolation": interpolation_metrics, "inpainting": inpainting_metrics}
 # tasks whose baselines also join the evaluator-space table (metrics/evaluate_baselines.json) as candidates
-FRECHET_TABLE_TASKS = ("super_resolution", "interpolation")
+FRECHET_TABLE_TASKS = ("super_resolution", "interpolation", "inpainting")
 
 
 def task_metrics(inputs: TaskInputs) -> dict:

@@ -78,5 +78,6 @@ def build(params):
     if params.motionshape.image_frames:
         discriminators["image"] = ImageDiscriminator(params.num_classes, params.channels, params.resolution,
                                                      params.width, True, params.motionshape.image_frames,
-                                                     input_gain=params.motionshape.d_input_gain)
+                                                     input_gain=params.motionshape.d_input_gain,
+                                                     deep_scales=params.motionshape.image_d_deep_scales)
     return G, discriminators

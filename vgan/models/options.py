@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 # the model zoo: each name is a module vgan.models.<name> (see vgan.models.zoo)
 ARCHITECTURES = ("vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "motionshape", "progressive", "predictor",
-                 "stylegan_v", "vsr", "interp")
+                 "stylegan_v", "vsr", "interp", "inpaint")
 
 
 class _Strict(BaseModel):
@@ -41,6 +41,8 @@ class MotionshapeOptions(_Strict):
         description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
                     "temporal discriminator; the image discriminator keeps full resolution)")
     d_input_gain: float = Field(gt=0, le=10, description="the discriminators multiply their input by this")
+    image_d_deep_scales: int = Field(ge=0, le=8, description="3x3 convolutions after the image discriminator's "
+                                     "last this many strided ones")
 
 
 class ProgressiveOptions(_Strict):
@@ -73,6 +75,12 @@ class InterpOptions(_Strict):
     blocks: int = Field(ge=0, description="residual 3D-conv blocks of the network (at half resolution)")
 
 
+class InpaintOptions(_Strict):
+    box_fraction: float = Field(gt=0, lt=1, description="side of the masked box, as a fraction of the frame's")
+    moving_share: float = Field(ge=0, le=1, description="share of clips whose box moves (the rest: a static box)")
+    blocks: int = Field(ge=0, description="residual 3D-conv blocks of the network (at half resolution)")
+
+
 class ModelParams(_Strict):
     name: str
     resolution: Literal[16, 32, 64, 128, 256]
@@ -95,6 +103,7 @@ class ModelParams(_Strict):
     stylegan_v: StyleganVOptions
     vsr: VsrOptions
     interp: InterpOptions
+    inpaint: InpaintOptions
 
     @field_validator("channels", mode="before")
     @classmethod
