@@ -23,7 +23,7 @@ from task_vsr import main  # noqa: E402  (bench/, beside this file)
 FILLS = ("temporal_fill", "biharmonic_fill", "blur_fill")
 TASKS = {
     "inpaint": ("video inpainting", FILLS, [
-        ("PSNR dB of the masked box (higher is better)", "psnr", True),
+        ("PSNR dB of the masked box, pooled over its pixels (higher is better)", "psnr", True),
         ("SSIM of the masked box (higher is better)", "ssim", True),
         ("evaluator-space Fréchet distance (lower is better)", "fd_evaluator", False),
         ("fd_motion (lower is better)", "fd_motion", False)], ("psnr", "fd_evaluator"), FILLS),

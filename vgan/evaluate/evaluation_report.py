@@ -70,8 +70,9 @@ TASK_TITLES = {"super_resolution": "Super-resolution ({vsr_input_size}x{vsr_inpu
                "interpolation": "Frame interpolation (keyframes {interp_keyframes}; {interp_inbetween_frames} "
                                 "in-between frames scored; {num_task_clips} real val clips)",
                "inpainting": "Inpainting ({inpaint_box_pixels}x{inpaint_box_pixels} box masked in every frame: static "
-                             "in {inpaint_static_box_clips} clips, moving in {inpaint_moving_box_clips}; PSNR and SSIM "
-                             "of the box only; {num_task_clips} real val clips)"}
+                             "in {inpaint_static_box_clips} clips, moving in {inpaint_moving_box_clips}; PSNR (of the "
+                             "mean squared error over all box pixels) and SSIM of the box only; {num_task_clips} real "
+                             "val clips)"}
 
 
 def _task_lines(metrics: dict) -> list[str]:

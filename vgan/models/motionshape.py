@@ -78,6 +78,5 @@ def build(params):
     if params.motionshape.image_frames:
         discriminators["image"] = ImageDiscriminator(params.num_classes, params.channels, params.resolution,
                                                      params.width, True, params.motionshape.image_frames,
-                                                     input_gain=params.motionshape.d_input_gain,
-                                                     deep_scales=params.motionshape.image_d_deep_scales)
+                                                     input_gain=params.motionshape.d_input_gain)
     return G, discriminators

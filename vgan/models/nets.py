@@ -125,17 +125,13 @@ class Conv3dDiscriminator(VideoDiscriminator):
 
 
 def conv2d_downsampler(channels: int, resolution: int, width: int, use_spectral_norm: bool,
-                       max_channels: int = 512, deep_scales: int = 0) -> tuple[nn.Sequential, int]:
+                       max_channels: int = 512) -> tuple[nn.Sequential, int]:
     """Strided 4x4 convolutions from ``resolution`` down to 4x4 (widths doubling from ``width``, capped), and the
-    channels they end with: the frame body of the image discriminators. ``deep_scales`` > 0 adds a 3x3 stride-1
-    convolution after each of the last that many strided ones (at 8x8 and 4x4 for 2: where the discriminator
-    judges a digit's shape, and cheap there; SNGAN's discriminator has one at every scale)."""
-    body, in_ch, scales = [], channels, num_doublings(4, resolution)
-    for i in range(scales):
+    channels they end with: the frame body of the image discriminators."""
+    body, in_ch = [], channels
+    for i in range(num_doublings(4, resolution)):
         out_ch = min(width * 2 ** i, max_channels)
         body += [spectral(nn.Conv2d(in_ch, out_ch, 4, 2, 1), use_spectral_norm), nn.LeakyReLU(0.2, True)]
-        if i >= scales - deep_scales:
-            body += [spectral(nn.Conv2d(out_ch, out_ch, 3, 1, 1), use_spectral_norm), nn.LeakyReLU(0.2, True)]
         in_ch = out_ch
     return nn.Sequential(*body), in_ch
 
@@ -144,12 +140,11 @@ class ImageDiscriminator(VideoDiscriminator):
     """Judges ``frames_per_clip`` random frames of each clip with 2D convolutions: logits (B, K)."""
 
     def __init__(self, num_classes=0, channels=3, resolution=64, width=32, use_spectral_norm=False,
-                 frames_per_clip=1, max_channels=512, input_gain=1.0, deep_scales=0):
+                 frames_per_clip=1, max_channels=512, input_gain=1.0):
         super().__init__()
         self.frames_per_clip = frames_per_clip
         self.input_gain = input_gain
-        self.body, in_ch = conv2d_downsampler(channels, resolution, width, use_spectral_norm, max_channels,
-                                              deep_scales)
+        self.body, in_ch = conv2d_downsampler(channels, resolution, width, use_spectral_norm, max_channels)
         self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
 
     def forward(self, x, y=None):

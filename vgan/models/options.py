@@ -41,8 +41,6 @@ class MotionshapeOptions(_Strict):
         description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
                     "temporal discriminator; the image discriminator keeps full resolution)")
     d_input_gain: float = Field(gt=0, le=10, description="the discriminators multiply their input by this")
-    image_d_deep_scales: int = Field(ge=0, le=8, description="3x3 convolutions after the image discriminator's "
-                                     "last this many strided ones")
 
 
 class ProgressiveOptions(_Strict):
