@@ -50,9 +50,8 @@ SHEETS = {"vsr": "super_resolution_sheet", "interp": "frame_interpolation_sheet"
 
 
 def prepare(workdir: Path) -> None:
-    """Data and evaluator through the real stages, unless the folder already has them."""
-    if not (workdir / "params.yaml").exists():
-        shutil.copyfile(REPO / "params.yaml", workdir / "params.yaml")
+    """This checkout's params.yaml; data and evaluator through the real stages, unless the folder has them."""
+    shutil.copyfile(REPO / "params.yaml", workdir / "params.yaml")
     if not (workdir / "data/raw/index.json").exists():
         run_stage(workdir, "fetch")
     if not (workdir / "data/shards/manifest.json").exists():

@@ -109,6 +109,49 @@ def test_a_folder_of_real_video_files(tmp_path, monkeypatch, capsys):
     assert all(row["auc_discriminator"] is None for row in metrics["types"].values())
 
 
+def test_a_folder_labelled_by_name_is_ranked_per_label_against_its_normal_videos(tmp_path, monkeypatch, capsys):
+    from vgan.anomaly.anomaly_stage import name_label
+
+    assert [name_label(p) for p in ("normal/a.mp4", "Normal_03.mp4", "jump-2.mp4", "spin/x/y.mp4", "blur.mp4")] == [
+        "normal", "normal", "jump", "spin", "blur"]
+    _, generator = tiny_setup(tmp_path, *PREDICTOR)  # 8 frames of 16x16
+    write_digit_videos(tmp_path / "videos", count=4)  # a/clip0, b/clip1, a/clip2, b/clip3
+    (tmp_path / "videos/a").rename(tmp_path / "videos/normal")
+    (tmp_path / "videos/b/clip1.mp4").rename(tmp_path / "videos/stutter_1.mp4")
+    (tmp_path / "videos/b").rename(tmp_path / "videos/blink")
+    monkeypatch.chdir(tmp_path)
+    assert main(["anomaly", "--params", str(tmp_path / "params.yaml"), f"--set=anomaly.generator={generator}",
+                 "--set=anomaly.input=folder", f"--set=anomaly.folder={tmp_path / 'videos'}",
+                 "--set=anomaly.inject=false"]) == 0
+    metrics = json.loads((tmp_path / "metrics/anomaly.json").read_text())
+    assert metrics["labelled"]["types"] == ["blink", "stutter"] and "injected" not in metrics
+    assert metrics["num_normal"] == 4  # two normal videos, two clips each
+    assert {kind: row["clips"] for kind, row in metrics["types"].items()} == {"blink": 2, "stutter": 2}
+    for row in metrics["types"].values():
+        assert 0 <= row["auc_model"] <= 1 and 0 <= row["auc_frame_difference"] <= 1
+        assert row["frame_auc_model"] is None  # no onset is known in a labelled video
+    per_clip = read_csv(tmp_path / "anomaly/clips.csv")
+    assert {row["key"].split("@")[0]: row["anomaly"] for row in per_clip} == {
+        "blink/clip3.mp4": "blink", "normal/clip0.mp4": "normal", "normal/clip2.mp4": "normal",
+        "stutter_1.mp4": "stutter"}
+    assert "ROC AUC blink" in capsys.readouterr().out
+    assert "labelled anomalous by name" in (tmp_path / "reports/anomaly.md").read_text()
+
+
+def test_frame_auc_ranks_each_onset_frame_not_the_frames_after_it():
+    from vgan.anomaly.anomaly_stage import onset_frames, rank_by_type
+
+    anomalous = np.array([[0, 0, 1, 1, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 0]], bool)
+    assert onset_frames(anomalous).astype(int).tolist() == [[0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 0]]
+    kinds = np.array(["freeze", "freeze", "normal"], dtype=object)
+    frames = np.array([[np.nan, 0.1, 0.9, 0.1, 0.1], [np.nan, 0.1, 0.1, 0.8, 0.1], [np.nan, 0.2, 0.2, 0.2, 0.2]])
+    scores = {name: frames for name in ("model", "discriminator", "frame_difference")}
+    clips = {name: np.nanmax(frames, axis=1) for name in scores}
+    row = rank_by_type(kinds, clips, scores, anomalous, ["freeze"])["freeze"]
+    assert row["frame_auc_model"] == 1.0  # the onsets score highest; the frames after them (0.1) do not count
+    assert row["auc_model"] == 1.0
+
+
 @pytest.mark.parametrize("setup, overrides, message", [
     ("vgan", [], "is a 'vgan' generator, not a predictor"),
     ("predictor", ["anomaly.input=folder", "anomaly.folder={tmp}/empty"], "no video files found under"),

@@ -92,11 +92,15 @@ def write_report(path: Path, metrics: dict, keys: list[str], kinds: np.ndarray, 
                   f"before (its frame difference) gives {error['copy_last_frame']:.4f}: the predictor {verdict} "
                   "the guess that nothing moves.", ""]
     if metrics.get("types"):
-        injected = metrics["injected"]
-        lines += [f"{metrics['num_clips'] - metrics['num_normal']} clips got an injected anomaly "
-                  f"(fraction {injected['fraction']}, seed {injected['seed']}); each type's ROC AUC ranks its "
-                  f"clips against the {metrics['num_normal']} normal ones (frame AUC: its anomalous frames "
-                  "against the normal clips' frames).", "",
+        if "injected" in metrics:
+            injected = metrics["injected"]
+            where = (f"{metrics['num_clips'] - metrics['num_normal']} clips got an injected anomaly (fraction "
+                     f"{injected['fraction']}, seed {injected['seed']})")
+        else:
+            where = (f"{metrics['num_clips'] - metrics['num_normal']} clips come from videos labelled anomalous by "
+                     f"name ({metrics['labelled']['rule']}; no onsets known, so no frame AUC)")
+        lines += [f"{where}; each type's ROC AUC ranks its clips against the {metrics['num_normal']} normal ones "
+                  "(frame AUC: the first anomalous frame of each of its clips against the normal clips' frames).", "",
                   "| anomaly | clips | AUC predictor | AUC discriminator | AUC frame difference | frame AUC predictor | "
                   "frame AUC frame difference |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for kind, row in metrics["types"].items():

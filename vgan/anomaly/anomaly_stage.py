@@ -128,14 +128,22 @@ def _finite(value: float) -> float | None:
     return None if np.isnan(value) else round(value, 4)
 
 
+def onset_frames(anomalous: np.ndarray) -> np.ndarray:
+    """Bool (N, T): the first anomalous frame of each clip (none for a normal clip)."""
+    return anomalous & (np.cumsum(anomalous, axis=1) == 1)
+
+
 def rank_by_type(kinds: np.ndarray, clip_scores: dict[str, np.ndarray], frame_scores: dict[str, np.ndarray],
-                 anomalous: np.ndarray, types) -> dict:
-    """Per type: clip-level ROC AUC (its clips vs the normal clips) and frame-level ROC AUC (its anomalous
-    frames vs every scored frame of the normal clips), for each scorer."""
+                 anomalous: np.ndarray | None, types) -> dict:
+    """Per type: clip-level ROC AUC (its clips vs the normal clips) and frame-level ROC AUC of the onset (the
+    first anomalous frame of each of its clips vs every scored frame of the normal clips: a detector should fire
+    where the anomaly starts; the frames after it need not look anomalous, a frozen digit stays frozen), for each
+    scorer. ``anomalous`` None (labelled videos: no onsets known): no frame-level AUC."""
     from vgan.data.anomalies import NORMAL
     from vgan.metrics.anomaly import roc_auc
 
     normal = kinds == NORMAL
+    onsets = None if anomalous is None else onset_frames(anomalous)
     table = {}
     for kind in types:
         member = kinds == kind
@@ -143,11 +151,25 @@ def rank_by_type(kinds: np.ndarray, clip_scores: dict[str, np.ndarray], frame_sc
         for name in SCORERS:
             keep = member | normal
             row[f"auc_{name}"] = _finite(roc_auc(clip_scores[name][keep], member[keep]))
-            frames = frame_scores[name]
-            wanted = ((member[:, None] & anomalous) | normal[:, None]) & ~np.isnan(frames)
-            row[f"frame_auc_{name}"] = _finite(roc_auc(frames[wanted], (member[:, None] & anomalous)[wanted]))
+            row[f"frame_auc_{name}"] = None
+            if onsets is not None:
+                frames = frame_scores[name]
+                wanted = ((member[:, None] & onsets) | normal[:, None]) & ~np.isnan(frames)
+                row[f"frame_auc_{name}"] = _finite(roc_auc(frames[wanted], (member[:, None] & onsets)[wanted]))
         table[kind] = row
     return table
+
+
+def name_label(path: str) -> str:
+    """A labelled video's anomaly kind: its first folder under anomaly.folder, else its file name up to the first
+    '_' or '-' (``normal/a.mp4``, ``normal_03.mp4`` and ``normal-3.mp4`` are normal), lower case."""
+    from pathlib import PurePosixPath
+
+    parts = PurePosixPath(path).parts
+    name = parts[0] if len(parts) > 1 else PurePosixPath(path).stem
+    for separator in "_-":
+        name = name.split(separator)[0]
+    return name.lower()
 
 
 def _csv(header: list[str], rows) -> str:
@@ -177,7 +199,16 @@ def _clips_with_truth(params, generator, trained) -> dict:
     if num_frames <= generator.context_frames:
         raise DataError(f"clips of {num_frames} frames leave nothing to predict after the predictor's "
                         f"{generator.context_frames} context frames")
-    if cfg.inject:
+    labelled = None
+    if not cfg.inject and cfg.input == "folder":  # kinds from the videos' names where one of them is "normal"
+        names = np.array([name_label(key.rsplit("@", 1)[0]) for key in keys], dtype=object)
+        if (names == NORMAL).any() and (names != NORMAL).any():
+            labelled = sorted(set(names) - {NORMAL})
+    if labelled:
+        kinds, onsets = names, np.full(num_clips, -1)
+        # where in a labelled video the anomaly starts is not known: every frame of it is flagged (no frame AUC)
+        anomalous = np.repeat((names != NORMAL)[:, None], num_frames, axis=1)
+    elif cfg.inject:
         injected = inject_set(clips, labels, types=cfg.types, fraction=cfg.fraction, seed=cfg.seed,
                               first_onset=generator.context_frames, min_frames=cfg.min_frames,
                               noise_frames=cfg.noise_frames, noise_std=cfg.noise_std)
@@ -186,7 +217,7 @@ def _clips_with_truth(params, generator, trained) -> dict:
         kinds, onsets = np.full(num_clips, NORMAL, dtype=object), np.full(num_clips, -1)
         anomalous = np.stack([anomalous_frames(NORMAL, 0, num_frames, 0)] * num_clips)
     return {"keys": keys, "clips": clips, "labels": labels, "skipped": skipped, "kinds": kinds, "onsets": onsets,
-            "anomalous": anomalous}
+            "anomalous": anomalous, "labelled": labelled}
 
 
 def _score(cfg, generator, trained, checkpoint_dir, clips: np.ndarray, labels: np.ndarray, device) -> dict:
@@ -272,7 +303,11 @@ def detect(params) -> dict:
     if scored.any():
         metrics["normal_frame_error"] = {"model": round(float(errors[scored].mean()), 5),
                                          "copy_last_frame": round(float(scores["differences"][scored].mean()), 5)}
-    if cfg.inject:
+    if data["labelled"]:
+        metrics.update(labelled={"types": data["labelled"], "rule": "a video's first folder name, else its file "
+                                 "name up to '_' or '-'; 'normal' ones are the negatives"},
+                       types=rank_by_type(kinds, scores["clips"], scores["frames"], None, data["labelled"]))
+    elif cfg.inject:
         metrics.update(injected={"types": list(cfg.types), "fraction": cfg.fraction, "seed": cfg.seed},
                        types=rank_by_type(kinds, scores["clips"], scores["frames"], data["anomalous"], cfg.types))
     write_json(METRICS_FILE, metrics)
