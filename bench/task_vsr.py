@@ -101,6 +101,10 @@ def main(bench: str = "vsr", tasks: dict = TASKS, sheets: dict = SHEETS, doc: st
     parser.add_argument("--width", type=int, default=16, help="model.width (network and discriminator)")
     parser.add_argument("--blocks", type=int, default=2, help="model.<task>.blocks")
     parser.add_argument("--workdir", type=Path, default=None, help="reuse this folder (default: a fresh temp one)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra override for every stage (repeatable), after the recommended objective")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default: bench/results/task_<name>_"
+                                                                "<device>.json); the picture goes beside it then")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"vgan-task-{bench}-"))
@@ -112,7 +116,8 @@ def main(bench: str = "vsr", tasks: dict = TASKS, sheets: dict = SHEETS, doc: st
               f"train.checkpoint_every={args.steps}", f"train.sample_every={args.steps}", "train.log_every=10"]
     rows, pictures, train_seconds, details = [], [], {}, {}
     for name in args.tasks:
-        overrides = [f"model.name={name}", f"model.{name}.blocks={args.blocks}", *recommended_overrides(name), *budget]
+        overrides = [f"model.name={name}", f"model.{name}.blocks={args.blocks}", *recommended_overrides(name), *budget,
+                     *args.overrides]
         result = train_and_judge(workdir, name, overrides)
         train_seconds[name] = result["train_seconds"]
         rows += rows_of(tasks[name], result["metrics"])
@@ -120,9 +125,10 @@ def main(bench: str = "vsr", tasks: dict = TASKS, sheets: dict = SHEETS, doc: st
                          "metrics": {key: value for key, value in result["metrics"].items()
                                      if not isinstance(value, (dict, list))}}
         (sheet,) = [r for r in result["index"]["outputs"] if r["kind"] == sheets[name]]
-        picture = REPO / "docs/results" / f"task_{name}.png"
+        picture = (args.out.parent / f"{args.out.stem}_{name}.png" if args.out else
+                   REPO / "docs/results" / f"task_{name}.png")
         shutil.copyfile(workdir / "samples" / sheet["file"], picture)
-        pictures.append(str(picture.relative_to(REPO)))
+        pictures.append(str(picture.relative_to(REPO)) if picture.resolve().is_relative_to(REPO) else picture.name)
 
     print(f"{'capability':<24} {'measure':<50} {'model':>9}  baselines")
     for row in rows:
@@ -137,9 +143,9 @@ def main(bench: str = "vsr", tasks: dict = TASKS, sheets: dict = SHEETS, doc: st
                          f"{args.blocks} residual blocks",
                "train_seconds": train_seconds, "rows": rows, "pictures": pictures, "runs": details,
                "note": f"1-minute load average {load:.1f} on {os.cpu_count()} cores when it started"}
-    out = REPO / "bench/results" / f"task_{bench}_{device}.json"
+    out = args.out or REPO / "bench/results" / f"task_{bench}_{device}.json"
     write_json(out, results)
-    print(f"wrote {out.relative_to(REPO)} and {', '.join(pictures)} (work folder {workdir})")
+    print(f"wrote {out} and {', '.join(pictures)} (work folder {workdir})")
 
 
 if __name__ == "__main__":

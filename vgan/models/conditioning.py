@@ -74,6 +74,14 @@ def hold_weights(frames: int, keys: list[int]) -> torch.Tensor:
     return weights
 
 
+def next_weights(frames: int, keys: list[int]) -> torch.Tensor:
+    """(T, K): frame t takes the earliest keyframe at or after it (the keyframe an in-between frame moves to)."""
+    weights = torch.zeros(frames, len(keys))
+    for t in range(frames):
+        weights[t, min(position for position, key in enumerate(keys) if key >= t)] = 1
+    return weights
+
+
 def mix_keyframes(keyframes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """(B, C, K, H, W) keyframes and (T, K) weights -> (B, C, T, H, W) clips."""
     return torch.einsum("bckhw,tk->bcthw", keyframes, weights.to(keyframes.dtype))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -171,3 +172,14 @@ class TimeConvTranspose1d(_ReplicatedTimeEdges, nn.ConvTranspose1d):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._init_time_padding()
+
+
+def warp(frame: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``frame`` (B, C, H, W) sampled at each pixel + ``flow`` (B, 2, H, W; x then y, in pixels), bilinear,
+    edges repeated."""
+    height, width = frame.shape[-2:]
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=frame.dtype, device=frame.device),
+                                torch.arange(width, dtype=frame.dtype, device=frame.device), indexing="ij")
+    grid = torch.stack([(cols + flow[:, 0]) * (2 / max(width - 1, 1)) - 1,
+                        (rows + flow[:, 1]) * (2 / max(height - 1, 1)) - 1], dim=-1)
+    return F.grid_sample(frame, grid, mode="bilinear", padding_mode="border", align_corners=True)

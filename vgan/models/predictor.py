@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
-from vgan.models.layers import ConditionalInput
+from vgan.models.layers import ConditionalInput, warp
 from vgan.models.nets import Conv3dDiscriminator
 
 # DCGAN's objective with a faster generator (lr_g 1e-3; at 2e-4 the reconstruction error after 80 steps was 0.21,
@@ -83,17 +83,6 @@ class FlowUNet(nn.Module):
         flow, mask, foreground = FLOW_LIMIT * torch.tanh(out[:, :2]), torch.sigmoid(out[:, 2:3]), torch.tanh(out[:, 3:])
         warped = warp(context[:, :, -1], flow)
         return (mask * foreground + (1 - mask) * warped)[:, :, None]
-
-
-def warp(frame: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """``frame`` (B, C, H, W) sampled at each pixel + ``flow`` (B, 2, H, W; x then y, in pixels), bilinear,
-    edges repeated."""
-    height, width = frame.shape[-2:]
-    rows, cols = torch.meshgrid(torch.arange(height, dtype=frame.dtype, device=frame.device),
-                                torch.arange(width, dtype=frame.dtype, device=frame.device), indexing="ij")
-    grid = torch.stack([(cols + flow[:, 0]) * (2 / max(width - 1, 1)) - 1,
-                        (rows + flow[:, 1]) * (2 / max(height - 1, 1)) - 1], dim=-1)
-    return F.grid_sample(frame, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 class PredictorGenerator(VideoGenerator):
