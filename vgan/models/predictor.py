@@ -19,7 +19,6 @@ Longer horizons roll out the same way: ``G(z, y, context, num_frames=n)``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
