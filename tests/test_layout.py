@@ -157,3 +157,24 @@ def test_the_length_check_finds_a_long_function():
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
     assert long_functions(f"def f():\n{body}\n") == [("f", MAX_FUNCTION_LINES + 1)]
     assert long_functions(f'def f():\n    """{LONG_REASON}: one table."""\n{body}\n') == []
+
+
+def tests_that_check_nothing(source: str) -> list[str]:
+    """Test functions in ``source`` with no ``assert`` and no ``pytest.raises``/``pytest.warns``/``pytest.fail``:
+    such a test passes whatever the code does."""
+    lonely = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            checks = any(isinstance(inner, ast.Assert) for inner in ast.walk(node)) or any(
+                isinstance(inner, ast.Attribute) and inner.attr in ("raises", "warns", "fail")
+                for inner in ast.walk(node))
+            if not checks:
+                lonely.append(node.name)
+    return lonely
+
+
+def test_every_test_asserts_something():
+    found = {path.name: tests_that_check_nothing(path.read_text()) for path in sorted((REPO / "tests").glob("test_*.py"))}
+    assert {name: tests for name, tests in found.items() if tests} == {}
+    assert tests_that_check_nothing("def test_smoke():\n    build()\n\ndef test_fine():\n    assert build()\n") == [
+        "test_smoke"]
