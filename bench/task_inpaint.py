@@ -1,6 +1,6 @@
 """Video inpainting (model.name=inpaint) against its baselines: temporal, biharmonic and blur fills.
 
-    .venv/bin/python bench/task_inpaint.py                  # 600 steps (CPU: minutes)
+    .venv/bin/python bench/task_inpaint.py                  # 1,500 steps (CPU: minutes)
     .venv/bin/python bench/task_inpaint.py --steps 50       # a quick look
     .venv/bin/python bench/task_inpaint.py --workdir /tmp/w # reuse a folder's data and evaluator if there
 
@@ -31,4 +31,4 @@ TASKS = {
 SHEETS = {"inpaint": "inpainting_sheet"}
 
 if __name__ == "__main__":
-    main("inpaint", TASKS, SHEETS, __doc__, steps=600, batch_size=16)
+    main("inpaint", TASKS, SHEETS, __doc__, steps=1500, batch_size=16)

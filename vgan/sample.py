@@ -221,8 +221,9 @@ def _label_names(params, count: int) -> list[str]:
 
 def _write_side_by_side(out: _Outputs, generator, videos: np.ndarray, truth: torch.Tensor, factor: int,
                         rows: int) -> None:
-    """GIFs of input | model | baselines | truth (one per clip and a grid), and a PNG of one scored frame of the
-    first ``rows`` clips."""
+    """GIFs of input | model | baselines | truth (one per clip and a grid), and a PNG of one scored frame of
+    ``rows`` clips: the first ones, and the middle scored frame; for inpainting the clips and frame where the box
+    hides the most of the digit (a box over empty background shows nothing to judge)."""
     stem, kind = SIDE_BY_SIDE[generator.task]
     compared, panels = side_by_side_rows(generator, videos, truth, factor)
     info = {"panels": panels, "given_frames": list(generator.given_frames)}
@@ -233,8 +234,14 @@ def _write_side_by_side(out: _Outputs, generator, videos: np.ndarray, truth: tor
     grid = video_grid(compared, columns=1)
     out.gif(f"{stem}_grid", grid, f"{kind}_grid", **info)
     scored = [t for t in range(len(grid)) if t not in generator.given_frames]
-    frame = scored[len(scored) // 2]
-    out.png(f"{stem}_frame{frame}", video_grid(compared[:rows], columns=1)[frame], f"{kind}_sheet", frame=frame,
+    frame, shown = scored[len(scored) // 2], np.arange(min(rows, len(compared)))
+    if generator.task == "inpainting":
+        masked, mask = generator.split(generator.condition(truth))
+        hidden = ((truth + 1) * mask).sum(dim=(1, 3, 4))  # (N, T): digit brightness under the box
+        shown = np.argsort(-hidden.max(dim=1).values.numpy(), kind="stable")[:len(shown)]
+        frame = int(hidden[shown].sum(dim=0).argmax())
+        info["clips"] = shown.tolist()
+    out.png(f"{stem}_frame{frame}", video_grid(compared[shown], columns=1)[frame], f"{kind}_sheet", frame=frame,
             **info)
 
 
