@@ -491,3 +491,21 @@ def test_channels_of_old_manifests_explicit_values_and_colour_shards():
         auto_params("vgan", manifest(False), "model.channels=1")
     with pytest.raises(ParamsError, match="model.channels = 'auto' is not resolved"):
         build_model(model_params(name="vgan"))
+
+
+def test_image_discriminator_is_added_to_generation_models_that_have_none():
+    from vgan.models.nets import ImageDiscriminator
+
+    for name in ("vgan", "tgan", "mocogan", "dvdgan"):
+        _, plain = build_model(tiny(name))
+        _, added = build_model(tiny(name, image_discriminator=2))
+        own = [key for key, D in plain.items() if isinstance(D, ImageDiscriminator)]
+        if own:  # MoCoGAN's and DVD-GAN's own image discriminators stay the only ones
+            assert list(added) == list(plain), name
+        else:
+            assert list(added) == [*plain, "image"], name
+            G, _ = build_model(tiny(name, image_discriminator=2))
+            logits = added["image"](G(G.sample_z(BATCH)))
+            assert logits.shape == (BATCH, 2)  # two frames of each clip judged
+    _, vsr = build_model(tiny("vsr", image_discriminator=2))
+    assert list(vsr) == ["video"]  # restoration models are not generation models

@@ -90,6 +90,8 @@ class ModelParams(_Strict):
     num_classes: int = Field(ge=0, description="0 = unconditional")
     width: int = Field(ge=4, description="base channel width of G and D")
     spectral_norm: bool
+    image_discriminator: int = Field(ge=0, description="frames per clip an added spectral-norm image discriminator "
+                                     "judges, for generation models that have none (0 = none)")
     minibatch_std: int = Field(ge=0, description="group size of a minibatch-std feature in the video "
                                                  "discriminator, so it sees a lack of variety (0 = off)")
     mocogan: MocoganOptions

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 
+from vgan.models.nets import ImageDiscriminator
 from vgan.models.options import ARCHITECTURES
 from vgan.util.errors import ParamsError
 
@@ -31,6 +32,11 @@ def build_model(model_params, pretrained: bool = True):
                           "needs 1 (grey) or 3 (colour)")
     module = architecture_module(model_params.name)
     G, discriminators = module.build(model_params)
+    if model_params.image_discriminator and G.task == "generation" and not any(
+            isinstance(D, ImageDiscriminator) for D in discriminators.values()):
+        discriminators["image"] = ImageDiscriminator(
+            model_params.num_classes, model_params.channels, model_params.resolution, model_params.width, True,
+            model_params.image_discriminator)
     if pretrained and hasattr(module, "load_pretrained"):
         module.load_pretrained(G, model_params)
     return G, discriminators
