@@ -61,13 +61,17 @@ def run_stage(workdir: Path, *args: str) -> float:
 
 def public_command(script: str, argv: list[str]) -> str:
     """The command line as a reader reruns it from the repository root: paths into this checkout relative, other
-    absolute paths (a work folder in a temp directory) as ``<folder>``, so no machine's paths get published."""
+    absolute paths (a work folder in a temp directory) as ``<folder>``, so no machine's paths get published; with
+    ``OMP_NUM_THREADS`` first where it is set (the thread count changes the floats' summation order, so a GAN's
+    trajectory: the same seed can end elsewhere)."""
     def public(arg: str) -> str:
         if not arg.startswith("/"):
             return arg
         path = Path(arg).resolve()
         return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else "<folder>"
-    return " ".join([f"python {script}", *(public(arg) for arg in argv)])
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return " ".join([*([f"OMP_NUM_THREADS={threads}"] if threads else []), f"python {script}",
+                     *(public(arg) for arg in argv)])
 
 
 def sets(overrides: list[str]) -> list[str]:
