@@ -10,6 +10,9 @@ half of the clips), once per injection seed (`--seeds`: other clips, onsets, jum
 One row per anomaly type and scorer: the ROC AUC of the predictor's score, of its discriminator's and of the
 frame-difference baseline (rules in vgan/metrics/anomaly.py), the mean over the seeds and each seed's;
 criterion AUC >= 0.9 on every seed.
+With ``--folder PATH`` it also scores a folder of videos labelled by name (``normal/...`` or ``normal_*.mp4`` for
+the normal ones, ``<kind>/...`` or ``<kind>_*.mp4`` for each kind of anomaly; no injection: `vgan anomaly --set
+anomaly.input=folder --set anomaly.folder=PATH --set anomaly.inject=false`), one row per kind and scorer.
 Writes bench/results/task_anomaly_cpu.json and docs/results/task_anomaly.png (the most anomalous clips).
 A work folder that already holds the shards (manifest.json) keeps them, and `vgan train` resumes from the
 checkpoints it holds (so --steps 600 after --steps 300 trains 300 more; train_seconds adds up the calls).
@@ -52,6 +55,26 @@ def run(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
+def score_folder(folder: Path, work: Path) -> dict:
+    """`vgan anomaly` on a folder labelled by name (no injection): per kind, the clip-level ROC AUC of each scorer
+    against the folder's normal videos."""
+    run(["anomaly", "--set=anomaly.input=folder", f"--set=anomaly.folder={folder.resolve()}",
+         "--set=anomaly.inject=false"], work)
+    metrics = json.loads((work / "metrics/anomaly.json").read_text())
+    if "labelled" not in metrics:
+        raise SystemExit(f"{folder}: no videos labelled 'normal' and another kind by folder or file name")
+    rows = {kind: {"clips": row["clips"], "predictor": row["auc_model"], "discriminator": row["auc_discriminator"],
+                   "frame difference": row["auc_frame_difference"]} for kind, row in metrics["types"].items()}
+    print(f"\n{'labelled kind':14s} {'clips':>5s} {'AUC predictor':>14s} {'AUC discriminator':>18s} "
+          f"{'AUC frame diff':>15s}")
+    for kind, row in rows.items():
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{kind:14s} {row['clips']:5d} {fmt(row['predictor']):>14s} {fmt(row['discriminator']):>18s} "
+              f"{fmt(row['frame difference']):>15s}")
+    return {"folder": public_command("", [str(folder.resolve())]).split()[-1], "normal_clips": metrics["num_normal"],
+            "kinds": rows, "skipped_videos": metrics["skipped_videos"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None, help="work folder (default: a fresh temp folder)")
@@ -60,6 +83,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="anomaly injection seeds")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra `vgan train` override (repeatable), e.g. --set model.width=16")
+    parser.add_argument("--folder", type=Path, default=None,
+                        help="also score this folder of videos labelled by folder or file name (normal/..., <kind>/...)")
     parser.add_argument("--note", default="", help="a sentence on how this run was made (shared machine, reused shards)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/task_anomaly_cpu.json")
     parser.add_argument("--picture", type=Path, default=REPO / "docs/results/task_anomaly.png")
@@ -107,6 +132,7 @@ def main() -> None:
                      "frame_auc": {"model": row["frame_auc_model"], "frame difference": row["frame_auc_frame_difference"]}})
     args.picture.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(work / "reports/anomaly.png", args.picture)
+    labelled = score_folder(args.folder, work) if args.folder else None
     import torch
 
     result = {
@@ -133,6 +159,8 @@ def main() -> None:
                     "types_beating_frame_difference": sorted({row["type"] for row in rows if row["beats_baseline"]})},
         "pictures": [str(args.picture.resolve().relative_to(REPO))] if args.picture.resolve().is_relative_to(REPO) else [],
     }
+    if labelled:
+        result["labelled_folder"] = labelled
     passed = result["summary"]["types_with_auc_ge_0.9"]
     beaten = sorted({f"{row['type']} ({SCORERS[row['scorer']]} {row['model']:.3f} vs {row['baselines']['frame difference']:.3f})"
                      for row in rows if row["beats_baseline"]})
