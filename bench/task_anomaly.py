@@ -71,7 +71,9 @@ def score_folder(folder: Path, work: Path) -> dict:
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"{kind:14s} {row['clips']:5d} {fmt(row['predictor']):>14s} {fmt(row['discriminator']):>18s} "
               f"{fmt(row['frame difference']):>15s}")
-    return {"folder": public_command("", [str(folder.resolve())]).split()[-1], "normal_clips": metrics["num_normal"],
+    where = folder.resolve()
+    return {"folder": str(where.relative_to(REPO)) if where.is_relative_to(REPO) else "<folder>",
+            "normal_clips": metrics["num_normal"],
             "kinds": rows, "skipped_videos": metrics["skipped_videos"]}
 
 
