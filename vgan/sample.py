@@ -236,7 +236,7 @@ def _write_side_by_side(out: _Outputs, generator, videos: np.ndarray, truth: tor
     scored = [t for t in range(len(grid)) if t not in generator.given_frames]
     frame, shown = scored[len(scored) // 2], np.arange(min(rows, len(compared)))
     if generator.task == "inpainting":
-        masked, mask = generator.split(generator.condition(truth))
+        _, mask = generator.split(generator.condition(truth))
         hidden = ((truth + 1) * mask).sum(dim=(1, 3, 4))  # (N, T): digit brightness under the box
         shown = np.argsort(-hidden.max(dim=1).values.numpy(), kind="stable")[:len(shown)]
         frame = int(hidden[shown].sum(dim=0).argmax())
