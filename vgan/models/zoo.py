@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 
-from vgan.models.nets import ImageDiscriminator
 from vgan.models.options import ARCHITECTURES
 from vgan.util.errors import ParamsError
 
@@ -30,6 +29,8 @@ def build_model(model_params, pretrained: bool = True):
         raise ParamsError("parameter model.channels = 'auto' is not resolved yet: the train stage reads it from the "
                           "shards' manifest (vgan.train.run.resolve_channels); building a model without shards "
                           "needs 1 (grey) or 3 (colour)")
+    from vgan.models.nets import ImageDiscriminator  # torch: not when only the names are wanted
+
     module = architecture_module(model_params.name)
     G, discriminators = module.build(model_params)
     if model_params.image_discriminator and G.task == "generation" and not any(
