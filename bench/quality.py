@@ -1,18 +1,21 @@
 """Generation quality on this machine: the default configuration on several seeds and every architecture of
 the zoo on the same training budget, each judged against trivial baselines.
 
-    .venv/bin/python bench/quality.py                      # 3 seeds of the default + the zoo (about an hour on 2 CPU cores)
-    .venv/bin/python bench/quality.py --models vgan mocogan --seeds 0 --minutes 1   # a quick look
-    .venv/bin/python bench/quality.py --append --models stylegan_v --seeds 0   # add/replace rows of the table
+    .venv/bin/python bench/quality.py                      # 3 seeds of the default + the zoo on 2 seeds (hours on 2 CPU cores)
+    .venv/bin/python bench/quality.py --models vgan mocogan --seeds 0 --zoo-seeds 0   # a shorter look
+    .venv/bin/python bench/quality.py --append --models stylegan_v --zoo-seeds 0 1   # add/replace rows of the table
     .venv/bin/python bench/quality.py --tasks              # super-resolution, interpolation, anomaly detection
     .venv/bin/python bench/quality.py --render             # rewrite docs/results.md from bench/results/ only
     .venv/bin/python bench/quality.py --render --docs /tmp/page/results.md   # render elsewhere (notes: docs/results.md's)
 
 Everything runs through the real stages (`vgan fetch/shards/evaluator` once, then `vgan train/evaluate/sample`
-per configuration) in a work folder, with the repository's params.yaml plus overrides: each architecture
-gets its paper's objective (``RECOMMENDED_OVERRIDES``) on top of the default trainer settings. The default
-configuration trains exactly as `make run` does (its steps); the zoo gets the wall-clock budget the
-default's first seed took (or ``--minutes``), so slow architectures are not favoured by a step count.
+per configuration) in a work folder, with the repository's params.yaml plus overrides. The default configuration
+trains exactly as `make run` does (its steps); each architecture of the zoo trains at its CPU preset
+(``--set model.preset=cpu``: the shared recipe, its width, batch and steps; `vgan models` lists them) on each of
+``--zoo-seeds``, so the zoo is compared at equal steps. Every run's checkpoints (every 250 steps) are scored too:
+the learning curves. ``--paper-objective`` instead gives each architecture its paper's objective
+(``RECOMMENDED_OVERRIDES``) on the wall-clock budget the default's first seed took (or ``--minutes``): the table
+the zoo had before the presets.
 Writes bench/results/quality_<device>.json, docs/results.md and contact-sheet thumbnails in docs/results/.
 ``--tasks`` runs ``bench/task_<name>.py`` for the tasks beyond generation (each writes
 bench/results/task_<name>_<device>.json); docs/results.md shows their table below the zoo's.
@@ -45,6 +48,7 @@ from tasks_table import load_task_results, tasks_markdown  # noqa: E402  (bench/
 TASKS = tuple(sorted(path.stem.removeprefix("task_") for path in (REPO / "bench").glob("task_*.py")))  # bench/task_<name>.py
 DOCS = REPO / "docs/results.md"
 CURVE_PICTURE = REPO / "docs/results/curve_default.png"  # the committed one; a page elsewhere has its own beside it
+ZOO_CURVE_PICTURE = REPO / "docs/results/curve_zoo.png"
 NOTES_HEADING = "\n## Notes"  # hand-written notes below the tables, kept when the tables are rewritten
 
 
@@ -166,6 +170,7 @@ def markdown(results: dict) -> str:
               "Contact sheets: a row per generated clip, a column per frame (first 8 clips, EMA generator).", ""]
     for entry in results.get("appended", []):
         budget = ("with the default's own train.steps" if entry["models"] == ["default"]
+                  else "at their CPU presets (equal steps)" if entry.get("budget") == "cpu preset"
                   else f"on the same {entry['budget_minutes']}-minute budget")
         lines += [f"Rows {', '.join(entry['models'])}: added by `{entry['command']}` at commit {entry['git_commit']}, "
                   f"{entry['date']}, {budget}.", ""]
@@ -173,46 +178,57 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def curves(results: dict) -> dict | None:
-    """The default's learning curves in bench/learning_curve.py's layout (for its ``plot``), or None."""
-    runs = [row for row in results["runs"] if "curve" in row]
-    if not runs:
-        return None
-    static = runs[0]["headline"]["static"]
-    return {"name": "default", "baselines": {"static": static},
-            "runs": [{"seed": row["seed"], "curve": row["curve"]} for row in runs]}
+def curves(results: dict, zoo: bool = False) -> list[dict]:
+    """Learning curves in bench/learning_curve.py's layout (for its ``plot``): the default's (one entry, named
+    "default"), or with ``zoo`` one entry per zoo configuration; [] where no run has one."""
+    groups: dict[str, list[dict]] = {}
+    static = None
+    for row in results["runs"]:
+        if "curve" not in row or row["name"].startswith("default-seed") == zoo:
+            continue
+        static = static if static is not None else row["headline"]["static"]
+        groups.setdefault("default" if not zoo else row["label"], []).append(
+            {"seed": row["seed"], "curve": row["curve"]})
+    return [{"name": name, "baselines": {"static": static}, "runs": runs} for name, runs in groups.items()]
 
 
 def curves_markdown(results: dict) -> list[str]:
     from learning_curve import first_below  # bench/, beside this file
 
-    found = curves(results)
-    if found is None:
-        return []
-    static = found["baselines"]["static"]
     when = lambda hit: "never" if hit is None else f"step {hit['step']} ({hit['train_seconds']:.0f} s)"  # noqa: E731
-    lines = ["## The default's learning curves and time to quality", "",
-             "Every checkpoint of the default runs above (every 250 steps, EMA generator) scored like `vgan evaluate` "
-             "scores the final one: same evaluator, same n, the same static-frame baseline. Training seconds are "
-             "wall-clock from the start of `vgan train` to the checkpoint file (start-up and checkpointing included).",
-             "", f"![learning curves]({CURVE_PICTURE.relative_to(REPO / 'docs')})", "",
-             "| seed | fd_evaluator at each checkpoint | first below 2x static | first below static |",
-             "| --- | --- | --- | --- |"]
-    for run in found["runs"]:
-        points = ", ".join(f"{fmt(point['fd_evaluator'])}" for point in run["curve"])
-        lines.append(f"| {run['seed']} | {points} | {when(first_below(run['curve'], 2 * static))} | "
-                     f"{when(first_below(run['curve'], static))} |")
-    return lines + ["", ""]
+    lines = []
+    for zoo, title, picture in ((False, "The default's learning curves and time to quality", CURVE_PICTURE),
+                                (True, "The zoo's learning curves (CPU presets)", ZOO_CURVE_PICTURE)):
+        found = curves(results, zoo)
+        if not found:
+            continue
+        static = found[0]["baselines"]["static"]
+        lines += [f"## {title}", "",
+                  "Every checkpoint of the runs above (every 250 steps, EMA generator) scored like `vgan evaluate` "
+                  "scores the final one: same evaluator, same n, the same static-frame baseline. Training seconds "
+                  "are wall-clock from the start of `vgan train` to the checkpoint file (start-up and checkpointing "
+                  "included).", "", f"![learning curves]({picture.relative_to(REPO / 'docs')})", "",
+                  "| configuration | seed | fd_evaluator at each checkpoint | first below 2x static | "
+                  "first below static |", "| --- | --- | --- | --- | --- |"]
+        for config in found:
+            for run in config["runs"]:
+                points = ", ".join(f"{fmt(point['fd_evaluator'])}" for point in run["curve"])
+                lines.append(f"| {config['name']} | {run['seed']} | {points} | "
+                             f"{when(first_below(run['curve'], 2 * static))} | "
+                             f"{when(first_below(run['curve'], static))} |")
+        lines += ["", ""]
+    return lines
 
 
 def write_docs(docs: Path, results: dict, notes: str) -> None:
-    """docs/results.md: the zoo's table, the default's learning curves (and their picture), the tasks' table (from
-    their results files), the hand-written notes."""
+    """docs/results.md: the zoo's table, the learning curves (and their pictures), the tasks' table (from their
+    results files), the hand-written notes."""
     from learning_curve import plot  # bench/, beside this file
 
-    found = curves(results)
-    if found is not None:
-        plot([found], docs.parent / CURVE_PICTURE.relative_to(DOCS.parent))
+    for zoo, picture in ((False, CURVE_PICTURE), (True, ZOO_CURVE_PICTURE)):
+        found = curves(results, zoo)
+        if found:
+            plot(found, docs.parent / picture.relative_to(DOCS.parent))
     write_text(docs, markdown(results) + tasks_markdown(load_task_results(REPO / "bench/results"), REPO) + notes)
 
 
@@ -246,8 +262,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="train.seed values of the default")
     parser.add_argument("--models", nargs="*", default=None,
                         help="architectures to compare with the default (default: the whole zoo; none: only seeds)")
+    parser.add_argument("--zoo-seeds", type=int, nargs="+", default=[0, 1], help="train.seed values of each zoo model")
+    parser.add_argument("--paper-objective", action="store_true",
+                        help="zoo runs with their paper's objective on a wall-clock budget instead of the CPU preset")
     parser.add_argument("--minutes", type=float, default=None,
-                        help="training budget of each zoo run (default: what the default's first seed took)")
+                        help="--paper-objective: training budget of each zoo run (default: what the default's first "
+                             "seed took)")
     parser.add_argument("--workdir", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/quality_cpu.json")
     parser.add_argument("--docs", type=Path, default=DOCS,
@@ -296,7 +316,7 @@ def main() -> None:
     if args.append:
         previous = json.loads(args.out.read_text())
         rerun_default = "default" in args.models
-        runs = [row for row in previous["runs"] if row["name"] not in args.models
+        runs = [row for row in previous["runs"] if row["name"].split("-seed")[0] not in args.models
                 and not (rerun_default and row["name"].startswith("default-seed"))]
         notes = kept_notes(args.notes or args.docs)
 
@@ -320,7 +340,8 @@ def main() -> None:
             appended = [{**entry, "command": public_command("bench/quality.py", entry["command"].split()[2:])}
                         for entry in previous.get("appended", []) if entry["models"] != args.models]
             appended.append({"command": command, "models": args.models, "git_commit": results["git_commit"],
-                             "date": results["date"], "budget_minutes": budget})
+                             "date": results["date"], "budget_minutes": budget,
+                             "budget": "paper objective, wall clock" if args.paper_objective else "cpu preset"})
             results.update({key: previous[key] for key in ("command", "device", "cpu_count", "torch", "git_commit",
                                                             "date", "default_model") if key in previous})
             # commands recorded before public_command existed named this machine's work folders
@@ -338,9 +359,14 @@ def main() -> None:
         budget = round(runs[0]["train_seconds"] / 60, 2) if runs else 3.0
     models = [m for m in (ARCHITECTURES if args.models is None else args.models) if m not in (default_model, "default")]
     for model in models:
-        overrides = [f"model.name={model}", *recommended_overrides(model), f"train.max_minutes={budget}",
-                     "train.steps=1000000", f"train.seed={args.seeds[0]}"]
-        record(model, args.seeds[0], overrides, model)
+        if args.paper_objective:
+            overrides = [f"model.name={model}", *recommended_overrides(model), f"train.max_minutes={budget}",
+                         "train.steps=1000000", f"train.seed={args.seeds[0]}"]
+            record(model, args.seeds[0], overrides, model)
+            continue
+        for seed in args.zoo_seeds:
+            record(f"{model} (cpu preset)", seed, [f"model.name={model}", "model.preset=cpu", f"train.seed={seed}"],
+                   f"{model}-seed{seed}", curve=True)
     write_results()
     print(f"wrote {shown(args.out)} and {shown(args.docs)}")
 

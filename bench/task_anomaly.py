@@ -44,6 +44,10 @@ SCORERS = {"model": "predictor's relative error", "discriminator": "its discrimi
 CRITERION = 0.9
 
 
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def run(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db",
            "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -68,7 +72,6 @@ def score_folder(folder: Path, work: Path) -> dict:
     print(f"\n{'labelled kind':14s} {'clips':>5s} {'AUC predictor':>14s} {'AUC discriminator':>18s} "
           f"{'AUC frame diff':>15s}")
     for kind, row in rows.items():
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"{kind:14s} {row['clips']:5d} {fmt(row['predictor']):>14s} {fmt(row['discriminator']):>18s} "
               f"{fmt(row['frame difference']):>15s}")
     where = folder.resolve()
@@ -181,7 +184,6 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{'anomaly':10s} {'scorer':18s} {'clips':>5s} {'AUC':>6s} {'AUC frame diff':>15s}  AUC >= {CRITERION}")
     for row in rows:
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"{row['type']:10s} {SCORERS[row['scorer']]:18s} {row['anomalous_clips']:5d} {fmt(row['model']):>6s} "
               f"{fmt(row['baselines']['frame difference']):>15s}  {'yes' if row['passes'] else 'no'}")
     print(f"\ntrain {train_seconds} s; {work}; -> {args.out}")

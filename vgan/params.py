@@ -360,6 +360,21 @@ def default_params(**groups: dict) -> Params:
     return params_from(groups)
 
 
+def apply_preset(tree: dict, overrides) -> None:
+    """``model.preset`` (from the overrides, else the file, else params.yaml) writes its values into ``tree``, over the
+    file's; the overrides, applied after, replace them (``vgan.models.presets``)."""
+    chosen: dict = {}
+    for assignment in overrides:
+        apply_override(chosen, assignment)
+    model = merged(merged(default_tree().get("model", {}), tree.get("model", {})), chosen.get("model", {}))
+    if model.get("preset") is None:
+        return
+    from vgan.models.presets import preset
+
+    for assignment in preset(model.get("name"), model["preset"]).overrides:
+        apply_override(tree, assignment)
+
+
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Read and validate params. The file is required; a key it leaves out takes the value in the repository's
     params.yaml (``default_tree``), so a params file may hold only what it changes."""
@@ -368,6 +383,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
         raise ParamsError(f"params file {str(path)!r} does not exist (every stage reads its parameters from it; "
                           f"start from the repository's params.yaml)")
     tree = read_tree(path)
+    apply_preset(tree, overrides)
     for assignment in overrides:
         apply_override(tree, assignment)
     try:

@@ -37,9 +37,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# DCGAN's objective and Adam settings (non-saturating BCE, lr 2e-4, betas (0.5, 0.999)), which most papers of
-# the zoo train with. params.yaml's defaults are tuned for the default architecture, so the others name theirs.
-DCGAN_OBJECTIVE = ("train.loss=bce", "train.lr_g=2e-4", "train.lr_d=2e-4", "train.betas=[0.5,0.999]")
 
 
 class VideoGenerator(nn.Module):

@@ -18,10 +18,10 @@ from torch import nn
 from vgan.models.base import VideoGenerator
 from vgan.models.layers import ConditionalInput, ConvGRUCell, channel_widths, frames_to_video, num_doublings
 from vgan.models.nets import Conv3dDiscriminator, Deconv3dGenerator, ImageDiscriminator
+from vgan.models.presets import PAPER_OBJECTIVES
 
 # the paper: hinge loss with spectral norm in both discriminators
-RECOMMENDED_OVERRIDES = ("train.loss=hinge", "model.spectral_norm=true", "train.lr_g=5e-5", "train.lr_d=2e-4",
-                         "train.betas=[0.0,0.999]")
+RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["dvdgan"]  # the paper's objective (vgan.models.presets)
 
 RECURRENT_LEVELS = 2  # ConvGRUs at 4x4 and 8x8: where the clip's motion is laid out, cheaply
 

@@ -12,10 +12,9 @@ feature before the head, and a class projection. The objective of the paper is
 from __future__ import annotations
 
 from vgan.models.nets import Conv3dDiscriminator, Deconv3dGenerator
+from vgan.models.presets import PAPER_OBJECTIVES
 
-RECOMMENDED_OVERRIDES = ("train.loss=wgan-gp", "train.gp_weight=10", "train.adv_weight=0.5", "train.recon_weight=0.5",
-                         "train.recon_loss=l2", "train.n_critic=5", "train.betas=[0.0,0.9]", "train.lr_g=1e-4",
-                         "train.lr_d=1e-4")
+RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["hrvgan"]  # the paper's objective (vgan.models.presets)
 
 
 def build(params):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
+from vgan.models.base import VideoGenerator
 from vgan.models.layers import ConditionalInput, frames_to_video
 from vgan.models.nets import Conv3dDiscriminator, ImageDiscriminator, ImageGenerator
+from vgan.models.presets import PAPER_OBJECTIVES
 
-RECOMMENDED_OVERRIDES = DCGAN_OBJECTIVE  # the paper trains with the non-saturating (BCE) objective
+RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["mocogan"]  # the paper's objective (vgan.models.presets)
 
 
 class MocoganGenerator(VideoGenerator):

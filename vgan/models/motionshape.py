@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from vgan.models.base import VideoGenerator
 from vgan.models.layers import ConditionalInput
 from vgan.models.nets import Conv3dDiscriminator, Deconv3dTrunk, ImageDiscriminator, ImageGenerator
+from vgan.models.presets import PAPER_OBJECTIVES
 
 # spectral norm is built into the discriminators; hinge with SNGAN's Adam settings
-RECOMMENDED_OVERRIDES = ("train.loss=hinge", "train.betas=[0.0,0.9]")
+RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["motionshape"]  # the paper's objective (vgan.models.presets)
 
 
 class MotionShapeGenerator(VideoGenerator):

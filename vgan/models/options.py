@@ -81,6 +81,9 @@ class InpaintOptions(_Strict):
 
 class ModelParams(_Strict):
     name: str
+    preset: Literal["cpu", "paper"] | None = Field(
+        description="cpu | paper: a size and training settings per architecture (vgan.models.presets), over the "
+                    "params file's values; --set overrides replace the preset's; null = none")
     resolution: Literal[16, 32, 64, 128, 256]
     frames: int = Field(ge=4, le=64, multiple_of=4)
     channels: Literal["auto", 1, 3] = Field(

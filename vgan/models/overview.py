@@ -7,6 +7,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vgan.models.presets import RECIPE, RECIPE_WHY, presets_of
 from vgan.models.zoo import (
     ARCHITECTURES,
     build_model,
@@ -85,7 +86,25 @@ def format_table(rows: list[dict]) -> str:
                 "and width")
     text.append("")
     text += [f"{row['name']:<{widths[0]}}  {summary_line(row['name'])}" for row in rows]
-    return "\n".join(text)
+    return "\n".join(text + ["", presets_text([row["name"] for row in rows])])
+
+
+def presets_text(names) -> str:
+    """Each architecture's cpu and paper presets: their overrides and why they differ from the paper."""
+    recipe = " ".join(RECIPE)
+    lines = ["Presets (--set model.preset=cpu|paper; their values replace the params file's, --set replaces theirs).",
+             f"recipe = {recipe}", f"         (why: {RECIPE_WHY})"]
+    for name in names:
+        presets = presets_of(name)
+        if presets is None:
+            continue
+        for which, (overrides, why) in presets.items():
+            shown = " ".join(overrides)
+            if shown.startswith(recipe):
+                shown = "recipe" + shown[len(recipe):]
+            lines.append(f"{name if which == 'cpu' else '':<12} {which:<6} {shown}")
+            lines.append(f"{'':<12} {'':<6}   {'why' if which == 'cpu' else 'from'}: {why}")
+    return "\n".join(lines)
 
 
 def check_model(name: str) -> tuple[str, bool, str]:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
+from vgan.models.base import VideoGenerator
+from vgan.models.presets import DCGAN_OBJECTIVE
 from vgan.models.layers import ConditionalInput, warp
 from vgan.models.nets import Conv3dDiscriminator
 
@@ -41,6 +42,13 @@ FLOW_LIMIT = 4.0  # pixels: the flow is FLOW_LIMIT * tanh(head). Unbounded, a 30
 # untrained rollout's std fell 0.66 -> 0.51 over 6 frames). sigmoid(-8) = 0.03 %: a copy of the last frame. Adam
 # scales steps by the gradient's own size, so the mask still opens where the foreground helps.
 MASK_BIAS = -8.0
+
+# The heads (flow, mask, foreground) end in tanh or sigmoid. A training run without a bound (seed 2, 2,000 steps,
+# bench/results/task_anomaly_2000steps_train_seed2_diverged_cpu.json) diverged at step ~1,620: one discriminator spike,
+# the U-Net's features grew from a mean |h| of 0.18 to 167, every head saturated (the mask wide open, a white frame, the
+# flow at its limit) and no gradient came back. The heads therefore see their input features scaled down to an RMS
+# of at most HEAD_INPUT_RMS per clip. Features below it (normal training: ~0.2) pass unchanged.
+HEAD_INPUT_RMS = 1.0
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
@@ -78,7 +86,8 @@ class FlowUNet(nn.Module):
         h3 = self.down3(h2) + self.code(code)[:, :, None, None]
         h2 = self.merge2(torch.cat([self.up2(h3), h2], dim=1))
         h1 = self.merge1(torch.cat([self.up1(h2), h1], dim=1))
-        out = self.heads(h1)
+        rms = h1.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+        out = self.heads(h1 / (rms / HEAD_INPUT_RMS).clamp(min=1.0))
         flow, mask, foreground = FLOW_LIMIT * torch.tanh(out[:, :2]), torch.sigmoid(out[:, 2:3]), torch.tanh(out[:, 3:])
         warped = warp(context[:, :, -1], flow)
         return (mask * foreground + (1 - mask) * warped)[:, :, None]

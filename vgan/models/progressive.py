@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
+from vgan.models.base import VideoGenerator
 from vgan.models.nets import Conv3dDiscriminator
 from vgan.models.vgan import VganGenerator
 from vgan.util.errors import ParamsError
+from vgan.models.presets import PAPER_OBJECTIVES
 
-RECOMMENDED_OVERRIDES = DCGAN_OBJECTIVE  # as VGAN, its base; for stages, see model.progressive.stage
+RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["progressive"]  # the paper's objective (vgan.models.presets)
 
 
 class Refiner(nn.Module):

@@ -30,10 +30,10 @@ from vgan.models.base import VideoDiscriminator, VideoGenerator
 from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, channel_widths,
                                 frames_to_video, num_doublings, spectral)
 from vgan.models.nets import conv2d_downsampler
+from vgan.models.presets import PAPER_OBJECTIVES
 
 # StyleGAN2's objective and Adam settings: non-saturating loss with R1 on real clips, betas (0, 0.99)
-RECOMMENDED_OVERRIDES = ("train.loss=bce", "train.r1_weight=1.0", "train.lr_g=2.5e-3", "train.lr_d=2.5e-3",
-                         "train.betas=[0.0,0.99]")
+RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["stylegan_v"]  # the paper's objective (vgan.models.presets)
 
 LRELU_GAIN = math.sqrt(2)  # keeps the second moment of unit-variance activations through a leaky ReLU
 

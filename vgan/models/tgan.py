@@ -11,12 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
+from vgan.models.base import VideoGenerator
 from vgan.models.layers import ConditionalInput, TimeConvTranspose1d, frames_to_video, temporal_schedule
 from vgan.models.nets import Conv3dDiscriminator, ImageGenerator
+from vgan.models.presets import PAPER_OBJECTIVES
 
 # the paper: WGAN whose critic is kept Lipschitz by SVC (instead of weight clipping), with DCGAN's Adam settings
-RECOMMENDED_OVERRIDES = ("train.loss=wgan", "train.svc_every=5", *DCGAN_OBJECTIVE[1:])
+RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["tgan"]  # the paper's objective (vgan.models.presets)
 
 
 class TemporalGenerator(nn.Module):

@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.base import DCGAN_OBJECTIVE, VideoGenerator
+from vgan.models.base import VideoGenerator
 from vgan.models.layers import ConditionalInput, TimeConvTranspose3d, num_doublings, temporal_schedule
 from vgan.models.nets import Conv3dDiscriminator
+from vgan.models.presets import PAPER_OBJECTIVES
 
 
 class VganGenerator(VideoGenerator):
@@ -57,7 +58,7 @@ class VganGenerator(VideoGenerator):
 VganDiscriminator = Conv3dDiscriminator  # the 3D-conv discriminator of the paper
 
 
-RECOMMENDED_OVERRIDES = DCGAN_OBJECTIVE  # the paper's
+RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["vgan"]  # the paper's objective (vgan.models.presets)
 
 
 def build(params):

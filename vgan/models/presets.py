@@ -1,0 +1,118 @@
+"""Presets: an architecture's size and training settings in one word, ``--set model.preset=cpu`` or ``=paper``.
+
+- ``cpu``: the training recipe the default model trains with, shared by the zoo (hinge loss, spectral norm, Adam
+  (0, 0.9) at 1e-3 for both networks, lazy R1, EMA 0.99), an image discriminator beside the video one where the
+  architecture has none (DVD-GAN's pairing), and a width, batch and step count that train at least 1,500 steps in
+  at most 10 minutes on 2 CPU cores at the default clip size (32x32, 16 frames; ``bench/bench_presets.py`` measures
+  it). Where this changes the paper's settings, the preset says why (``vgan models`` prints it).
+- ``paper``: the published clip size and batch with the paper's objective (``PAPER_OBJECTIVES``), for a GPU.
+  It sets the shards' clip size too (and the moving digits' length where a clip is longer than their default).
+
+A preset's values replace the params file's for the keys it names; ``--set`` overrides replace the preset's. So
+``vgan train --set model.name=vgan --set model.preset=cpu --set train.steps=3000`` is the CPU preset with more steps.
+Only the generation architectures have presets. Plain data, no torch: ``vgan.params`` reads it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from vgan.util.errors import ParamsError
+
+PRESET_NAMES = ("cpu", "paper")
+
+# DCGAN's objective and Adam settings (non-saturating BCE, lr 2e-4, betas (0.5, 0.999)), which most papers of
+# the zoo train with. params.yaml's defaults are tuned for the default architecture, so the others name theirs.
+DCGAN_OBJECTIVE = ("train.loss=bce", "train.lr_g=2e-4", "train.lr_d=2e-4", "train.betas=[0.5,0.999]")
+
+# each generation architecture's paper objective: its module's RECOMMENDED_OVERRIDES (`vgan models` prints them);
+# here, without torch, because `vgan.params` resolves the paper preset for every stage
+PAPER_OBJECTIVES = {
+    "vgan": DCGAN_OBJECTIVE,
+    "tgan": ("train.loss=wgan", "train.svc_every=5", *DCGAN_OBJECTIVE[1:]),
+    "mocogan": DCGAN_OBJECTIVE,  # the paper trains with the non-saturating (BCE) objective
+    "dvdgan": ("train.loss=hinge", "model.spectral_norm=true", "train.lr_g=5e-5", "train.lr_d=2e-4",
+               "train.betas=[0.0,0.999]"),
+    "hrvgan": ("train.loss=wgan-gp", "train.gp_weight=10", "train.adv_weight=0.5", "train.recon_weight=0.5",
+               "train.recon_loss=l2", "train.n_critic=5", "train.betas=[0.0,0.9]", "train.lr_g=1e-4", "train.lr_d=1e-4"),
+    "progressive": DCGAN_OBJECTIVE,  # as VGAN, its base; for stages, see model.progressive.stage
+    "stylegan_v": ("train.loss=bce", "train.r1_weight=1.0", "train.lr_g=2.5e-3", "train.lr_d=2.5e-3",
+                   "train.betas=[0.0,0.99]"),
+    "motionshape": ("train.loss=hinge", "train.betas=[0.0,0.9]"),
+}
+
+# the default's trainer settings (params.yaml's train group), written out so that a preset does not depend on
+# what a params file holds
+RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas=[0.0,0.9]", "train.n_critic=1",
+          "train.r1_weight=1.0", "train.r1_every=16", "train.ema_decay=0.99", "train.adv_weight=1.0",
+          "train.recon_weight=0.0", "train.svc_every=0", "train.lr_schedule=constant", "model.spectral_norm=true")
+IMAGE_D = ("model.image_discriminator=4",)
+RECIPE_WHY = ("under their papers' objectives every architecture of the zoo stayed 11-178x the static frame's "
+              "fd_evaluator on a CPU budget (docs/results.md); under the recipe VGAN went from 2,010 to 77-107 in "
+              "1,500 steps (docs/training.md)")
+
+
+class Preset(NamedTuple):
+    overrides: tuple[str, ...]
+    why: str  # what differs from the paper, and why; for a paper preset, where its values come from
+
+
+def _paper_size(resolution: int, frames: int, batch: int) -> tuple[str, ...]:
+    """The model's clip size, the shards cut to it, and moving digits long enough for one clip."""
+    return (f"model.resolution={resolution}", f"model.frames={frames}", f"shards.size={resolution}",
+            f"shards.clip_frames={frames}", f"data.frames={max(32, frames)}", f"train.batch_size={batch}")
+
+
+def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
+    return Preset((*_paper_size(*size), *PAPER_OBJECTIVES[name]), source)
+
+
+# cpu: (width, batch, steps, extra overrides, why beyond the recipe)
+_CPU = {
+    "vgan": (32, 32, 1500, IMAGE_D, "an image discriminator on 4 frames per clip beside the 3D one: it lowered "
+             "fd_evaluator at 1,500 steps on both seeds screened (docs/training.md)"),
+    "tgan": (32, 32, 1500, IMAGE_D, "hinge with spectral norm instead of WGAN with singular value clipping; an "
+             "image discriminator on 4 frames per clip"),
+    "mocogan": (32, 32, 1500, (), "its own image discriminator stays (model.mocogan.image_frames)"),
+    "dvdgan": (32, 32, 1500, (), "its own spatial discriminator stays; the recipe's equal learning rates"),
+    "hrvgan": (32, 32, 1500, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
+               "of the generator steps on a CPU), no pixel loss; an image discriminator on 4 frames per clip"),
+    "progressive": (32, 32, 1500, IMAGE_D, "joint stage; an image discriminator on 4 frames per clip"),
+    "stylegan_v": (32, 32, 1500, (), "hinge instead of the non-saturating loss, the recipe's learning rates"),
+    "motionshape": (32, 32, 2500, (), "the default configuration (params.yaml): the recipe is its own"),
+}
+
+_PAPER = {
+    "vgan": ((64, 32, 64), "Vondrick et al. 2016: 64x64 clips of 32 frames, batch 64, Adam 2e-4 (0.5, 0.999)"),
+    "tgan": ((64, 16, 64), "Saito et al. 2017: 64x64 clips of 16 frames, WGAN with singular value clipping "
+             "(batch 64: this project's choice)"),
+    "mocogan": ((64, 16, 64), "Tulyakov et al. 2018: 64x64 frames, 16-frame clips, non-saturating loss "
+                "(batch 64: this project's choice)"),
+    "dvdgan": ((128, 48, 512), "Clark et al. 2019: 128x128 clips of 48 frames, batch 512, hinge, lr 5e-5 / 2e-4"),
+    "hrvgan": ((256, 32, 64), "HRVGAN: up to 256x256 clips of 32 frames, WGAN-GP + MSE (batch 64: this "
+               "project's choice)"),
+    "progressive": ((256, 32, 64), "progressive video GANs: 256x256 clips of 32 frames from a 64x64 base "
+                    "(batch 64: this project's choice)"),
+    "stylegan_v": ((256, 16, 64), "Skorokhodov et al. 2022: 256x256 frames, batch 64, R1, lr 2.5e-3"),
+    "motionshape": ((64, 16, 64), "no published size: 64x64 clips of 16 frames, batch 64, its hinge objective"),
+}
+
+
+def preset(name: str, which: str) -> Preset:
+    """The preset ``which`` (cpu | paper) of architecture ``name``; a ParamsError names what exists."""
+    if which not in PRESET_NAMES:
+        raise ParamsError(f"parameter model.preset = {which!r}: expected one of {', '.join(PRESET_NAMES)} (or null)")
+    if name not in _CPU:
+        raise ParamsError(f"parameter model.preset = {which!r}: {name} has no presets (only the generation "
+                          f"architectures have: {', '.join(_CPU)}); set its sizes directly")
+    if which == "paper":
+        return _paper(name, *_PAPER[name])
+    width, batch, steps, extra, why = _CPU[name]
+    sizes = (f"model.width={width}", f"train.batch_size={batch}", f"train.steps={steps}")
+    return Preset((*RECIPE, *extra, *sizes), why if name == "motionshape" else
+                  f"the recipe instead of the paper's objective; {why}")
+
+
+def presets_of(name: str) -> dict[str, Preset] | None:
+    """Both presets of an architecture, or None for one without (the conditional tasks)."""
+    return {which: preset(name, which) for which in PRESET_NAMES} if name in _CPU else None
