@@ -24,12 +24,16 @@ bench/results/task_<name>_<device>.json); docs/results.md shows their table belo
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -252,6 +256,18 @@ def run_tasks(names: list[str]) -> None:
             raise SystemExit(f"bench/task_{name}.py failed (exit code {result.returncode})")
 
 
+@contextlib.contextmanager
+def append_lock(out: Path):
+    """Holds an exclusive lock named after ``out`` (in the temp folder) while one --append rewrites it."""
+    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"vgan-quality-{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def git_commit() -> str:
     result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     return result.stdout.strip() or "unknown"
@@ -298,8 +314,6 @@ def main() -> None:
     if args.append and not args.models:
         parser.error("--append needs --models: the architectures whose rows to add or replace")
 
-    import tempfile
-
     import torch
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vgan-quality-"))
@@ -312,13 +326,15 @@ def main() -> None:
     for stage in ("fetch", "shards", "evaluator"):
         print(f"  vgan {stage}: {run_stage(workdir, stage):.0f} s", flush=True)
 
-    runs, previous, notes = [], {}, ""
+    runs, previous, notes = [], {}, ""  # with --append, runs holds this command's rows only
     if args.append:
         previous = json.loads(args.out.read_text())
-        rerun_default = "default" in args.models
-        runs = [row for row in previous["runs"] if row["name"].split("-seed")[0] not in args.models
-                and not (rerun_default and row["name"].startswith("default-seed"))]
         notes = kept_notes(args.notes or args.docs)
+
+    def replaced(row: dict) -> bool:
+        """A row of the results file that this --append command reruns."""
+        return row["name"].split("-seed")[0] in args.models or ("default" in args.models
+                                                                and row["name"].startswith("default-seed"))
 
     def record(label: str, seed: int, overrides: list[str], file_name: str, curve: bool = False) -> None:
         row = train_and_judge(workdir, file_name, overrides, thumbs, curve)
@@ -337,16 +353,25 @@ def main() -> None:
                    "date": time.strftime("%Y-%m-%d"), "default_model": default_model,
                    "budget_minutes": budget, "runs": runs}
         if args.append:  # the table's provenance stays the full run's; each appended run is listed beside it
-            appended = [{**entry, "command": public_command("bench/quality.py", entry["command"].split()[2:])}
-                        for entry in previous.get("appended", []) if entry["models"] != args.models]
-            appended.append({"command": command, "models": args.models, "git_commit": results["git_commit"],
-                             "date": results["date"], "budget_minutes": budget,
-                             "budget": "paper objective, wall clock" if args.paper_objective else "cpu preset"})
-            results.update({key: previous[key] for key in ("command", "device", "cpu_count", "torch", "git_commit",
-                                                            "date", "default_model") if key in previous})
-            # commands recorded before public_command existed named this machine's work folders
-            results["command"] = public_command("bench/quality.py", results["command"].split()[2:])
-            results["appended"] = appended
+            with append_lock(args.out):  # another --append may be writing other rows of the same file meanwhile
+                current = json.loads(args.out.read_text())
+                results["runs"] = [row for row in current["runs"] if not replaced(row)] + runs
+                write_appended(results, current, command)
+            return
+        write_json(args.out, results, indent=1)
+        write_docs(args.docs, results, notes)
+
+    def write_appended(results: dict, current: dict, command: str) -> None:
+        appended = [{**entry, "command": public_command("bench/quality.py", entry["command"].split()[2:])}
+                    for entry in current.get("appended", []) if entry["models"] != args.models]
+        appended.append({"command": command, "models": args.models, "git_commit": results["git_commit"],
+                         "date": results["date"], "budget_minutes": budget,
+                         "budget": "paper objective, wall clock" if args.paper_objective else "cpu preset"})
+        results.update({key: current[key] for key in ("command", "device", "cpu_count", "torch", "git_commit",
+                                                       "date", "default_model") if key in current})
+        # commands recorded before public_command existed named this machine's work folders
+        results["command"] = public_command("bench/quality.py", results["command"].split()[2:])
+        results["appended"] = appended
         write_json(args.out, results, indent=1)
         write_docs(args.docs, results, notes)
 

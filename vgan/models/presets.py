@@ -67,18 +67,24 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
     return Preset((*_paper_size(*size), *PAPER_OBJECTIVES[name]), source)
 
 
-# cpu: (width, batch, steps, extra overrides, why beyond the recipe)
+# cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py (batch 16: at
+# 32 none but the default fitted 1,500 steps in 10 minutes on 2 cores; bench/results/presets_cpu.json)
 _CPU = {
-    "vgan": (32, 32, 1500, IMAGE_D, "an image discriminator on 4 frames per clip beside the 3D one: it lowered "
+    "vgan": (32, 16, 1500, IMAGE_D, "an image discriminator on 4 frames per clip beside the 3D one: it lowered "
              "fd_evaluator at 1,500 steps on both seeds screened (docs/training.md)"),
-    "tgan": (32, 32, 1500, IMAGE_D, "hinge with spectral norm instead of WGAN with singular value clipping; an "
+    "tgan": (32, 16, 1500, IMAGE_D, "hinge with spectral norm instead of WGAN with singular value clipping; an "
              "image discriminator on 4 frames per clip"),
-    "mocogan": (32, 32, 1500, (), "its own image discriminator stays (model.mocogan.image_frames)"),
-    "dvdgan": (32, 32, 1500, (), "its own spatial discriminator stays; the recipe's equal learning rates"),
-    "hrvgan": (32, 32, 1500, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
-               "of the generator steps on a CPU), no pixel loss; an image discriminator on 4 frames per clip"),
-    "progressive": (32, 32, 1500, IMAGE_D, "joint stage; an image discriminator on 4 frames per clip"),
-    "stylegan_v": (32, 32, 1500, (), "hinge instead of the non-saturating loss, the recipe's learning rates"),
+    "mocogan": (32, 16, 1500, (), "its own image discriminator stays (model.mocogan.image_frames)"),
+    "dvdgan": (32, 16, 1500, ("model.dvdgan.generator=3d",),
+               "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
+               "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
+               "equal learning rates"),
+    "hrvgan": (32, 16, 1500, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
+               "of the generator steps on a CPU), no pixel loss (an MSE between a generated clip and an unrelated real "
+               "one pulls every sample to the mean clip); an image discriminator on 4 frames per clip"),
+    "progressive": (16, 16, 1500, IMAGE_D, "joint stage, width 16 (at 32 a step took 2x as long); an image "
+                    "discriminator on 4 frames per clip"),
+    "stylegan_v": (32, 16, 1500, (), "hinge instead of the non-saturating loss, the recipe's learning rates"),
     "motionshape": (32, 32, 2500, (), "the default configuration (params.yaml): the recipe is its own"),
 }
 
