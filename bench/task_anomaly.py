@@ -21,6 +21,7 @@ checkpoints it holds (so --steps 600 after --steps 300 trains 300 more; train_se
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import itertools
 import json
@@ -57,6 +58,16 @@ def run(args: list[str], cwd: Path) -> str:
         raise SystemExit(f"vgan {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     print(done.stdout.strip())
     return done.stdout
+
+
+def reconstruction_trace(work: Path) -> dict:
+    """The predictor's logged reconstruction loss (plots/train_losses.csv): first, lowest, last, and whether the last
+    is over 4x the lowest (a diverged run: it was 1.88 against 0.02 when the heads saturated)."""
+    with open(work / "plots/train_losses.csv", newline="") as handle:
+        trace = [(int(row["step"]), float(row["loss_g_recon"])) for row in csv.DictReader(handle)]
+    lowest = min(trace, key=lambda point: point[1])
+    return {"first": trace[0][1], "lowest": lowest[1], "lowest_step": lowest[0], "last": trace[-1][1],
+            "last_step": trace[-1][0], "diverged": trace[-1][1] > 4 * lowest[1]}
 
 
 def score_folder(folder: Path, work: Path) -> dict:
@@ -150,6 +161,7 @@ def main() -> None:
         "train_seconds": train_seconds,
         "train_calls": calls,
         "generator_steps": metrics["generator_steps"],
+        "reconstruction_loss": reconstruction_trace(work),
         "data": f"{metrics['num_clips']} val clips of {metrics['clip_frames']} frames, "
                 f"{metrics['num_clips'] - metrics['num_normal']} with an injected anomaly (fraction "
                 f"{metrics['injected']['fraction']}; seeds {', '.join(map(str, args.seeds))}, picture of seed {args.seeds[0]})",
@@ -186,7 +198,11 @@ def main() -> None:
     for row in rows:
         print(f"{row['type']:10s} {SCORERS[row['scorer']]:18s} {row['anomalous_clips']:5d} {fmt(row['model']):>6s} "
               f"{fmt(row['baselines']['frame difference']):>15s}  {'yes' if row['passes'] else 'no'}")
-    print(f"\ntrain {train_seconds} s; {work}; -> {args.out}")
+    trace = result["reconstruction_loss"]
+    print(f"\nreconstruction loss: first {trace['first']:.4f}, lowest {trace['lowest']:.4f} (step "
+          f"{trace['lowest_step']}), last {trace['last']:.4f} (step {trace['last_step']})"
+          f"{': DIVERGED' if trace['diverged'] else ''}")
+    print(f"train {train_seconds} s; {work}; -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -242,6 +242,33 @@ def test_predictor_starts_as_copy_last_frame_and_its_flow_is_bounded():
     shift = int(FLOW_LIMIT)
     torch.testing.assert_close(moved[..., :-shift], context[:, :, -1, :, shift:])
 
+
+def test_predictor_heads_keep_their_gradient_when_its_features_blow_up():
+    """Seed 2 of the 2,000-step anomaly bench diverged when the U-Net's features grew ~1,000x and every head
+    saturated (a white frame, no gradient). The heads see features bounded to HEAD_INPUT_RMS: normal features pass
+    unchanged, blown-up ones leave the heads unsaturated and trainable."""
+    from vgan.models import predictor
+
+    torch.manual_seed(0)
+    G, _ = build_model(tiny("predictor", predictor={"context_frames": 3}))
+    context, code = moving_squares(2)[:, :, :3], G.cond(G.sample_z(2), None)
+    bounded = G.step(context, code)
+    unbounded_rms = predictor.HEAD_INPUT_RMS
+    predictor.HEAD_INPUT_RMS = float("inf")
+    try:
+        torch.testing.assert_close(G.step(context, code), bounded, rtol=0, atol=0)  # normal features: no change
+        with torch.no_grad():
+            G.step.merge1[0].weight.mul_(1e4)  # the features of a diverged run
+        saturated = G.step(context, code)
+    finally:
+        predictor.HEAD_INPUT_RMS = unbounded_rms
+    frame = G.step(context, code)
+    last = context[:, :, -1:]
+    assert (saturated - last).abs().mean() > 0.2  # without the bound: saturated heads paint over the frame
+    assert (frame - last).abs().mean() < 0.05  # with it: still (nearly) the untrained model's copy of the last frame
+    (frame - last).abs().mean().backward()
+    assert G.step.heads.weight.grad.abs().sum() > 0 and G.step.down1[0][0].weight.grad.abs().sum() > 0
+
 def test_progressive_views_and_stages(tmp_path):
     torch.manual_seed(0)
     G, discriminators = build_model(tiny("progressive", resolution=32, progressive={"refine_factor": 4}))
