@@ -332,9 +332,12 @@ def main() -> None:
         notes = kept_notes(args.notes or args.docs)
 
     def replaced(row: dict) -> bool:
-        """A row of the results file that this --append command reruns."""
-        return row["name"].split("-seed")[0] in args.models or ("default" in args.models
-                                                                and row["name"].startswith("default-seed"))
+        """A row of the results file that this --append command reruns: a zoo model's row on one of --zoo-seeds (or
+        its single row of the --paper-objective table), the default's rows if 'default' is among --models."""
+        model, _, seed = row["name"].partition("-seed")
+        if model == "default":
+            return "default" in args.models
+        return model in args.models and (args.paper_objective or not seed or int(seed) in args.zoo_seeds)
 
     def record(label: str, seed: int, overrides: list[str], file_name: str, curve: bool = False) -> None:
         row = train_and_judge(workdir, file_name, overrides, thumbs, curve)
