@@ -139,7 +139,9 @@ def plot(results: list[dict], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("fd_evaluator (log scale, lower is better)")
-    ax.set_title(", ".join(sorted({r["name"] for r in results})) + ": learning curves", fontsize=10)
+    names = sorted({r["name"] for r in results})
+    ax.set_title((", ".join(names) if len(names) <= 3 else f"{len(names)} configurations") + ": learning curves",
+                 fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()

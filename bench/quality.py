@@ -67,19 +67,33 @@ def run_stage(workdir: Path, *args: str) -> float:
     return time.monotonic() - started
 
 
+def public_arg(arg: str) -> str:
+    """A path into this checkout relative, any other absolute path (a work folder in a temp directory) ``<folder>``."""
+    if not arg.startswith("/"):
+        return arg
+    path = Path(arg).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else "<folder>"
+
+
 def public_command(script: str, argv: list[str]) -> str:
-    """The command line as a reader reruns it from the repository root: paths into this checkout relative, other
-    absolute paths (a work folder in a temp directory) as ``<folder>``, so no machine's paths get published; with
-    ``OMP_NUM_THREADS`` first where it is set (the thread count changes the floats' summation order, so a GAN's
+    """The command line as a reader reruns it from the repository root, with no machine's paths (``public_arg``);
+    with ``OMP_NUM_THREADS`` first where it is set (the thread count changes the floats' summation order, so a GAN's
     trajectory: the same seed can end elsewhere)."""
-    def public(arg: str) -> str:
-        if not arg.startswith("/"):
-            return arg
-        path = Path(arg).resolve()
-        return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else "<folder>"
     threads = os.environ.get("OMP_NUM_THREADS")
     return " ".join([*([f"OMP_NUM_THREADS={threads}"] if threads else []), f"python {script}",
-                     *(public(arg) for arg in argv)])
+                     *(public_arg(arg) for arg in argv)])
+
+
+def republished(command: str, script: str = "bench/quality.py") -> str:
+    """A recorded command line with its arguments made public (commands recorded before ``public_command`` named
+    this machine's work folders); what precedes the script (thread count, interpreter) is kept as recorded, and a
+    script name repeated after it (an earlier version of this function added one per rewrite) is dropped."""
+    tokens = command.split()
+    at = tokens.index(script) + 1 if script in tokens else 2
+    rest = tokens[at:]
+    while rest and rest[0] == script:
+        rest = rest[1:]
+    return " ".join(tokens[:at] + [public_arg(token) for token in rest])
 
 
 def sets(overrides: list[str]) -> list[str]:
@@ -172,7 +186,11 @@ def markdown(results: dict) -> str:
             f"![{row['label']}]({Path(row['contact_sheet']).relative_to('docs')}) |")
     lines += ["", f"n = {results['runs'][0]['headline']['num_clips'] if results['runs'] else 'n/a'} clips per set. "
               "Contact sheets: a row per generated clip, a column per frame (first 8 clips, EMA generator).", ""]
+    plain_rows = {row["name"] for row in results["runs"]}
     for entry in results.get("appended", []):
+        if (entry["models"] != ["default"] and entry.get("budget") != "cpu preset"
+                and not plain_rows & set(entry["models"])):
+            continue  # a wall-clock table's rows, all since replaced by rows at the CPU presets
         budget = ("with the default's own train.steps" if entry["models"] == ["default"]
                   else "at their CPU presets (equal steps)" if entry.get("budget") == "cpu preset"
                   else f"on the same {entry['budget_minutes']}-minute budget")
@@ -299,7 +317,8 @@ def main() -> None:
                         help=f"run bench/task_<name>.py for these tasks (none given: all of them: "
                              f"{' '.join(TASKS)}) and rewrite docs/results.md; the zoo is not rerun")
     parser.add_argument("--render", action="store_true",
-                        help="rewrite docs/results.md from the results files in bench/results/ (nothing is run)")
+                        help="rewrite docs/results.md from the results files in bench/results/ (nothing is run; "
+                             "the results file's recorded commands are rewritten where they name machine paths)")
     args = parser.parse_args()
     if args.tasks is not None or args.render:
         unknown = sorted(set(args.tasks or []) - set(TASKS))
@@ -308,7 +327,13 @@ def main() -> None:
         if args.tasks is not None:
             run_tasks(args.tasks or list(TASKS))
         notes_from = args.notes or (args.docs if args.docs.exists() else DOCS)
-        write_docs(args.docs, json.loads(args.out.read_text()), kept_notes(notes_from))
+        results = json.loads(args.out.read_text())
+        tidied = {**results, "command": republished(results["command"]),
+                  "appended": [{**entry, "command": republished(entry["command"])}
+                               for entry in results.get("appended", [])]}
+        if tidied != {**results, "appended": results.get("appended", [])}:  # commands as the current rules publish them
+            write_json(args.out, tidied, indent=1)
+        write_docs(args.docs, tidied, kept_notes(notes_from))
         print(f"wrote {shown(args.docs)}")
         return
     if args.append and not args.models:
@@ -365,7 +390,7 @@ def main() -> None:
         write_docs(args.docs, results, notes)
 
     def write_appended(results: dict, current: dict, command: str) -> None:
-        appended = [{**entry, "command": public_command("bench/quality.py", entry["command"].split()[2:])}
+        appended = [{**entry, "command": republished(entry["command"])}
                     for entry in current.get("appended", []) if entry["models"] != args.models]
         appended.append({"command": command, "models": args.models, "git_commit": results["git_commit"],
                          "date": results["date"], "budget_minutes": budget,
@@ -373,7 +398,7 @@ def main() -> None:
         results.update({key: current[key] for key in ("command", "device", "cpu_count", "torch", "git_commit",
                                                        "date", "default_model") if key in current})
         # commands recorded before public_command existed named this machine's work folders
-        results["command"] = public_command("bench/quality.py", results["command"].split()[2:])
+        results["command"] = republished(results["command"])
         results["appended"] = appended
         write_json(args.out, results, indent=1)
         write_docs(args.docs, results, notes)
