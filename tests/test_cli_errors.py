@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from conftest import REPO
-from vgan.cli import main
+from vgan.cli import foreign_overrides, main
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -54,12 +54,21 @@ def test_debug_adds_the_traceback_after_the_one_line_message(tmp_path, monkeypat
 def test_stage_param_groups_are_the_ones_dvc_yaml_lists():
     import yaml
 
-    from vgan.cli import STAGE_PARAM_GROUPS
+    from vgan.cli import STAGE_PARAM_GROUPS, STAGE_PARAM_KEYS
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    listed = {name: tuple(sorted({(p if isinstance(p, str) else next(iter(p))).split(".")[0]
-                                  for p in stage.get("params", [])})) for name, stage in stages.items()}
-    assert {name: tuple(sorted(groups)) for name, groups in STAGE_PARAM_GROUPS.items()} == listed
+    entries = {name: [p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])]
+               for name, stage in stages.items()}
+    # an entry is a whole group or one key; a key of another stage's group is one this stage also reads
+    keys = {name: tuple(sorted(p for p in listed if "." in p and p.split(".")[0] not in STAGE_PARAM_GROUPS[name]))
+            for name, listed in entries.items()}
+    groups = {name: tuple(sorted({p.split(".")[0] for p in listed if p not in keys[name]}))
+              for name, listed in entries.items()}
+    assert {name: tuple(sorted(groups)) for name, groups in STAGE_PARAM_GROUPS.items()} == groups
+    assert {name: keys[name] for name in keys if keys[name]} == STAGE_PARAM_KEYS
+    # the key a stage reads from another group gets no "not read here" note
+    assert foreign_overrides("shards", ["model.preset=paper"]) == []
+    assert foreign_overrides("shards", ["model.width=8"]) != []
 
 
 def test_a_parameter_of_another_stage_gets_a_one_line_note(tmp_path, monkeypatch, capsys):

@@ -160,6 +160,8 @@ STAGES = {
 # that reads each group: a --set on another stage's group changes nothing here but this stage's MLflow tags.
 STAGE_PARAM_GROUPS = {"fetch": ("data",), "shards": ("shards",), "train": ("model", "train"), "sample": ("sample",),
                       "evaluator": ("evaluate",), "evaluate": ("evaluate",), "register": ("registry",)}
+# single keys of another group that a stage also reads, as dvc.yaml lists them: a paper preset sets the clip size
+STAGE_PARAM_KEYS = {"fetch": ("model.preset",), "shards": ("model.preset",)}
 GROUP_STAGE = {"data": "fetch", "shards": "shards", "model": "train", "train": "train", "sample": "sample",
                "evaluate": "evaluate", "registry": "register", "rate": "rate"}
 
@@ -175,6 +177,7 @@ def foreign_overrides(stage: str, overrides: list[str]) -> list[str]:
         key = item.split("=", 1)[0].strip()
         group, _, name = key.partition(".")
         if group in STAGE_PARAM_GROUPS[stage] or group not in GROUP_STAGE or key == "data.source" \
+                or key in STAGE_PARAM_KEYS.get(stage, ()) \
                 or name.endswith(("_dir", "_path", "_url")):
             continue
         owner = GROUP_STAGE[group]
