@@ -98,3 +98,20 @@ def test_an_emulated_avx2_cpu_gives_the_same_weights():
     """A second CPU: qemu's Haswell (AVX2 and FMA, no AVX-512), where each library finds AVX2 by itself."""
     emulated = probe({ISA_VARIABLE: "native"}, prefix=("qemu-x86_64", "-cpu", "Haswell"), timeout=600)
     assert (emulated["isa"], emulated["weights_md5"]) == ("AVX2", PINNED_WEIGHTS)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_unpinned(monkeypatch):
+    from vgan.train import loop
+    from vgan.util import cpu
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: {"avx2", "fma", "avx512f", "amx_bf16"})
+    assert cpu.native_bf16({ISA_VARIABLE: "native"})
+    assert not cpu.native_bf16({ISA_VARIABLE: "avx2"})  # the pin keeps its bit-exact fp32 paths
+    assert not cpu.native_bf16({ISA_VARIABLE: "native", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"})  # a cap: emulated
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: {"avx2", "fma", "avx512f"})
+    assert not cpu.native_bf16({ISA_VARIABLE: "native"})  # AVX-512 without bf16 instructions
+    monkeypatch.setattr(loop, "native_bf16", lambda: True)
+    assert loop.bf16_compute("auto", "cpu") and loop.bf16_compute("auto", "cuda")
+    assert not loop.bf16_compute("fp32", "cpu") and loop.bf16_compute("bf16", "cpu")
+    monkeypatch.setattr(loop, "native_bf16", lambda: False)
+    assert not loop.bf16_compute("auto", "cpu") and loop.bf16_compute("auto", "cuda")

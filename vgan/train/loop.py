@@ -33,6 +33,7 @@ from vgan.train import distributed, steps
 from vgan.train.outputs import TrainingOutputs
 from vgan.train.resume import (EPOCH_STRIDE, PREVIEW_LABELS, PREVIEW_LATENTS, RANK_STRIDE, TRAINING_LATENTS,
                                Resumable, TrainState, seed_everything)
+from vgan.util.cpu import native_bf16
 from vgan.util.devices import select_device
 from vgan.util.errors import TrainingError
 
@@ -43,6 +44,16 @@ class NullLogger:
     def log_params(self, params: dict) -> None: ...
     def log_metrics(self, metrics: dict, step: int | None = None) -> None: ...
     def log_artifact(self, path, artifact_path: str | None = None) -> None: ...
+
+
+def bf16_compute(precision: str, device_type: str) -> bool:
+    """Whether the forwards run under bf16 autocast: ``bf16`` always; ``auto`` on CUDA and on a CPU that multiplies
+    bf16 in hardware with no ISA pin (vgan.util.cpu.native_bf16: AMX or AVX512-BF16; elsewhere bf16 is emulated,
+    slower than fp32, and the avx2 pin keeps its bit-exact fp32 paths); ``fp32`` never. Weights, optimiser state,
+    losses and the R1/GP penalties stay fp32 (bf16 has fp32's exponent range: no loss scaler)."""
+    if precision == "auto":
+        return device_type == "cuda" or (device_type == "cpu" and native_bf16())
+    return precision == "bf16"
 
 
 def learning_rate_factor(schedule: str, step: int, total: int) -> float:
@@ -68,7 +79,7 @@ class Trainer(Resumable, TrainingOutputs):
         self.root = Path(out_root)
         self.checkpoint_dir = self.root / self.cfg.checkpoint_dir / params.run_identity()
         self.device = select_device(self.cfg.device)
-        self.use_bf16 = self.device.type == "cuda" and self.cfg.precision in ("auto", "bf16")
+        self.use_bf16 = bf16_compute(self.cfg.precision, self.device.type)
         if self.cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         if self.device.type == "cuda":
@@ -146,7 +157,7 @@ class Trainer(Resumable, TrainingOutputs):
 
     # -- one step ----------------------------------------------------------------------------------
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16 else contextlib.nullcontext()
 
     def _to_device(self, real, labels):
         real = real.to(self.device, non_blocking=True)
@@ -215,7 +226,8 @@ class Trainer(Resumable, TrainingOutputs):
         batches = self._device_batches(meter)
         deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
         stopped_by_budget = False
-        bar = progress_bar(total=cfg.steps, initial=self.state.step, desc="train", unit="step", disable=not progress)
+        bar = progress_bar(total=cfg.steps, initial=self.state.step, desc="train (bf16)" if self.use_bf16 else "train",
+                           unit="step", disable=not progress)
         running: dict[str, torch.Tensor] = {}
         while self.state.step < cfg.steps:
             if self._past_deadline(deadline):

@@ -105,6 +105,8 @@ def train(params, progress: bool = True, logger=None) -> dict:
                 logger.log_dataset(f"{manifest.get('source', 'shards')}-shards", manifest, location)
                 stack.enter_context(runs.system_metrics(logger))
             trainer = Trainer(resolved, batches, logger=logger, rank=rank, world_size=world_size)
+            if rank == 0:  # what train.precision=auto chose on this machine (bits differ between the two)
+                logger.log_params({"train.compute_dtype": "bfloat16" if trainer.use_bf16 else "float32"})
             summary = trainer.run(progress=progress and rank == 0)
             if rank == 0:
                 logger.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})

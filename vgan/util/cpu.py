@@ -90,6 +90,17 @@ def cpu_model() -> str:
     return _cpuinfo_field("model name")
 
 
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # the CPU multiplies bf16 in hardware (oneDNN uses these)
+
+
+def native_bf16(environ=os.environ) -> bool:
+    """Whether bf16 is the fast precision here: the CPU has bf16 instructions (AMX or AVX512-BF16) and no ISA pin
+    caps the libraries below them (under the avx2 pin, or a oneDNN cap of the user's, bf16 would be emulated: slower
+    than fp32)."""
+    capped = any(environ.get(name) for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"))
+    return chosen_isa(environ) == "native" and not capped and bool(cpu_flags() & set(NATIVE_BF16_FLAGS))
+
+
 def pin_holds(environ=os.environ) -> bool:
     """Whether the pin gives this machine the reference's code paths: an x86-64 CPU with AVX2 and FMA."""
     return (chosen_isa(environ) != "native" and platform.machine() in ("x86_64", "AMD64")
