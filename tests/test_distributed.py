@@ -26,7 +26,10 @@ from vgan.train import checkpoint as ckpt
 HERE = Path(__file__).resolve().parent
 # batch norm in G (VGAN) and several optimiser steps with EMA: the parts where ranks could drift apart
 OVERRIDES = ["train.steps=4", "train.checkpoint_every=2", "train.log_every=1", "train.sample_every=100",
-             "train.batch_size=8", "train.device=cpu", "train.ema_decay=0.5", "model.channels=3"]
+             "train.batch_size=8", "train.device=cpu", "train.ema_decay=0.5", "model.channels=3",
+             # fp32: the tolerances below are fp32's reduction-order noise; bf16 autocast (train.precision=auto on a
+             # CPU with AMX) rounds each rank's partial sums to 8 bits, ~100x more, whatever the sharding
+             "train.precision=fp32"]
 CHECKPOINT_STEPS = ["step-00000002.pt", "step-00000004.pt"]
 LAUNCH_TIMEOUT_S = 300  # a few seconds when it works; a rank waiting for a dead peer would wait 30 minutes
 

@@ -80,14 +80,14 @@ def test_params_saved_before_a_key_existed_read_back_with_params_yaml_value():
 
 def test_an_edited_params_yaml_is_the_default_and_without_one_a_missing_key_is_named(tmp_path, monkeypatch):
     edited = tmp_path / "defaults.yaml"
-    edited.write_text(PARAMS.read_text().replace("  steps: 2500 ", "  steps: 1234 "))
+    edited.write_text(PARAMS.read_text().replace("  steps: 4000 ", "  steps: 1234 "))
     partial = tmp_path / "params.yaml"
     partial.write_text("train:\n  batch_size: 8\n")
     monkeypatch.setattr(params_module, "DEFAULTS_FILE", edited)
     assert load_params(partial).train.steps == 1234 and default_params().train.steps == 1234
     # vgan run without its checkout: no defaults; a complete file still loads, a key left out is named
     monkeypatch.setattr(params_module, "DEFAULTS_FILE", tmp_path / "absent.yaml")
-    assert load_params(PARAMS) == load_params(edited, ["train.steps=2500"])
+    assert load_params(PARAMS) == load_params(edited, ["train.steps=4000"])
     with pytest.raises(ParamsError, match=r"^parameter data is missing \(params.yaml lists every key"):
         load_params(partial)
     with pytest.raises(ParamsError, match="no defaults: .*absent.yaml' does not exist"):

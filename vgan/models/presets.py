@@ -85,7 +85,7 @@ _CPU = {
     "progressive": (16, 16, 1500, IMAGE_D, "joint stage, width 16 (at 32 a step took 2x as long); an image "
                     "discriminator on 4 frames per clip"),
     "stylegan_v": (32, 16, 1500, (), "hinge instead of the non-saturating loss, the recipe's learning rates"),
-    "motionshape": (32, 32, 2500, (), "the default configuration (params.yaml): the recipe is its own"),
+    "motionshape": (32, 32, 4000, (), "the default configuration (params.yaml): the recipe is its own"),
 }
 
 _PAPER = {
