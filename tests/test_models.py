@@ -347,6 +347,35 @@ def test_motionshape_coarse_flow_is_upsampled_smoothly():
     assert (flow[..., 1:] - flow[..., :-1]).abs().max() < 0.25 * (flow.max() - flow.min())
 
 
+class FixedImage(torch.nn.Module):
+    """An appearance generator that paints the same image for every latent."""
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.image = image
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.image.expand(h.shape[0], -1, -1, -1)
+
+
+@pytest.mark.parametrize("warp", ["bilinear", "bicubic"])
+def test_motionshape_half_pixel_shift_blurs_less_with_bicubic_warp(warp, monkeypatch):
+    params = tiny("motionshape", resolution=32, channels=1, motionshape={"flow_resolution": 1, "warp": warp})
+    G, _ = build_model(params)
+    G.eval()
+    stripes = torch.where(torch.arange(32) // 2 % 2 == 0, 1.0, -1.0).expand(1, 1, 32, 32)  # 2-pixel stripes
+    G.shape = FixedImage(stripes)
+    half_pixel = 2 / 31 / 2  # grid units (align_corners): half of one pixel's step
+    monkeypatch.setattr(G, "motion_field", lambda h: torch.zeros(h.shape[0], 2, 8, 32, 32).index_fill_(
+        1, torch.tensor([0]), half_pixel))
+    with torch.no_grad():
+        video = G(G.sample_z(1))
+    assert video.shape == (1, 1, 8, 32, 32)
+    contrast = video[..., 4:-4].abs().mean().item()  # 1.0 for unblurred stripes
+    # bilinear averages the two pixels a half-pixel shift falls between: the stripes lose half their contrast
+    assert contrast == pytest.approx(0.5, abs=0.02) if warp == "bilinear" else contrast > 0.6
+
+
 def test_motionshape_discriminators_judge_their_input_times_the_gain():
     options = {"image_frames": 2, "video_downsample": 2, "d_input_gain": 1.0}
     torch.manual_seed(0)

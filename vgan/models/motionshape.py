@@ -30,14 +30,15 @@ class MotionShapeGenerator(VideoGenerator):
     """Appearance image warped frame by frame by a generated displacement field."""
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, max_displacement=0.5,
-                 flow_resolution=8):
+                 flow_resolution=8, warp="bilinear", shape_width=None):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         self.max_displacement = max_displacement
+        self.warp = warp
         self.cond = ConditionalInput(z_dim, num_classes)
         self.flow_resolution = min(flow_resolution, resolution)
         self.motion = Deconv3dTrunk(self.cond.out_dim, frames, max(self.flow_resolution, 8), width)
         self.to_flow = self.motion.head(2)
-        self.shape = ImageGenerator(self.cond.out_dim, channels, resolution, width)
+        self.shape = ImageGenerator(self.cond.out_dim, channels, resolution, shape_width or width)
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, resolution), torch.linspace(-1, 1, resolution), indexing="ij")
         self.register_buffer("identity_grid", torch.stack([xs, ys], dim=-1), persistent=False)  # (H, W, 2) as x, y
 
@@ -63,14 +64,15 @@ class MotionShapeGenerator(VideoGenerator):
         appearance = self.shape(h)  # (B, C, H, W)
         grid = self.identity_grid + flow.permute(0, 2, 3, 4, 1)  # (B, T, H, W, 2)
         source = appearance[:, None].expand(-1, frames, -1, -1, -1).flatten(0, 1)
-        warped = F.grid_sample(source, grid.flatten(0, 1), mode="bilinear", padding_mode="border", align_corners=True)
+        warped = F.grid_sample(source, grid.flatten(0, 1), mode=self.warp, padding_mode="border", align_corners=True)
         return warped.unflatten(0, (batch, frames)).transpose(1, 2)
 
 
 def build(params):
     G = MotionShapeGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                              params.width, params.motionshape.max_displacement,
-                             params.motionshape.flow_resolution)
+                             params.motionshape.flow_resolution, params.motionshape.warp,
+                             params.motionshape.shape_width)
     D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                             use_spectral_norm=True, minibatch_std_group=params.minibatch_std,
                             downsample=params.motionshape.video_downsample,

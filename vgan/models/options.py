@@ -41,6 +41,11 @@ class MotionshapeOptions(_Strict):
         description="the video discriminator sees clips average-pooled by this factor in space (DVD-GAN's "
                     "temporal discriminator; the image discriminator keeps full resolution)")
     d_input_gain: float = Field(gt=0, le=10, description="the discriminators multiply their input by this")
+    shape_width: int | None = Field(ge=8, description="width of the appearance (shape) generator; null = model.width")
+    warp: Literal["bilinear", "bicubic"] = Field(
+        description="how each frame samples the appearance at its displaced grid: bilinear blurs a sub-pixel shift "
+                    "more than bicubic (bench/shift_blur.py), yet the default trained worse with bicubic "
+                    "(docs/training.md)")
 
 
 class ProgressiveOptions(_Strict):
