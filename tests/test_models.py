@@ -376,6 +376,16 @@ def test_motionshape_half_pixel_shift_blurs_less_with_bicubic_warp(warp, monkeyp
     assert contrast == pytest.approx(0.5, abs=0.02) if warp == "bilinear" else contrast > 0.6
 
 
+def test_motionshape_shape_width_sizes_only_the_appearance_generator():
+    narrow, _ = build_model(tiny("motionshape", resolution=32, width=32))
+    wide, _ = build_model(tiny("motionshape", resolution=32, width=32, motionshape={"shape_width": 64}))
+    assert (narrow.shape.start_channels, wide.shape.start_channels) == (128, 256)  # widest layer: width x 4
+    motion_size = [sum(p.numel() for p in G.motion.parameters()) for G in (narrow, wide)]
+    assert motion_size[0] == motion_size[1]
+    with pytest.raises(ValidationError, match="shape_width"):
+        model_params(motionshape={"shape_width": 4})
+
+
 def test_motionshape_discriminators_judge_their_input_times_the_gain():
     options = {"image_frames": 2, "video_downsample": 2, "d_input_gain": 1.0}
     torch.manual_seed(0)
