@@ -20,6 +20,7 @@ from vgan.models.zoo import ARCHITECTURES, recommended_overrides
 from vgan.params import load_params
 from vgan.train import checkpoint as ckpt
 from vgan.train.loop import Trainer, learning_rate_factor
+from vgan.util.errors import ParamsError
 
 
 def clip_batches(shape=(3, 8, 16, 16), batch_size=4, per_epoch=4):
@@ -89,6 +90,19 @@ def test_learning_rate_schedules_set_the_optimisers_rate_each_step(tmp_path, sch
     assert [float(row["lr_d"]) for row in history] == pytest.approx([0.004 * f for f in expected])
     # LambdaLR has moved on to the rate of the step after the last (a longer run would resume there)
     assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(0.001 * learning_rate_factor(schedule, 4, 4))
+
+
+def test_lr_decay_start_holds_the_rate_then_decays_over_the_rest(tmp_path):
+    # the last half of 8 steps: full rate for steps 0-4, then linearly down towards 0 at step 8
+    assert [learning_rate_factor("linear", step, 8, decay_start=0.5) for step in range(9)] == pytest.approx(
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0])
+    params = tiny(tmp_path, "train.steps=8", "train.log_every=1", "train.lr_schedule=cosine",
+                  "train.lr_decay_start=0.75", "train.lr_g=0.001")
+    Trainer(params, clip_batches(), out_root=tmp_path).run(progress=False)
+    assert [float(row["lr_g"]) for row in read_history(tmp_path)] == pytest.approx(
+        [0.001] * 7 + [0.001 * 0.5 * (1 + math.cos(math.pi / 2))])
+    with pytest.raises(ParamsError, match="train.lr_decay_start = 1: input should be less than 1"):
+        tiny(tmp_path, "train.lr_decay_start=1")
 
 
 def test_gradient_clipping_bounds_the_applied_gradient_norm(tmp_path):

@@ -113,6 +113,7 @@ class TrainParams(_Strict):
     lr_d: float = Field(gt=0)
     betas: tuple[float, float]
     lr_schedule: Literal["constant", "linear", "cosine"]
+    lr_decay_start: float = Field(ge=0, lt=1, description="fraction of steps at which the schedule starts to decay")
     loss: Literal["bce", "hinge", "lsgan", "wgan", "wgan-gp"]
     n_critic: int = Field(ge=1)
     gp_weight: float = Field(ge=0)

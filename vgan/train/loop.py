@@ -56,8 +56,10 @@ def bf16_compute(precision: str, device_type: str) -> bool:
     return precision == "bf16"
 
 
-def learning_rate_factor(schedule: str, step: int, total: int) -> float:
-    progress = min(step / max(total, 1), 1.0)
+def learning_rate_factor(schedule: str, step: int, total: int, decay_start: float = 0.0) -> float:
+    """The learning rate's multiplier at ``step`` of ``total``: 1 until ``decay_start`` (a fraction of ``total``),
+    then down to 0 at ``total`` along the schedule (``constant``: always 1)."""
+    progress = min(max(step / max(total, 1) - decay_start, 0.0) / (1.0 - decay_start), 1.0)
     if schedule == "linear":
         return 1.0 - progress
     if schedule == "cosine":
@@ -206,7 +208,8 @@ class Trainer(Resumable, TrainingOutputs):
     def _lr_schedulers(self) -> list:
         """One ``LambdaLR`` per optimiser, positioned at the current step. The rate is a function of the step
         alone, so a resumed run rebuilds its schedulers from the step and checkpoints carry no scheduler state."""
-        factor = functools.partial(learning_rate_factor, self.cfg.lr_schedule, total=self.cfg.steps)
+        factor = functools.partial(learning_rate_factor, self.cfg.lr_schedule, total=self.cfg.steps,
+                                   decay_start=self.cfg.lr_decay_start)
         schedulers = []
         for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
             for group in opt.param_groups:
