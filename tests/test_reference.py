@@ -233,7 +233,7 @@ TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
 TINY_REFERENCE = {
     "data/raw": "26e58d6e01924c19e6b2f36f245c5690.dir",
     "data/shards": "1c58f064fe45536db64c0510e9c7d3b9.dir",
-    "models/generator.pt": "28aff95346cbcecb93e1075c51588ddf",
+    "models/generator.pt": "5c24495a2e31e03df1a3f5fde4e6147b",
     "plots/training_samples": "d7edc312bfc75e26ae4f558fe2603bb3.dir",
     "samples": "307198601d116a18ed2f6d2981750c64.dir",
     "metrics/evaluator.json": "e60b4188cfa06ffe441755d7c0a1fb67",
