@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from vgan.models.base import VideoGenerator
-from vgan.models.presets import DCGAN_OBJECTIVE
 from vgan.models.layers import ConditionalInput, warp
 from vgan.models.nets import Conv3dDiscriminator
 
@@ -36,8 +35,8 @@ from vgan.models.nets import Conv3dDiscriminator
 # weight by up to (1 - beta1) / sqrt(1 - beta2) times the learning rate: ~16x with 0.999, 5x with 0.99. With 0.99:
 # no spike on training seeds 0, 1 and 2, every anomaly type at AUC >= 0.9 on every injection seed
 # (bench/results/task_anomaly_2000steps_train_seed{0,1,2}_betas099_cpu.json; docs/results.md).
-RECOMMENDED_OVERRIDES = (*DCGAN_OBJECTIVE, "train.lr_g=1e-3", "train.betas=[0.5,0.99]", "train.adv_weight=0.01",
-                         "train.recon_weight=1", "train.recon_loss=l1")
+RECOMMENDED_OVERRIDES = ("train.loss=bce", "train.lr_g=1e-3", "train.lr_d=2e-4", "train.betas=[0.5,0.99]",
+                         "train.adv_weight=0.01", "train.recon_weight=1", "train.recon_loss=l1")
 FLOW_LIMIT = 4.0  # pixels: the flow is FLOW_LIMIT * tanh(head). Unbounded, a 300-step CPU run pushed it to ~1000 px:
 # every pixel sampled the black border, a black frame with zero gradient, and training stalled there for good
 
