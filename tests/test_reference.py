@@ -233,14 +233,14 @@ TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
 TINY_REFERENCE = {
     "data/raw": "26e58d6e01924c19e6b2f36f245c5690.dir",
     "data/shards": "1c58f064fe45536db64c0510e9c7d3b9.dir",
-    "models/generator.pt": "5c24495a2e31e03df1a3f5fde4e6147b",
-    "plots/training_samples": "d7edc312bfc75e26ae4f558fe2603bb3.dir",
-    "samples": "307198601d116a18ed2f6d2981750c64.dir",
+    "models/generator.pt": "42340fc9b7a931f8c2efe515f1499f91",
+    "plots/training_samples": "99e1121fbbc0154a1557ad158333496d.dir",
+    "samples": "66a58f2ebf71e3b1a288a5c883d6f51c.dir",
     "metrics/evaluator.json": "e60b4188cfa06ffe441755d7c0a1fb67",
     "models/evaluator.pt": "8f72cad7323c184f6dd01b81d216f1d4",
-    "metrics/evaluate.json": "6a173a413843f1568794f079b95ce6c6",
-    "metrics/evaluate_baselines.json": "8d35a3fe3b44d9dc871da23c4629cf5c",
-    "reports/evaluation.md": "1b502034a42c94fa4c1d585a68599d2d",
+    "metrics/evaluate.json": "67e664d772c3590926aaf6b16feab4a4",
+    "metrics/evaluate_baselines.json": "cfa04a5948fc6461554e7555d0dc3cd4",
+    "reports/evaluation.md": "bc032ee7deb3e14126e4a6c765cccb0f",
 }
 TINY_STAGES = ("fetch", "shards", "train", "sample", "evaluator", "evaluate")
 
