@@ -338,6 +338,36 @@ def test_motionshape_rigid_grey_variant_translates_one_grey_image():
     assert discriminators["video"](video).shape == (BATCH,)
 
 
+def test_motionshape_without_motion_is_a_plain_image_gan():
+    """The ladder's first rung: max_displacement 0 repeats one generated image, judged by the image D alone."""
+    G, discriminators = build_model(tiny("motionshape", resolution=32, channels=1, discriminators="image",
+                                         motionshape={"max_displacement": 0, "image_frames": 1}))
+    assert list(discriminators) == ["image"]
+    video = G(G.sample_z(BATCH))
+    assert video.shape == (BATCH, 1, 8, 32, 32)
+    assert torch.allclose(video, video[:, :, :1].expand_as(video), atol=1e-6)  # every frame the same image
+    assert video[0].std() > 0 and not torch.allclose(video[0], video[1])  # an image, one per latent
+    discriminators["image"](video).mean().backward()
+    assert all(p.grad is None for p in G.motion.parameters())  # the motion stream takes no part
+
+
+def test_discriminators_option_keeps_the_image_or_the_video_discriminators():
+    from vgan.models.nets import ImageDiscriminator
+
+    for name, extra in (("vgan", {"image_discriminator": 2}), ("mocogan", {}), ("dvdgan", {})):
+        _, every = build_model(tiny(name, **extra))
+        _, image = build_model(tiny(name, discriminators="image", **extra))
+        _, video = build_model(tiny(name, discriminators="video", **extra))
+        assert image and all(isinstance(D, ImageDiscriminator) for D in image.values()), name
+        assert video and not any(isinstance(D, ImageDiscriminator) for D in video.values()), name
+        assert sorted([*image, *video]) == sorted(every), name
+    with pytest.raises(ParamsError, match=r"model.discriminators = 'image': vgan has no such discriminator; it has "
+                                          r"video \(set model.image_discriminator > 0 to add one\)"):
+        build_model(tiny("vgan", discriminators="image"))
+    with pytest.raises(ValidationError, match="discriminators"):
+        tiny("vgan", discriminators="both")
+
+
 def test_motionshape_coarse_flow_is_upsampled_smoothly():
     G, _ = build_model(tiny("motionshape", resolution=32, motionshape={"flow_resolution": 8}))
     flow = G.motion_field(G.cond(G.sample_z(BATCH), None))

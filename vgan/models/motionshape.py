@@ -48,6 +48,8 @@ class MotionShapeGenerator(VideoGenerator):
         Made at ``flow_resolution`` and upsampled bilinearly: motion is smooth in space, and a coarse field
         costs a fraction of a full-resolution one (the generator's most expensive part otherwise).
         """
+        if not self.max_displacement:  # no motion: the appearance generator alone (a plain image GAN)
+            return h.new_zeros(h.shape[0], 2, self.frames, self.resolution, self.resolution)
         flow = self.max_displacement * torch.tanh(self.to_flow(self.motion(h)))
         if self.flow_resolution == 1:  # one displacement per frame: the appearance moves rigidly
             return flow.mean(dim=(3, 4), keepdim=True).expand(-1, -1, -1, self.resolution, self.resolution)

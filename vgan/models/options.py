@@ -32,7 +32,8 @@ class HrvganOptions(_Strict):
 
 
 class MotionshapeOptions(_Strict):
-    max_displacement: float = Field(gt=0, le=2, description="largest motion, in half-frame widths")
+    max_displacement: float = Field(ge=0, le=2, description="largest motion, in half-frame widths; 0 = none: the "
+                                    "appearance generator alone, a plain image GAN (docs/training.md, the ladder)")
     flow_resolution: Literal[1, 8, 16, 32, 64, 128, 256] = Field(
         description="side of the generated motion field, upsampled to model.resolution (smooth, and cheap); "
                     "1 = one displacement per frame (rigid motion)")
@@ -100,6 +101,9 @@ class ModelParams(_Strict):
     spectral_norm: bool
     image_discriminator: int = Field(ge=0, description="frames per clip an added spectral-norm image discriminator "
                                      "judges, for generation models that have none (0 = none)")
+    discriminators: Literal["all", "image", "video"] = Field(
+        description="which discriminators train G: all | image (the image discriminators alone: appearance) | video "
+                    "(the others alone); the ladder of docs/training.md")
     minibatch_std: int = Field(ge=0, description="group size of a minibatch-std feature in the video "
                                                  "discriminator, so it sees a lack of variety (0 = off)")
     mocogan: MocoganOptions

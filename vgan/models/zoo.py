@@ -38,9 +38,23 @@ def build_model(model_params, pretrained: bool = True):
         discriminators["image"] = ImageDiscriminator(
             model_params.num_classes, model_params.channels, model_params.resolution, model_params.width, True,
             model_params.image_discriminator)
+    discriminators = chosen_discriminators(model_params, discriminators, ImageDiscriminator)
     if pretrained and hasattr(module, "load_pretrained"):
         module.load_pretrained(G, model_params)
     return G, discriminators
+
+
+def chosen_discriminators(model_params, discriminators: dict, image_class) -> dict:
+    """``model.discriminators``: all of them, or only the image (or only the other, video) discriminators."""
+    if model_params.discriminators == "all":
+        return discriminators
+    want_image = model_params.discriminators == "image"
+    chosen = {name: D for name, D in discriminators.items() if isinstance(D, image_class) == want_image}
+    if not chosen:
+        hint = " (set model.image_discriminator > 0 to add one)" if want_image else ""
+        raise ParamsError(f"parameter model.discriminators = {model_params.discriminators!r}: {model_params.name} "
+                          f"has no such discriminator; it has {', '.join(discriminators)}{hint}")
+    return chosen
 
 
 def recommended_overrides(name: str) -> tuple[str, ...]:
