@@ -233,14 +233,14 @@ TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
 TINY_REFERENCE = {
     "data/raw": "26e58d6e01924c19e6b2f36f245c5690.dir",
     "data/shards": "1c58f064fe45536db64c0510e9c7d3b9.dir",
-    "models/generator.pt": "42340fc9b7a931f8c2efe515f1499f91",
-    "plots/training_samples": "99e1121fbbc0154a1557ad158333496d.dir",
-    "samples": "66a58f2ebf71e3b1a288a5c883d6f51c.dir",
+    "models/generator.pt": "832d2392774fa57e31aff43eceb5a2d6",
+    "plots/training_samples": "24020c4a74ce6a3035311f39767276e0.dir",
+    "samples": "41ad6253cb4a141b952f506e77b717b3.dir",
     "metrics/evaluator.json": "e60b4188cfa06ffe441755d7c0a1fb67",
     "models/evaluator.pt": "8f72cad7323c184f6dd01b81d216f1d4",
-    "metrics/evaluate.json": "67e664d772c3590926aaf6b16feab4a4",
-    "metrics/evaluate_baselines.json": "cfa04a5948fc6461554e7555d0dc3cd4",
-    "reports/evaluation.md": "bc032ee7deb3e14126e4a6c765cccb0f",
+    "metrics/evaluate.json": "3894f5ac3635fd9fcb1bdb057c156a4f",
+    "metrics/evaluate_baselines.json": "efac08700ea04bcf30e13ff8302e8536",
+    "reports/evaluation.md": "2efe2c43da2f38dfa9fdaee25139724c",
 }
 TINY_STAGES = ("fetch", "shards", "train", "sample", "evaluator", "evaluate")
 
