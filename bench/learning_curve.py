@@ -85,10 +85,17 @@ class Judge:
 
         cfg = self.params.evaluate
         generator, _ = load_generator(generator_path, use_ema=cfg.use_ema)
+        from vgan.metrics.baselines import static_clips
+
         clips = generate(generator, self.n, seed=cfg.seed + 1, batch_size=cfg.batch_size)
-        interval = self._intervals({"model": _embed(self.net, clips, cfg.batch_size)[0]})["model"]
+        # appearance alone: each generated clip's first frame repeated, made as the static-frame baseline is made of
+        # real clips; a generator whose frames were real would score what that baseline scores
+        intervals = self._intervals({"model": _embed(self.net, clips, cfg.batch_size)[0],
+                                     "appearance": _embed(self.net, static_clips(clips), cfg.batch_size)[0]})
+        interval = intervals["model"]
         return {"fd_evaluator": round(interval["fd"], 3), "fd_evaluator_ci_low": round(interval["ci_low"], 3),
-                "fd_evaluator_ci_high": round(interval["ci_high"], 3)}
+                "fd_evaluator_ci_high": round(interval["ci_high"], 3),
+                "appearance_fd": round(intervals["appearance"]["fd"], 3)}
 
     def baseline(self, name: str) -> float:
         return round(self.intervals[name]["fd"], 3)
@@ -109,7 +116,8 @@ def train_curve(workdir: Path, overrides: list[str], steps: int, every: int, jud
         step = int(path.stem.split("-")[1])
         rows.append({"step": step, "train_seconds": round(path.stat().st_mtime - started, 1), **judge.score(path)})
         print(f"  step {step:6d}  {rows[-1]['train_seconds']:7.1f} s  fd_evaluator {rows[-1]['fd_evaluator']:8.2f} "
-              f"[{rows[-1]['fd_evaluator_ci_low']:.1f}, {rows[-1]['fd_evaluator_ci_high']:.1f}]", flush=True)
+              f"[{rows[-1]['fd_evaluator_ci_low']:.1f}, {rows[-1]['fd_evaluator_ci_high']:.1f}]  "
+              f"first frame repeated {rows[-1]['appearance_fd']:8.2f}", flush=True)
     return rows
 
 
@@ -151,7 +159,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def shown(path: Path) -> str:
-    return str(path.relative_to(REPO)) if path.resolve().is_relative_to(REPO) else path.name
+    return str(path.resolve().relative_to(REPO)) if path.resolve().is_relative_to(REPO) else path.name
 
 
 def main() -> None:
