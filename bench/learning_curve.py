@@ -9,8 +9,9 @@ evaluator of `make run` (`vgan fetch/shards/evaluator` run there when missing), 
 ``--every`` steps. Each checkpoint's EMA generator (standing statistics refreshed at that step, as
 `models/generator.pt` has them) is then scored like `vgan evaluate` scores a model: n generated clips against n
 real train clips in the evaluator's feature space, with the bootstrap interval, beside the static-frame and the
-time-shuffled baselines made of n real val clips. Training seconds at a checkpoint are the wall-clock seconds
-from the start of `vgan train` to that checkpoint's file (start-up included, evaluation not).
+time-shuffled baselines made of n real val clips; the same clips' first frame repeated is scored too (appearance_fd:
+appearance alone, made as the static-frame baseline is made of real clips). Training seconds at a checkpoint are
+the wall-clock seconds from the start of `vgan train` to that checkpoint's file (start-up included, evaluation not).
 Writes bench/results/curve_<name>_<device>.json and docs/results/curve_<name>.png.
 """
 
@@ -135,12 +136,17 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    lines = sum(len(result["runs"]) for result in results)
+    many = lines > 8  # then the legend goes beside the axes, and 20 colours instead of 10 tell the lines apart
+    fig, ax = plt.subplots(figsize=(10, 4.6) if many else (7, 4.2), dpi=110)
+    colours = plt.get_cmap("tab20" if lines > 10 else "tab10").colors
+    index = 0
     for result in results:
         for run in result["runs"]:
             label = f"{result['name']} seed {run['seed']}"
             ax.plot([r["step"] for r in run["curve"]], [r["fd_evaluator"] for r in run["curve"]], marker="o",
-                    markersize=3, label=label)
+                    markersize=3, label=label, color=colours[index % len(colours)])
+            index += 1
     static = results[0]["baselines"]["static"]
     ax.axhline(static, color="black", linestyle="--", linewidth=1, label=f"static frame ({static:.1f})")
     ax.axhline(2 * static, color="grey", linestyle=":", linewidth=1, label="2x static")
@@ -150,7 +156,10 @@ def plot(results: list[dict], path: Path) -> None:
     names = sorted({r["name"] for r in results})
     ax.set_title((", ".join(names) if len(names) <= 3 else f"{len(names)} configurations") + ": learning curves",
                  fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
+    if many:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
