@@ -81,13 +81,12 @@ class Judge:
 
     def score(self, generator_path: Path) -> dict:
         from vgan.evaluate.evaluate_stage import _embed
+        from vgan.metrics.baselines import static_clips
         from vgan.sample import generate
         from vgan.train.generator_file import load_generator
 
         cfg = self.params.evaluate
         generator, _ = load_generator(generator_path, use_ema=cfg.use_ema)
-        from vgan.metrics.baselines import static_clips
-
         clips = generate(generator, self.n, seed=cfg.seed + 1, batch_size=cfg.batch_size)
         # appearance alone: each generated clip's first frame repeated, made as the static-frame baseline is made of
         # real clips; a generator whose frames were real would score what that baseline scores
