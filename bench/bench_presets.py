@@ -50,11 +50,16 @@ def time_preset(name: str, warmup: int, steps: int, overrides: list[str]) -> dic
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(params, batches=lambda epoch, seed: [], logger=NullLogger(), out_root=scratch)
         data = itertools.repeat(trainer._to_device(real, labels))
-        for _ in range(warmup):
+
+        def step() -> None:
             trainer.train_step(data)
+            trainer.state.step += 1  # as Trainer.run counts: lazy R1 runs on every r1_every-th step, not on each
+
+        for _ in range(warmup):
+            step()
         started = time.perf_counter()
         for _ in range(steps):  # r1_every consecutive steps hold one lazy R1 step: its cost is in the mean
-            trainer.train_step(data)
+            step()
         seconds = (time.perf_counter() - started) / steps
     minutes = params.train.steps * seconds / 60
     return {"model": name, "width": shape.width, "batch": batch, "clip": [shape.frames, shape.resolution,
