@@ -307,6 +307,7 @@ def test_progressive_refiner_with_missing_weights_is_a_params_error(tmp_path):
     ({"name": "progressive", "progressive": {"stage": "refiner"}}, "base_weights"),
     ({"name": "dvdgan", "resolution": 16, "dvdgan": {"temporal_downsample": 4}}, "8x8"),
     ({"name": "motionshape", "resolution": 16, "motionshape": {"video_downsample": 4}}, "8x8"),
+    ({"name": "mocogan", "resolution": 16, "video_downsample": 4}, "8x8"),
     ({"mocogan": {"motion_dimension": 3}}, "extra"),
 ])
 def test_bad_model_params_are_rejected(overrides, message):
@@ -430,6 +431,32 @@ def test_motionshape_discriminators_judge_their_input_times_the_gain():
         torch.manual_seed(1)
         torch.testing.assert_close(gained[view](video), expected)
         assert not torch.allclose(gained[view](video), plain[view](video))
+
+
+ZOO = ["vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "progressive", "stylegan_v"]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_discriminators_judge_their_input_times_the_gain(name):
+    torch.manual_seed(0)
+    _, plain = build_model(tiny(name, resolution=32, channels=1, image_discriminator=2))
+    torch.manual_seed(0)
+    _, gained = build_model(tiny(name, resolution=32, channels=1, image_discriminator=2, d_input_gain=3.0))
+    video = torch.rand(BATCH, 1, 8, 32, 32) * 2 - 1
+    for view, D in plain.items():
+        inputs = {"low": torch.nn.functional.avg_pool3d(video, (1, 2, 2))}.get(view, video)
+        D.eval(), gained[view].eval()  # spectral norm's power iteration stays put
+        torch.manual_seed(1)  # some discriminators pick random frames
+        expected = D(inputs * 3.0)
+        torch.manual_seed(1)
+        torch.testing.assert_close(gained[view](inputs), expected)
+
+
+@pytest.mark.parametrize("name", ["vgan", "tgan", "mocogan", "hrvgan", "progressive"])
+def test_zoo_video_discriminator_pools_its_input_with_video_downsample(name):
+    _, discriminators = build_model(tiny(name, resolution=32, video_downsample=2))
+    assert discriminators["video"].downsample == 2
+    assert discriminators["video"](torch.rand(BATCH, 3, 8, 32, 32)).shape == (BATCH,)
 
 
 def test_sample_frames_picks_distinct_frames_of_each_clip():

@@ -92,7 +92,8 @@ def build(params):
         G = Deconv3dGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                               params.width)
     spatial = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.width,
-                                 params.spectral_norm, options.k_frames)
+                                 params.spectral_norm, options.k_frames, input_gain=params.d_input_gain)
     temporal = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution,
-                                   params.width, params.spectral_norm, downsample=options.temporal_downsample)
+                                   params.width, params.spectral_norm, downsample=options.temporal_downsample,
+                                   input_gain=params.d_input_gain)
     return G, {"spatial": spatial, "temporal": temporal}

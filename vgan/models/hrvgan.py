@@ -23,5 +23,6 @@ def build(params):
                           params.width, pixel_norm=True, max_channels=options.max_channels)
     D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                             params.spectral_norm, instance_norm=True, minibatch_std_group=options.minibatch_std_group,
-                            max_channels=options.max_channels)
+                            max_channels=options.max_channels, downsample=params.video_downsample,
+                            input_gain=params.d_input_gain)
     return G, {"video": D}

@@ -66,7 +66,8 @@ def build(params):
     G = MocoganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                          params.width, options.motion_dim)
     image_d = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.width,
-                                 params.spectral_norm, options.image_frames)
+                                 params.spectral_norm, options.image_frames, input_gain=params.d_input_gain)
     video_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                                  params.spectral_norm, minibatch_std_group=params.minibatch_std)
+                                  params.spectral_norm, minibatch_std_group=params.minibatch_std,
+                                  downsample=params.video_downsample, input_gain=params.d_input_gain)
     return G, {"image": image_d, "video": video_d}

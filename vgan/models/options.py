@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 ARCHITECTURES = ("vgan", "tgan", "mocogan", "dvdgan", "hrvgan", "motionshape", "progressive", "predictor",
                  "stylegan_v", "vsr", "interp", "inpaint")
 
+# the architectures whose 3D video discriminator model.video_downsample pools
+POOLED_VIDEO_D = ("vgan", "tgan", "mocogan", "hrvgan", "progressive")
+
 
 class _Strict(BaseModel):
     """The base of every params group (here and in ``vgan.params``): unknown keys are errors, and so are infinity and
@@ -101,6 +104,11 @@ class ModelParams(_Strict):
     spectral_norm: bool
     image_discriminator: int = Field(ge=0, description="frames per clip an added spectral-norm image discriminator "
                                      "judges, for generation models that have none (0 = none)")
+    video_downsample: Literal[1, 2, 4] = Field(
+        description="the zoo's 3D video discriminators see clips average-pooled by this factor in space (DVD-GAN's "
+                    "temporal discriminator has model.dvdgan.temporal_downsample, the default model.motionshape's)")
+    d_input_gain: float = Field(gt=0, le=10, description="the zoo's discriminators multiply their input by this "
+                                "(the default has model.motionshape.d_input_gain)")
     discriminators: Literal["all", "image", "video"] = Field(
         description="which discriminators train G: all | image (the image discriminators alone: appearance) | video "
                     "(the others alone); the ladder of docs/training.md")
@@ -143,6 +151,15 @@ class ModelParams(_Strict):
             raise ValueError(f"{option} {factor} leaves {pooled}x{pooled} frames; the discriminator that sees "
                              f"them needs at least 8x8")
         return options
+
+    @field_validator("video_downsample")
+    @classmethod
+    def _zoo_pooled_video_big_enough(cls, factor: int, info: ValidationInfo) -> int:
+        pooled = info.data.get("resolution", 64) // factor
+        if info.data.get("name") in POOLED_VIDEO_D and pooled < 8:
+            raise ValueError(f"{factor} leaves {pooled}x{pooled} frames; the video discriminator that sees them "
+                             f"needs at least 8x8")
+        return factor
 
     @field_validator("progressive")
     @classmethod

@@ -242,8 +242,9 @@ class TimeGapDiscriminator(VideoDiscriminator):
     """
 
     def __init__(self, num_classes=0, channels=3, frames=16, resolution=64, width=32, use_spectral_norm=False,
-                 frames_per_clip=3, minibatch_std_group=0, max_channels=512):
+                 frames_per_clip=3, minibatch_std_group=0, max_channels=512, input_gain=1.0):
         super().__init__()
+        self.input_gain = input_gain
         self.frames_per_clip = min(frames_per_clip, frames)
         self.clip_frames = frames
         self.body, in_ch = conv2d_downsampler(channels, resolution, width, use_spectral_norm, max_channels)
@@ -276,7 +277,7 @@ class TimeGapDiscriminator(VideoDiscriminator):
         return self.head(h, y) + (condition * h).sum(dim=1)
 
     def forward(self, x, y=None):
-        return self.judge(*self.pick_frames(x), y)
+        return self.judge(*self.pick_frames(x * self.input_gain if self.input_gain != 1.0 else x), y)
 
 
 def build(params):
@@ -285,5 +286,6 @@ def build(params):
                            params.width, options.w_dim, options.mapping_layers, options.motion_dim,
                            options.motion_anchor_every)
     D = TimeGapDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                             params.spectral_norm, options.d_frames, params.minibatch_std)
+                             params.spectral_norm, options.d_frames, params.minibatch_std,
+                             input_gain=params.d_input_gain)
     return G, {"time_gaps": D}

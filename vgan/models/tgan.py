@@ -64,5 +64,5 @@ class TganGenerator(VideoGenerator):
 def build(params):
     G = TganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width)
     D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                            params.spectral_norm)
+                            params.spectral_norm, downsample=params.video_downsample, input_gain=params.d_input_gain)
     return G, {"video": D}

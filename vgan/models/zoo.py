@@ -37,7 +37,7 @@ def build_model(model_params, pretrained: bool = True):
             isinstance(D, ImageDiscriminator) for D in discriminators.values()):
         discriminators["image"] = ImageDiscriminator(
             model_params.num_classes, model_params.channels, model_params.resolution, model_params.width, True,
-            model_params.image_discriminator)
+            model_params.image_discriminator, input_gain=model_params.d_input_gain)
     discriminators = chosen_discriminators(model_params, discriminators, ImageDiscriminator)
     if pretrained and hasattr(module, "load_pretrained"):
         module.load_pretrained(G, model_params)
