@@ -44,12 +44,15 @@ PAPER_OBJECTIVES = {
 # the default's trainer settings (params.yaml's train group), written out so that a preset does not depend on
 # what a params file holds
 RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas=[0.0,0.9]", "train.n_critic=1",
-          "train.r1_weight=1.0", "train.r1_every=16", "train.ema_decay=0.99", "train.adv_weight=1.0",
-          "train.recon_weight=0.0", "train.svc_every=0", "train.lr_schedule=constant", "model.spectral_norm=true")
+          "train.r1_weight=0.1", "train.r1_every=16", "train.ema_decay=0.99", "train.adv_weight=1.0",
+          "train.recon_weight=0.0", "train.svc_every=0", "train.lr_schedule=constant", "model.spectral_norm=true",
+          # the default's discriminator settings (model.motionshape has its own keys for them): 3D video
+          # discriminators judge half-resolution clips, and every discriminator's input is multiplied by sqrt(3)
+          "model.video_downsample=2", "model.d_input_gain=1.732")
 IMAGE_D = ("model.image_discriminator=4",)
 RECIPE_WHY = ("under their papers' objectives every architecture of the zoo stayed 11-178x the static frame's "
               "fd_evaluator on a CPU budget (docs/results.md); under the recipe VGAN went from 2,010 to 77-107 in "
-              "1,500 steps (docs/training.md)")
+              "1,500 steps, and with the default's discriminator settings from 123 to 73 (docs/training.md)")
 
 
 class Preset(NamedTuple):
@@ -67,8 +70,8 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
     return Preset((*_paper_size(*size), *PAPER_OBJECTIVES[name]), source)
 
 
-# cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py (batch 16: at
-# 32 none but the default fitted 1,500 steps in 10 minutes on 2 cores; bench/results/presets_cpu.json)
+# cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py: 1,500 steps at
+# batch 16 take 2.9-4.4 minutes on 2 cores in bf16 (bench/results/presets_cpu.json; at batch 32, 4.7-8.1)
 _CPU = {
     "vgan": (32, 16, 1500, IMAGE_D, "an image discriminator on 4 frames per clip beside the 3D one: it lowered "
              "fd_evaluator at 1,500 steps on both seeds screened (docs/training.md)"),
