@@ -100,14 +100,17 @@ def sets(overrides: list[str]) -> list[str]:
     return [arg for override in overrides for arg in ("--set", override)]
 
 
-def train_and_judge(workdir: Path, name: str, overrides: list[str], thumbs: Path, curve: bool = False) -> dict:
+def train_and_judge(workdir: Path, name: str, overrides: list[str], thumbs: Path, curve: bool = False,
+                    curve_every: int | None = None) -> dict:
     """Train from scratch with ``overrides``, evaluate, sample; the row of the results table.
 
     curve: also score every checkpoint (every train.checkpoint_every steps, as `make run` writes them) like
-    `vgan evaluate` does (bench/learning_curve.py's ``Judge``): fd_evaluator against step and training seconds."""
+    `vgan evaluate` does (bench/learning_curve.py's ``Judge``): fd_evaluator against step and training seconds;
+    ``curve_every`` sets that interval (train.checkpoint_every: where a checkpoint is written, not what is learned)."""
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     started = time.time()
-    train_s = run_stage(workdir, "train", *sets(overrides + (["train.keep_checkpoints=1000"] if curve else [])))
+    checkpoints = ["train.keep_checkpoints=1000"] + ([f"train.checkpoint_every={curve_every}"] if curve_every else [])
+    train_s = run_stage(workdir, "train", *sets(overrides + (checkpoints if curve else [])))
     scored = score_checkpoints(workdir, started) if curve else None
     run_stage(workdir, "evaluate", *sets(overrides))
     run_stage(workdir, "sample", *sets(overrides + ["sample.mp4=false"]))
@@ -135,6 +138,19 @@ def score_checkpoints(workdir: Path, started: float) -> list[dict]:
         rows.append({"step": int(path.stem.split("-")[1]), "train_seconds": round(path.stat().st_mtime - started, 1),
                      **judge.score(path)})
     return rows
+
+
+def appended_rows(entry: dict) -> set[tuple[str, int]]:
+    """The (model, seed) rows an --append entry of the results file made (entries recorded before they named their
+    seeds ran the default --zoo-seeds, 0 and 1)."""
+    return {(model, seed) for model in entry["models"] for seed in entry.get("zoo_seeds", [0, 1])}
+
+
+def entries_with_rows(entries: list[dict]) -> list[dict]:
+    """The --append entries (oldest first) that still made some row of the table: an entry whose rows later
+    entries all made again is dropped."""
+    return [entry for i, entry in enumerate(entries)
+            if not appended_rows(entry) <= set().union(*map(appended_rows, entries[i + 1:]))]
 
 
 def headline(metrics: dict) -> dict:
@@ -214,6 +230,12 @@ def curves(results: dict, zoo: bool = False) -> list[dict]:
     return [{"name": name, "baselines": {"static": static}, "runs": runs} for name, runs in groups.items()]
 
 
+def checkpoint_spacing(found: list[dict]) -> str:
+    """The steps between scored checkpoints of these curves: "250", or "250 or 500" where runs differ."""
+    spacings = sorted({run["curve"][0]["step"] for config in found for run in config["runs"] if run["curve"]})
+    return " or ".join(map(str, spacings)) or "n/a"
+
+
 def curves_markdown(results: dict) -> list[str]:
     from learning_curve import first_below  # bench/, beside this file
 
@@ -226,7 +248,8 @@ def curves_markdown(results: dict) -> list[str]:
             continue
         static = found[0]["baselines"]["static"]
         lines += [f"## {title}", "",
-                  "Every checkpoint of the runs above (every 250 steps, EMA generator) scored like `vgan evaluate` "
+                  f"Every checkpoint of the runs above (every {checkpoint_spacing(found)} steps, EMA generator) "
+                  "scored like `vgan evaluate` "
                   "scores the final one: same evaluator, same n, the same static-frame baseline. Training seconds "
                   "are wall-clock from the start of `vgan train` to the checkpoint file (start-up and checkpointing "
                   "included).", "", f"![learning curves]({picture.relative_to(REPO / 'docs')})", "",
@@ -297,6 +320,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=None,
                         help="architectures to compare with the default (default: the whole zoo; none: only seeds)")
     parser.add_argument("--zoo-seeds", type=int, nargs="+", default=[0, 1], help="train.seed values of each zoo model")
+    parser.add_argument("--curve-every", type=int, default=None, metavar="STEPS",
+                        help="steps between the scored checkpoints of a learning curve (default: params.yaml's "
+                             "train.checkpoint_every, 250)")
     parser.add_argument("--paper-objective", action="store_true",
                         help="zoo runs with their paper's objective on a wall-clock budget instead of the CPU preset")
     parser.add_argument("--minutes", type=float, default=None,
@@ -365,7 +391,7 @@ def main() -> None:
         return model in args.models and (args.paper_objective or not seed or int(seed) in args.zoo_seeds)
 
     def record(label: str, seed: int, overrides: list[str], file_name: str, curve: bool = False) -> None:
-        row = train_and_judge(workdir, file_name, overrides, thumbs, curve)
+        row = train_and_judge(workdir, file_name, overrides, thumbs, curve, args.curve_every)
         row.update(label=label, seed=seed, headline=headline(row["metrics"]))
         runs.append(row)
         head = row["headline"]
@@ -390,11 +416,11 @@ def main() -> None:
         write_docs(args.docs, results, notes)
 
     def write_appended(results: dict, current: dict, command: str) -> None:
-        appended = [{**entry, "command": republished(entry["command"])}
-                    for entry in current.get("appended", []) if entry["models"] != args.models]
-        appended.append({"command": command, "models": args.models, "git_commit": results["git_commit"],
-                         "date": results["date"], "budget_minutes": budget,
-                         "budget": "paper objective, wall clock" if args.paper_objective else "cpu preset"})
+        entries = [{**entry, "command": republished(entry["command"])} for entry in current.get("appended", [])]
+        entries.append({"command": command, "models": args.models, "zoo_seeds": args.zoo_seeds,
+                        "git_commit": results["git_commit"], "date": results["date"], "budget_minutes": budget,
+                        "budget": "paper objective, wall clock" if args.paper_objective else "cpu preset"})
+        appended = entries_with_rows(entries)
         results.update({key: current[key] for key in ("command", "device", "cpu_count", "torch", "git_commit",
                                                        "date", "default_model") if key in current})
         # commands recorded before public_command existed named this machine's work folders

@@ -459,6 +459,26 @@ def test_zoo_video_discriminator_pools_its_input_with_video_downsample(name):
     assert discriminators["video"](torch.rand(BATCH, 3, 8, 32, 32)).shape == (BATCH,)
 
 
+VIDEO_VIEW = {"vgan": "video", "tgan": "video", "mocogan": "video", "dvdgan": "temporal", "progressive": "video",
+              "stylegan_v": "time_gaps"}
+
+
+@pytest.mark.parametrize("name", VIDEO_VIEW)
+def test_zoo_video_discriminator_adds_the_minibatch_std_feature_it_is_asked_for(name):
+    _, plain = build_model(tiny(name, resolution=32))
+    _, with_std = build_model(tiny(name, resolution=32, minibatch_std=2))
+    assert plain[VIDEO_VIEW[name]].minibatch_std is None
+    assert with_std[VIDEO_VIEW[name]].minibatch_std is not None
+    # the feature sees the batch: a clip's logit changes with the clip beside it
+    D = with_std[VIDEO_VIEW[name]].eval()
+    torch.manual_seed(0)
+    clips = torch.rand(3, 3, 8, 32, 32) * 2 - 1
+    torch.manual_seed(1)
+    first = D(clips[:2])[0]
+    torch.manual_seed(1)
+    assert not torch.allclose(first, D(clips[[0, 2]])[0])
+
+
 def test_sample_frames_picks_distinct_frames_of_each_clip():
     video = torch.arange(8.0).view(1, 1, 8, 1, 1).expand(2, 3, 8, 4, 4).contiguous()
     frames = sample_frames(video, 5)

@@ -41,7 +41,7 @@ def test_the_preset_replaces_the_files_values_and_set_replaces_the_presets(tmp_p
     params_file = tmp_path / "params.yaml"
     params_file.write_text("model:\n  name: vgan\n  width: 8\n  preset: cpu\ntrain:\n  loss: bce\n  steps: 7\n")
     params = load_params(params_file)
-    assert (params.model.width, params.train.loss, params.train.steps) == (32, "hinge", 1500)
+    assert (params.model.width, params.train.loss, params.train.steps) == (32, "hinge", 3500)
     assert params.model.image_discriminator == 4
     params = load_params(params_file, ["train.steps=3000", "model.image_discriminator=0"])
     assert (params.train.steps, params.model.image_discriminator, params.model.width) == (3000, 0, 32)

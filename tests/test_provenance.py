@@ -57,3 +57,16 @@ def test_the_committed_results_page_is_the_render_of_bench_results(tmp_path):
         raise AssertionError(f"docs/results.md is not the render of bench/results/; regenerate it with `{RENDER}` "
                              f"(never edit the tables by hand) and commit it:\n{diff[:4000]}")
     assert (tmp_path / "results" / "curve_default.png").is_file()  # the page's picture, drawn beside it
+
+
+def test_an_append_entry_is_listed_while_some_of_its_rows_are_in_the_table():
+    sys.path.insert(0, str(REPO / "bench"))
+    from quality import entries_with_rows
+
+    old = {"models": ["vgan", "mocogan"]}  # recorded before entries named their seeds: 0 and 1
+    seed0 = {"models": ["vgan", "mocogan"], "zoo_seeds": [0]}
+    mocogan1 = {"models": ["mocogan"], "zoo_seeds": [1]}
+    vgan1 = {"models": ["vgan"], "zoo_seeds": [1]}
+    assert entries_with_rows([old, seed0, mocogan1]) == [old, seed0, mocogan1]  # vgan seed 1 is still old's
+    assert entries_with_rows([old, seed0, mocogan1, vgan1]) == [seed0, mocogan1, vgan1]
+    assert entries_with_rows([seed0, seed0]) == [seed0]  # the same command again replaces its entry

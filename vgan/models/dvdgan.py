@@ -94,6 +94,6 @@ def build(params):
     spatial = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.width,
                                  params.spectral_norm, options.k_frames, input_gain=params.d_input_gain)
     temporal = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution,
-                                   params.width, params.spectral_norm, downsample=options.temporal_downsample,
-                                   input_gain=params.d_input_gain)
+                                   params.width, params.spectral_norm, minibatch_std_group=params.minibatch_std,
+                                   downsample=options.temporal_downsample, input_gain=params.d_input_gain)
     return G, {"spatial": spatial, "temporal": temporal}

@@ -13,6 +13,11 @@ def spectral(module: nn.Module, enabled: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(module) if enabled else module
 
 
+def input_gain(x: torch.Tensor, gain: float) -> torch.Tensor:
+    """A discriminator's input times ``gain`` (``model.d_input_gain``); untouched at 1."""
+    return x if gain == 1.0 else x * gain
+
+
 def num_doublings(start: int, end: int) -> int:
     """How many 2x upsamplings take ``start`` to ``end`` (both powers-of-two multiples)."""
     return int(round(math.log2(end / start)))

@@ -8,7 +8,7 @@ from torch import nn
 
 from vgan.models.base import VideoDiscriminator, VideoGenerator
 from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, TimeConvTranspose3d,
-                                channel_widths, num_doublings, sample_frames, spectral, temporal_schedule)
+                                channel_widths, input_gain, num_doublings, sample_frames, spectral, temporal_schedule)
 
 
 class ImageGenerator(nn.Module):
@@ -114,8 +114,7 @@ class Conv3dDiscriminator(VideoDiscriminator):
         self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
 
     def forward(self, x, y=None):
-        if self.input_gain != 1.0:
-            x = x * self.input_gain
+        x = input_gain(x, self.input_gain)
         if self.downsample > 1:  # in space only: a 2D pool over (B, C*T, H, W) is the same and faster on CPU
             x = F.avg_pool2d(x.flatten(1, 2), self.downsample).unflatten(1, x.shape[1:3])
         h = self.body(x)
@@ -149,8 +148,7 @@ class ImageDiscriminator(VideoDiscriminator):
 
     def forward(self, x, y=None):
         batch = x.shape[0]
-        if self.input_gain != 1.0:
-            x = x * self.input_gain
+        x = input_gain(x, self.input_gain)
         frames = sample_frames(x, self.frames_per_clip)
         per_clip = frames.shape[0] // batch
         labels = None if y is None else y.repeat_interleave(per_clip)

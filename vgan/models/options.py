@@ -140,26 +140,18 @@ class ModelParams(_Strict):
             raise ValueError(f"unknown architecture; expected one of {', '.join(sorted(ARCHITECTURES))}")
         return name
 
-    @field_validator("dvdgan", "motionshape")
+    @field_validator("video_downsample", "dvdgan", "motionshape")
     @classmethod
-    def _pooled_video_input_big_enough(cls, options, info: ValidationInfo):
-        """A discriminator fed average-pooled clips (DVD-GAN's temporal D, motionshape's video D) needs 8x8."""
-        option = {"dvdgan": "temporal_downsample", "motionshape": "video_downsample"}[info.field_name]
-        factor = getattr(options, option)
+    def _pooled_video_input_big_enough(cls, value, info: ValidationInfo):
+        """A discriminator fed average-pooled clips needs 8x8: the zoo's 3D video discriminators
+        (model.video_downsample), DVD-GAN's temporal one and the default's video one (their own keys)."""
+        own_key = {"dvdgan": "temporal_downsample", "motionshape": "video_downsample"}.get(info.field_name)
+        factor, pooled_for = (getattr(value, own_key), (info.field_name,)) if own_key else (value, POOLED_VIDEO_D)
         pooled = info.data.get("resolution", 64) // factor
-        if info.data.get("name") == info.field_name and pooled < 8:
-            raise ValueError(f"{option} {factor} leaves {pooled}x{pooled} frames; the discriminator that sees "
-                             f"them needs at least 8x8")
-        return options
-
-    @field_validator("video_downsample")
-    @classmethod
-    def _zoo_pooled_video_big_enough(cls, factor: int, info: ValidationInfo) -> int:
-        pooled = info.data.get("resolution", 64) // factor
-        if info.data.get("name") in POOLED_VIDEO_D and pooled < 8:
-            raise ValueError(f"{factor} leaves {pooled}x{pooled} frames; the video discriminator that sees them "
-                             f"needs at least 8x8")
-        return factor
+        if info.data.get("name") in pooled_for and pooled < 8:
+            raise ValueError(f"{own_key or 'factor'} {factor} leaves {pooled}x{pooled} frames; the discriminator "
+                             f"that sees them needs at least 8x8")
+        return value
 
     @field_validator("progressive")
     @classmethod

@@ -70,24 +70,30 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
     return Preset((*_paper_size(*size), *PAPER_OBJECTIVES[name]), source)
 
 
-# cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py: 1,500 steps at
-# batch 16 take 2.9-4.4 minutes on 2 cores in bf16 (bench/results/presets_cpu.json; at batch 32, 4.7-8.1)
+# cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py (2 cores, bf16,
+# bench/results/presets_cpu.json): at batch 16 a step takes 0.09-0.18 s, so each architecture's steps fill about 8 of
+# the 10 minutes (the zoo's curves still fell at 3,000 steps: docs/training.md); at batch 32, 1,500 steps took 4.7-8.1
 _CPU = {
-    "vgan": (32, 16, 1500, IMAGE_D, "an image discriminator on 4 frames per clip beside the 3D one: it lowered "
+    "vgan": (32, 16, 3500, IMAGE_D, "an image discriminator on 4 frames per clip beside the 3D one: it lowered "
              "fd_evaluator at 1,500 steps on both seeds screened (docs/training.md)"),
-    "tgan": (32, 16, 1500, IMAGE_D, "hinge with spectral norm instead of WGAN with singular value clipping; an "
-             "image discriminator on 4 frames per clip"),
-    "mocogan": (32, 16, 1500, (), "its own image discriminator stays (model.mocogan.image_frames)"),
-    "dvdgan": (32, 16, 1500, ("model.dvdgan.generator=3d",),
+    "tgan": (32, 16, 4250, (*IMAGE_D, "model.minibatch_std=4"), "hinge with spectral norm instead of WGAN with "
+             "singular value clipping; an image discriminator on 4 frames per clip; a minibatch-stddev feature in the "
+             "video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against 77 at 1,500 "
+             "steps, docs/training.md)"),
+    "mocogan": (32, 16, 5250, (), "its own image discriminator stays (model.mocogan.image_frames)"),
+    "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d",),
                "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
                "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
                "equal learning rates"),
-    "hrvgan": (32, 16, 1500, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
+    "hrvgan": (32, 16, 3750, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
                "of the generator steps on a CPU), no pixel loss (an MSE between a generated clip and an unrelated real "
                "one pulls every sample to the mean clip); an image discriminator on 4 frames per clip"),
-    "progressive": (16, 16, 1500, IMAGE_D, "joint stage, width 16 (at 32 a step took 2x as long); an image "
+    "progressive": (16, 16, 3750, IMAGE_D, "joint stage, width 16 (at 32 a step took 2x as long); an image "
                     "discriminator on 4 frames per clip"),
-    "stylegan_v": (32, 16, 1500, (), "hinge instead of the non-saturating loss, the recipe's learning rates"),
+    "stylegan_v": (32, 16, 2750, ("train.r1_weight=1.0", "model.d_input_gain=1.0"),
+                   "hinge instead of the non-saturating loss, the recipe's learning rates; R1 weight 1 and no input "
+                   "gain, as before the other presets took the default's discriminator settings (its discriminator "
+                   "is 2D: with them it scored 109 against 92 at 1,500 steps, seed 0; docs/training.md)"),
     "motionshape": (32, 32, 4000, (), "the default configuration (params.yaml): the recipe is its own"),
 }
 

@@ -123,7 +123,7 @@ def build(params):
     low_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, low_resolution, params.width,
                                 params.spectral_norm, view="low", input_gain=params.d_input_gain)
     full_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                                 params.spectral_norm, downsample=params.video_downsample,
-                                 input_gain=params.d_input_gain)
+                                 params.spectral_norm, minibatch_std_group=params.minibatch_std,
+                                 downsample=params.video_downsample, input_gain=params.d_input_gain)
     by_stage = {"joint": {"low": low_d, "video": full_d}, "base": {"low": low_d}, "refiner": {"video": full_d}}
     return G, by_stage[options.stage]

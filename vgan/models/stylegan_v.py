@@ -28,7 +28,7 @@ from torch import nn
 
 from vgan.models.base import VideoDiscriminator, VideoGenerator
 from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, channel_widths,
-                                frames_to_video, num_doublings, spectral)
+                                frames_to_video, input_gain, num_doublings, spectral)
 from vgan.models.nets import conv2d_downsampler
 from vgan.models.presets import PAPER_OBJECTIVES
 
@@ -277,7 +277,7 @@ class TimeGapDiscriminator(VideoDiscriminator):
         return self.head(h, y) + (condition * h).sum(dim=1)
 
     def forward(self, x, y=None):
-        return self.judge(*self.pick_frames(x * self.input_gain if self.input_gain != 1.0 else x), y)
+        return self.judge(*self.pick_frames(input_gain(x, self.input_gain)), y)
 
 
 def build(params):

@@ -64,5 +64,6 @@ class TganGenerator(VideoGenerator):
 def build(params):
     G = TganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width)
     D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                            params.spectral_norm, downsample=params.video_downsample, input_gain=params.d_input_gain)
+                            params.spectral_norm, minibatch_std_group=params.minibatch_std,
+                            downsample=params.video_downsample, input_gain=params.d_input_gain)
     return G, {"video": D}
