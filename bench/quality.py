@@ -323,6 +323,9 @@ def main() -> None:
     parser.add_argument("--curve-every", type=int, default=None, metavar="STEPS",
                         help="steps between the scored checkpoints of a learning curve (default: params.yaml's "
                              "train.checkpoint_every, 250)")
+    parser.add_argument("--reuse-data", action="store_true",
+                        help="with --workdir: keep the shards and the evaluator an earlier run of this script made "
+                             "there (the same params.yaml) instead of making them again")
     parser.add_argument("--paper-objective", action="store_true",
                         help="zoo runs with their paper's objective on a wall-clock budget instead of the CPU preset")
     parser.add_argument("--minutes", type=float, default=None,
@@ -373,9 +376,13 @@ def main() -> None:
     thumbs = args.docs.parent / "results"
     thumbs.mkdir(parents=True, exist_ok=True)
     default_model = yaml.safe_load((REPO / "params.yaml").read_text())["model"]["name"]
-    print(f"work folder {workdir}; data and evaluator first", flush=True)
-    for stage in ("fetch", "shards", "evaluator"):
-        print(f"  vgan {stage}: {run_stage(workdir, stage):.0f} s", flush=True)
+    if args.reuse_data and all((workdir / made).exists() for made in ("data/shards/manifest.json",
+                                                                      "models/evaluator.pt")):
+        print(f"work folder {workdir}: its shards and evaluator are reused (--reuse-data)", flush=True)
+    else:
+        print(f"work folder {workdir}; data and evaluator first", flush=True)
+        for stage in ("fetch", "shards", "evaluator"):
+            print(f"  vgan {stage}: {run_stage(workdir, stage):.0f} s", flush=True)
 
     runs, previous, notes = [], {}, ""  # with --append, runs holds this command's rows only
     if args.append:
