@@ -9,7 +9,7 @@
   It sets the shards' clip size too (and the moving digits' length where a clip is longer than their default).
 
 A preset's values replace the params file's for the keys it names; ``--set`` overrides replace the preset's. So
-``vgan train --set model.name=vgan --set model.preset=cpu --set train.steps=3000`` is the CPU preset with more steps.
+``vgan train --set model.name=vgan --set model.preset=cpu --set train.steps=6000`` is the CPU preset with more steps.
 Only the generation architectures have presets. Plain data, no torch: ``vgan.params`` reads it.
 """
 
