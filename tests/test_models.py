@@ -652,3 +652,31 @@ def test_image_discriminator_is_added_to_generation_models_that_have_none():
             assert logits.shape == (BATCH, 2)  # two frames of each clip judged
     _, vsr = build_model(tiny("vsr", image_discriminator=2))
     assert list(vsr) == ["video"]  # restoration models are not generation models
+
+
+def test_pair_discriminator_judges_the_first_frame_beside_later_ones():
+    from vgan.models.nets import PairDiscriminator
+
+    for name in ("vgan", "mocogan", "stylegan_v", "motionshape"):
+        G, plain = build_model(tiny(name))
+        _, added = build_model(tiny(name, pair_discriminator=3))
+        assert list(added) == [*plain, "pair"], name
+        assert isinstance(added["pair"], PairDiscriminator)
+        assert added["pair"](G(G.sample_z(BATCH))).shape == (BATCH, 3)  # three later frames of each clip judged
+    _, vsr = build_model(tiny("vsr", pair_discriminator=3))
+    assert "pair" not in vsr  # restoration models are not generation models
+
+    D = PairDiscriminator(0, 1, 16, 8, True, frames_per_clip=7)
+    clip = moving_squares(2, frames=8)[:, :1]
+    stacked = D.frames_of(clip)
+    assert stacked.shape == (2 * 7, 2, 16, 16)
+    assert torch.equal(stacked[:7, 0], clip[0, 0, :1].expand(7, -1, -1))  # first channel: always frame 0
+    later = sorted(int((clip[0, 0, 1:] == frame).flatten(1).all(1).nonzero()) + 1 for frame in stacked[:7, 1])
+    assert later == list(range(1, 8))  # second channel: each later frame once, never frame 0
+    # a clip whose later frames show something else than its first gets another logit
+    other = clip.clone()
+    other[:, :, 1:] = clip[:, :, 1:].flip(3)
+    torch.manual_seed(0)
+    same = D(clip)
+    torch.manual_seed(0)
+    assert not torch.allclose(same, D(other))

@@ -135,8 +135,8 @@ def conv2d_downsampler(channels: int, resolution: int, width: int, use_spectral_
     return nn.Sequential(*body), in_ch
 
 
-class ImageDiscriminator(VideoDiscriminator):
-    """Judges ``frames_per_clip`` random frames of each clip with 2D convolutions: logits (B, K)."""
+class FrameDiscriminator(VideoDiscriminator):
+    """2D convolutions over frames picked from each clip (``frames_of``), one logit per picked frame: (B, K)."""
 
     def __init__(self, num_classes=0, channels=3, resolution=64, width=32, use_spectral_norm=False,
                  frames_per_clip=1, max_channels=512, input_gain=1.0):
@@ -146,10 +146,40 @@ class ImageDiscriminator(VideoDiscriminator):
         self.body, in_ch = conv2d_downsampler(channels, resolution, width, use_spectral_norm, max_channels)
         self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
 
+    def frames_of(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B * K, C', H, W): what the 2D body judges."""
+        raise NotImplementedError
+
     def forward(self, x, y=None):
         batch = x.shape[0]
-        x = input_gain(x, self.input_gain)
-        frames = sample_frames(x, self.frames_per_clip)
+        frames = self.frames_of(input_gain(x, self.input_gain))
         per_clip = frames.shape[0] // batch
         labels = None if y is None else y.repeat_interleave(per_clip)
         return self.head(self.body(frames).sum(dim=(2, 3)), labels).view(batch, per_clip)
+
+
+class ImageDiscriminator(FrameDiscriminator):
+    """Judges ``frames_per_clip`` random frames of each clip with 2D convolutions: logits (B, K)."""
+
+    def frames_of(self, x):
+        return sample_frames(x, self.frames_per_clip)
+
+
+class PairDiscriminator(FrameDiscriminator):
+    """Judges each clip's first frame beside ``frames_per_clip`` random later frames, stacked as channels, at full
+    resolution: logits (B, K).
+
+    It sees whether a later frame still shows what the first one did (the same digit, moved), which an image
+    discriminator (one frame at a time) cannot see and a 3D one on pooled clips sees poorly. As MoCoGAN-HD's and
+    DIGAN's discriminators, which judge frames in pairs.
+    """
+
+    def __init__(self, num_classes=0, channels=3, resolution=64, width=32, use_spectral_norm=False,
+                 frames_per_clip=1, max_channels=512, input_gain=1.0):
+        super().__init__(num_classes, 2 * channels, resolution, width, use_spectral_norm, frames_per_clip,
+                         max_channels, input_gain)
+
+    def frames_of(self, x):
+        later = sample_frames(x[:, :, 1:], self.frames_per_clip)
+        first = x[:, :, 0].repeat_interleave(later.shape[0] // x.shape[0], dim=0)
+        return torch.cat([first, later], dim=1)

@@ -29,7 +29,7 @@ def build_model(model_params, pretrained: bool = True):
         raise ParamsError("parameter model.channels = 'auto' is not resolved yet: the train stage reads it from the "
                           "shards' manifest (vgan.train.run.resolve_channels); building a model without shards "
                           "needs 1 (grey) or 3 (colour)")
-    from vgan.models.nets import ImageDiscriminator  # torch: not when only the names are wanted
+    from vgan.models.nets import ImageDiscriminator, PairDiscriminator  # torch: not when only the names are wanted
 
     module = architecture_module(model_params.name)
     G, discriminators = module.build(model_params)
@@ -38,6 +38,10 @@ def build_model(model_params, pretrained: bool = True):
         discriminators["image"] = ImageDiscriminator(
             model_params.num_classes, model_params.channels, model_params.resolution, model_params.width, True,
             model_params.image_discriminator, input_gain=model_params.d_input_gain)
+    if model_params.pair_discriminator and G.task == "generation":
+        discriminators["pair"] = PairDiscriminator(
+            model_params.num_classes, model_params.channels, model_params.resolution, model_params.width, True,
+            model_params.pair_discriminator, input_gain=model_params.d_input_gain)
     discriminators = chosen_discriminators(model_params, discriminators, ImageDiscriminator)
     if pretrained and hasattr(module, "load_pretrained"):
         module.load_pretrained(G, model_params)
