@@ -50,6 +50,7 @@ RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas
           # discriminators judge half-resolution clips, and every discriminator's input is multiplied by sqrt(3)
           "model.video_downsample=2", "model.d_input_gain=1.732")
 IMAGE_D = ("model.image_discriminator=4",)
+PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digit; helped vgan and mocogan only
 RECIPE_WHY = ("under their papers' objectives every architecture of the zoo stayed 11-178x the static frame's "
               "fd_evaluator on a CPU budget (docs/results.md); under the recipe VGAN went from 2,010 to 77-107 in "
               "1,500 steps, and with the default's discriminator settings from 123 to 73 (docs/training.md)")
@@ -71,16 +72,20 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
 
 
 # cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py (2 cores, bf16,
-# bench/results/presets_cpu.json): at batch 16 a step takes 0.09-0.18 s, so each architecture's steps fill about 8 of
+# bench/results/presets_cpu.json): at batch 16 a step takes 0.10-0.17 s, so each architecture's steps fill about 8 of
 # the 10 minutes (the zoo's curves still fell at 3,000 steps: docs/training.md); at batch 32, 1,500 steps took 4.7-8.1
 _CPU = {
-    "vgan": (32, 16, 3500, IMAGE_D, "an image discriminator on 4 frames per clip beside the 3D one: it lowered "
-             "fd_evaluator at 1,500 steps on both seeds screened (docs/training.md)"),
+    "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D), "an image discriminator on 4 frames per clip beside the 3D one, "
+             "and a pair discriminator (the first frame beside 4 later ones): each lowered fd_evaluator at 1,500 steps "
+             "on both seeds screened (pairs: 61.7 and 66.2 against 73.2 and 73.8; docs/training.md)"),
     "tgan": (32, 16, 4250, (*IMAGE_D, "model.minibatch_std=4"), "hinge with spectral norm instead of WGAN with "
              "singular value clipping; an image discriminator on 4 frames per clip; a minibatch-stddev feature in the "
              "video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against 77 at 1,500 "
              "steps, docs/training.md)"),
-    "mocogan": (32, 16, 5250, (), "its own image discriminator stays (model.mocogan.image_frames)"),
+    "mocogan": (32, 16, 4250, PAIR_D, "its own image discriminator stays (model.mocogan.image_frames); a pair "
+                "discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
+                "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill the 10 "
+                "minutes (and without it the curve rose after 1,500)"),
     "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d",),
                "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
                "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
