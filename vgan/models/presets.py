@@ -84,8 +84,8 @@ _CPU = {
              "steps, docs/training.md)"),
     "mocogan": (32, 16, 4250, PAIR_D, "its own image discriminator stays (model.mocogan.image_frames); a pair "
                 "discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
-                "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill the 10 "
-                "minutes (and without it the curve rose after 1,500)"),
+                "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill "
+                "the 10 minutes (and without it the curve rose after 1,500)"),
     "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d",),
                "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
                "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
