@@ -2,7 +2,8 @@
 
 - ``cpu``: the training recipe the default model trains with, shared by the zoo (hinge loss, spectral norm, Adam
   (0, 0.9) at 1e-3 for both networks, lazy R1, EMA 0.99), an image discriminator beside the video one where the
-  architecture has none (DVD-GAN's pairing), and a width, batch and step count that train at least 1,500 steps in
+  architecture has none (DVD-GAN's pairing), a pair discriminator and DiffAugment's translation where screens showed
+  them to help, and a width, batch and step count that train at least 1,500 steps in
   at most 10 minutes on 2 CPU cores at the default clip size (32x32, 16 frames; ``bench/bench_presets.py`` measures
   it). Where this changes the paper's settings, the preset says why (``vgan models`` prints it).
 - ``paper``: the published clip size and batch with the paper's objective (``PAPER_OBJECTIVES``), for a GPU.
@@ -48,9 +49,12 @@ RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas
           "train.recon_weight=0.0", "train.svc_every=0", "train.lr_schedule=constant", "model.spectral_norm=true",
           # the default's discriminator settings (model.motionshape has its own keys for them): 3D video
           # discriminators judge half-resolution clips, and every discriminator's input is multiplied by sqrt(3)
-          "model.video_downsample=2", "model.d_input_gain=1.732")
+          "model.video_downsample=2", "model.d_input_gain=1.732", "train.augment=[]")
 IMAGE_D = ("model.image_discriminator=4",)
 PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digit; helped vgan and mocogan only
+# DiffAugment's translation for every discriminator input (a whole clip shifted alike): at 1,500 steps it took VGAN
+# from 61.7 to 51.6 and DVD-GAN from 81.6 to 61.4 (docs/training.md, "Translation")
+TRANSLATE = ("train.augment=[translation]",)
 RECIPE_WHY = ("under their papers' objectives every architecture of the zoo stayed 11-178x the static frame's "
               "fd_evaluator on a CPU budget (docs/results.md); under the recipe VGAN went from 2,010 to 77-107 in "
               "1,500 steps, and with the default's discriminator settings from 123 to 73 (docs/training.md)")
@@ -75,9 +79,10 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
 # bench/results/presets_cpu.json): at batch 16 a step takes 0.10-0.17 s, so each architecture's steps fill about 8 of
 # the 10 minutes (the zoo's curves still fell at 3,000 steps: docs/training.md); at batch 32, 1,500 steps took 4.7-8.1
 _CPU = {
-    "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D), "an image discriminator on 4 frames per clip beside the 3D one, "
-             "and a pair discriminator (the first frame beside 4 later ones): each lowered fd_evaluator at 1,500 steps "
-             "on both seeds screened (pairs: 61.7 and 66.2 against 73.2 and 73.8; docs/training.md)"),
+    "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "an image discriminator on 4 frames per clip beside the "
+             "3D one, a pair discriminator (the first frame beside 4 later ones) and DiffAugment's translation: each "
+             "lowered fd_evaluator at 1,500 steps on both seeds screened (pairs: 61.7 and 66.2 against 73.2 and 73.8; "
+             "translation: 51.6 and 61.8 against 61.7 and 66.2; docs/training.md)"),
     "tgan": (32, 16, 4250, (*IMAGE_D, "model.minibatch_std=4"), "hinge with spectral norm instead of WGAN with "
              "singular value clipping; an image discriminator on 4 frames per clip; a minibatch-stddev feature in the "
              "video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against 77 at 1,500 "
@@ -86,10 +91,10 @@ _CPU = {
                 "discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
                 "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill "
                 "the 10 minutes (and without it the curve rose after 1,500)"),
-    "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d",),
+    "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d", *TRANSLATE),
                "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
                "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
-               "equal learning rates"),
+               "equal learning rates; DiffAugment's translation (61.4 against 81.6 at 1,500 steps, seed 0)"),
     "hrvgan": (32, 16, 3750, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
                "of the generator steps on a CPU), no pixel loss (an MSE between a generated clip and an unrelated real "
                "one pulls every sample to the mean clip); an image discriminator on 4 frames per clip"),
