@@ -52,8 +52,9 @@ RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas
           "model.video_downsample=2", "model.d_input_gain=1.732", "train.augment=[]")
 IMAGE_D = ("model.image_discriminator=4",)
 PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digit; helped vgan and mocogan only
-# DiffAugment's translation for every discriminator input (a whole clip shifted alike): at 1,500 steps it took VGAN
-# from 61.7 to 51.6 and DVD-GAN from 81.6 to 61.4 (docs/training.md, "Translation")
+# DiffAugment's translation for every discriminator input (a whole clip shifted alike): at 1,500 steps it took
+# VGAN from 61.7 to 51.6, DVD-GAN from 81.6 to 61.4 and TGAN from 77.4 to 70.3; HRVGAN stayed (85.5, 84.4), so its
+# preset goes without (docs/training.md)
 TRANSLATE = ("train.augment=[translation]",)
 RECIPE_WHY = ("under their papers' objectives every architecture of the zoo stayed 11-178x the static frame's "
               "fd_evaluator on a CPU budget (docs/results.md); under the recipe VGAN went from 2,010 to 77-107 in "
@@ -83,10 +84,10 @@ _CPU = {
              "3D one, a pair discriminator (the first frame beside 4 later ones) and DiffAugment's translation: each "
              "lowered fd_evaluator at 1,500 steps on both seeds screened (pairs: 61.7 and 66.2 against 73.2 and 73.8; "
              "translation: 51.6 and 61.8 against 61.7 and 66.2; docs/training.md)"),
-    "tgan": (32, 16, 4250, (*IMAGE_D, "model.minibatch_std=4"), "hinge with spectral norm instead of WGAN with "
-             "singular value clipping; an image discriminator on 4 frames per clip; a minibatch-stddev feature in the "
-             "video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against 77 at 1,500 "
-             "steps, docs/training.md)"),
+    "tgan": (32, 16, 4250, (*IMAGE_D, "model.minibatch_std=4", *TRANSLATE), "hinge with spectral norm instead of "
+             "WGAN with singular value clipping; an image discriminator on 4 frames per clip; a minibatch-stddev "
+             "feature in the video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against "
+             "77 at 1,500 steps, docs/training.md); DiffAugment's translation (70.3 against 77.4 at 1,500 steps)"),
     "mocogan": (32, 16, 4250, PAIR_D, "its own image discriminator stays (model.mocogan.image_frames); a pair "
                 "discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
                 "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill "
