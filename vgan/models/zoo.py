@@ -33,15 +33,16 @@ def build_model(model_params, pretrained: bool = True):
 
     module = architecture_module(model_params.name)
     G, discriminators = module.build(model_params)
+
+    def added(frame_discriminator, frames_per_clip):  # spectral norm, the model's size and input gain
+        return frame_discriminator(model_params.num_classes, model_params.channels, model_params.resolution,
+                                   model_params.width, True, frames_per_clip, input_gain=model_params.d_input_gain)
+
     if model_params.image_discriminator and G.task == "generation" and not any(
             isinstance(D, ImageDiscriminator) for D in discriminators.values()):
-        discriminators["image"] = ImageDiscriminator(
-            model_params.num_classes, model_params.channels, model_params.resolution, model_params.width, True,
-            model_params.image_discriminator, input_gain=model_params.d_input_gain)
+        discriminators["image"] = added(ImageDiscriminator, model_params.image_discriminator)
     if model_params.pair_discriminator and G.task == "generation":
-        discriminators["pair"] = PairDiscriminator(
-            model_params.num_classes, model_params.channels, model_params.resolution, model_params.width, True,
-            model_params.pair_discriminator, input_gain=model_params.d_input_gain)
+        discriminators["pair"] = added(PairDiscriminator, model_params.pair_discriminator)
     discriminators = chosen_discriminators(model_params, discriminators, ImageDiscriminator)
     if pretrained and hasattr(module, "load_pretrained"):
         module.load_pretrained(G, model_params)
