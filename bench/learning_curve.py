@@ -177,7 +177,9 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a params override for training (repeatable)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="train.seed values")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: params.yaml's train.steps)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps (default: train.steps of params.yaml with the --set overrides, a preset's "
+                             "included)")
     parser.add_argument("--every", type=int, default=250, help="steps between scored checkpoints")
     parser.add_argument("--workdir", type=Path, default=REPO / ".bench-work", help="work folder (shards, evaluator)")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/curve_<name>_cpu.json")
@@ -191,9 +193,10 @@ def main() -> None:
         print(f"wrote {shown(picture)}")
         return
     import torch
-    import yaml
 
-    steps = args.steps or yaml.safe_load((REPO / "params.yaml").read_text())["train"]["steps"]
+    from vgan.params import load_params
+
+    steps = args.steps or load_params(REPO / "params.yaml", args.overrides).train.steps
     workdir = args.workdir.resolve()
     prepare_workdir(workdir)
     judge = Judge(workdir)
