@@ -680,3 +680,21 @@ def test_pair_discriminator_judges_the_first_frame_beside_later_ones():
     same = D(clip)
     torch.manual_seed(0)
     assert not torch.allclose(same, D(other))
+
+
+def test_coarse_frames_sets_the_3d_generators_coarsest_length():
+    from vgan.models.layers import temporal_schedule
+
+    assert temporal_schedule(16, 3) == (2, [2, 2, 2])  # the default: double while possible
+    assert temporal_schedule(16, 3, 1) == (1, [4, 2, 2])  # one coarse layout; the coarsest layer quadruples
+    assert temporal_schedule(16, 2, 1) == (1, [4, 4])
+    for name, coarse in (("vgan", lambda G: G.fg_stem(torch.zeros(1, G.cond.out_dim, 1, 1, 1))),
+                         ("hrvgan", lambda G: G.trunk.fc.out_features // G.trunk.start_shape[0] // 16),
+                         ("progressive", lambda G: G.base.start_frames)):
+        for setting, expected in ((None, 2 if name != "progressive" else 4), (1, 1)):
+            G, _ = build_model(tiny(name, coarse_frames=setting, resolution=32, frames=16))
+            value = coarse(G)
+            assert (value.shape[2] if torch.is_tensor(value) else value) == expected, (name, setting)
+            assert G(G.sample_z(BATCH)).shape == (BATCH, 3, 16, 32, 32)
+    with pytest.raises(ValidationError, match="must be 3 times a power of two"):
+        tiny("vgan", coarse_frames=3)

@@ -90,7 +90,7 @@ def build(params):
                             params.width)
     else:
         G = Deconv3dGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
-                              params.width)
+                              params.width, coarse_frames=params.coarse_frames)
     spatial = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.width,
                                  params.spectral_norm, options.k_frames, input_gain=params.d_input_gain)
     temporal = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution,

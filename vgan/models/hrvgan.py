@@ -20,7 +20,8 @@ RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["hrvgan"]  # the paper's objective (vga
 def build(params):
     options = params.hrvgan
     G = Deconv3dGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
-                          params.width, pixel_norm=True, max_channels=options.max_channels)
+                          params.width, pixel_norm=True, max_channels=options.max_channels,
+                          coarse_frames=params.coarse_frames)
     D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                             params.spectral_norm, instance_norm=True, minibatch_std_group=options.minibatch_std_group,
                             max_channels=options.max_channels, downsample=params.video_downsample,

@@ -23,14 +23,23 @@ def num_doublings(start: int, end: int) -> int:
     return int(round(math.log2(end / start)))
 
 
-def temporal_schedule(frames: int, num_layers: int) -> tuple[int, list[int]]:
-    """Start length and per-layer temporal strides so ``num_layers`` layers reach ``frames``."""
-    twos = 0
-    while frames % (2 ** (twos + 1)) == 0 and twos < num_layers:
-        twos += 1
-    start = frames >> twos
-    strides = [2] * twos + [1] * (num_layers - twos)
-    return start, strides
+def temporal_schedule(frames: int, num_layers: int, start: int | None = None) -> tuple[int, list[int]]:
+    """Start length and per-layer temporal strides so ``num_layers`` layers reach ``frames``.
+
+    By default each layer doubles time while it can, from the shortest start that leaves (16 frames over 3 layers:
+    2, then 2, 2, 2). With ``start`` the layers multiply time by ``frames / start`` (a power of two), the coarsest
+    layers by 4 where doubling is not enough (16 frames from 1 over 3 layers: 4, 2, 2).
+    """
+    if start is None:
+        twos = 0
+        while frames % (2 ** (twos + 1)) == 0 and twos < num_layers:
+            twos += 1
+        return frames >> twos, [2] * twos + [1] * (num_layers - twos)
+    twos = (frames // start).bit_length() - 1
+    if frames % start or frames != start << twos:
+        raise ValueError(f"{frames} frames cannot grow from {start} by doublings")
+    base, extra = divmod(twos, num_layers)
+    return start, [2 ** (base + 1)] * extra + [2 ** base] * (num_layers - extra)
 
 
 class ProjectionHead(nn.Module):

@@ -38,10 +38,10 @@ class Deconv3dTrunk(nn.Module):
     """
 
     def __init__(self, in_dim: int, frames: int, resolution: int, width: int, pixel_norm: bool = False,
-                 max_channels: int = 512):
+                 max_channels: int = 512, coarse_frames: int | None = None):
         super().__init__()
         layers = num_doublings(4, resolution)
-        start_frames, t_strides = temporal_schedule(frames, layers)
+        start_frames, t_strides = temporal_schedule(frames, layers, coarse_frames)
         widths = channel_widths(width, layers, max_channels)
         self.start_shape = (widths[0], start_frames, 4, 4)
         self.fc = nn.Linear(in_dim, widths[0] * start_frames * 16)
@@ -70,10 +70,11 @@ class Deconv3dGenerator(VideoGenerator):
     """Latent (+ label) -> clip by a fully connected layer and 3D transposed convolutions."""
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, pixel_norm=False,
-                 max_channels=512):
+                 max_channels=512, coarse_frames=None):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         self.cond = ConditionalInput(z_dim, num_classes)
-        self.trunk = Deconv3dTrunk(self.cond.out_dim, frames, resolution, width, pixel_norm, max_channels)
+        self.trunk = Deconv3dTrunk(self.cond.out_dim, frames, resolution, width, pixel_norm, max_channels,
+                                   coarse_frames)
         self.to_video = self.trunk.head(channels)
 
     def forward(self, z, y=None, context=None, num_frames=None):

@@ -117,6 +117,10 @@ class ModelParams(_Strict):
                     "(the others alone); the ladder of docs/training.md")
     minibatch_std: int = Field(ge=0, description="group size of a minibatch-std feature in the video "
                                                  "discriminator, so it sees a lack of variety (0 = off)")
+    coarse_frames: int | None = Field(
+        ge=1, description="frames at the coarsest (4x4) level of the 3D generators (vgan, progressive's base, "
+                          "hrvgan, dvdgan's 3d): null = the fewest that doubling per layer allows (2 for 16 frames "
+                          "at 32x32), 1 = one coarse layout for the whole clip")
     mocogan: MocoganOptions
     dvdgan: DvdganOptions
     hrvgan: HrvganOptions
@@ -135,6 +139,16 @@ class ModelParams(_Strict):
         if isinstance(channels, bool) or channels not in ("auto", 1, 3):
             raise ValueError("expected auto (the shards' channels), 1 (grey) or 3 (colour)")
         return channels
+
+    @field_validator("coarse_frames")
+    @classmethod
+    def _frames_grow_from_coarse(cls, coarse: int | None, info: ValidationInfo) -> int | None:
+        frames = info.data.get("frames")
+        growth = frames // coarse if coarse and frames else 1
+        if coarse is not None and frames is not None and (frames % coarse or growth & (growth - 1)):
+            raise ValueError(f"model.frames {frames} must be {coarse} times a power of two: the generators' layers "
+                             f"double (or quadruple) time from their coarsest level")
+        return coarse
 
     @field_validator("name")
     @classmethod

@@ -21,10 +21,10 @@ from vgan.models.presets import PAPER_OBJECTIVES
 class VganGenerator(VideoGenerator):
     """Two-stream generator: 3D foreground with mask over a 2D static background."""
 
-    def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32):
+    def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, coarse_frames=None):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         layers = num_doublings(4, resolution)
-        self.start_frames, t_strides = temporal_schedule(frames, layers)
+        self.start_frames, t_strides = temporal_schedule(frames, layers, coarse_frames)
         widths = [width * 2 ** i for i in reversed(range(layers))]  # e.g. 256, 128, 64, 32
         self.cond = ConditionalInput(z_dim, num_classes)
         self.fg_stem = nn.Sequential(
@@ -62,7 +62,8 @@ RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["vgan"]  # the paper's objective (vgan.
 
 
 def build(params):
-    G = VganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width)
+    G = VganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width,
+                      params.coarse_frames)
     D = VganDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                           params.spectral_norm, minibatch_std_group=params.minibatch_std,
                           downsample=params.video_downsample, input_gain=params.d_input_gain)
