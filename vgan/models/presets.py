@@ -53,8 +53,9 @@ RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas
 IMAGE_D = ("model.image_discriminator=4",)
 PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digit; helped vgan and mocogan only
 # DiffAugment's translation for every discriminator input (a whole clip shifted alike): at 1,500 steps it took
-# VGAN from 61.7 to 51.6, DVD-GAN from 81.6 to 61.4 and TGAN from 77.4 to 70.3; HRVGAN stayed (85.5, 84.4), so its
-# preset goes without (docs/training.md)
+# VGAN from 61.7 to 51.6, DVD-GAN from 81.6 to 61.4 and TGAN from 77.4 to 70.3, but at full length DVD-GAN ended
+# worse (63.1 / 63.3 against 60.9 / 53.7), so its preset goes without, as HRVGAN's, MoCoGAN's and progressive's
+# (docs/training.md, "Translation")
 TRANSLATE = ("train.augment=[translation]",)
 RECIPE_WHY = ("under their papers' objectives every architecture of the zoo stayed 11-178x the static frame's "
               "fd_evaluator on a CPU budget (docs/results.md); under the recipe VGAN went from 2,010 to 77-107 in "
@@ -92,10 +93,10 @@ _CPU = {
                 "discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
                 "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill "
                 "the 10 minutes (and without it the curve rose after 1,500)"),
-    "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d", *TRANSLATE),
+    "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d",),
                "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
                "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
-               "equal learning rates; DiffAugment's translation (61.4 against 81.6 at 1,500 steps, seed 0)"),
+               "equal learning rates"),
     "hrvgan": (32, 16, 3750, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
                "of the generator steps on a CPU), no pixel loss (an MSE between a generated clip and an unrelated real "
                "one pulls every sample to the mean clip); an image discriminator on 4 frames per clip"),
