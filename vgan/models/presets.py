@@ -88,7 +88,8 @@ _CPU = {
     "tgan": (32, 16, 4250, (*IMAGE_D, "model.minibatch_std=4", *TRANSLATE), "hinge with spectral norm instead of "
              "WGAN with singular value clipping; an image discriminator on 4 frames per clip; a minibatch-stddev "
              "feature in the video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against "
-             "77 at 1,500 steps, docs/training.md); DiffAugment's translation (70.3 against 77.4 at 1,500 steps)"),
+             "77 at 1,500 steps, docs/training.md); DiffAugment's translation (64.9 and 49.1 against 80.8 and 68.7 at "
+             "its 4,250 steps)"),
     "mocogan": (32, 16, 4250, PAIR_D, "its own image discriminator stays (model.mocogan.image_frames); a pair "
                 "discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
                 "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill "
