@@ -145,6 +145,20 @@ def test_several_discriminators_each_train_and_report_their_losses(tmp_path):
     assert float(row["loss_d"]) == pytest.approx(float(row["loss_d_image"]) + float(row["loss_d_video"]), abs=1e-5)
 
 
+def test_mask_weight_shuts_vgans_foreground_mask_and_is_refused_for_a_model_without_one(tmp_path):
+    # the adversarial loss off: the mask penalty alone drives the generator, so its mean mask must fall
+    params = tiny(tmp_path, "model.name=vgan", "train.steps=6", "train.log_every=1", "train.adv_weight=0",
+                  "train.mask_weight=1", "train.ema_decay=0")
+    trainer = Trainer(params, clip_batches(), out_root=tmp_path)
+    views = trainer.G.views(trainer.G.sample_z(2))
+    assert views["mask"].shape == (2, 1, 8, 16, 16) and 0 <= float(views["mask"].min()) <= 1
+    trainer.run(progress=False)
+    masks = [float(row["loss_g_mask"]) for row in read_history(tmp_path)]
+    assert len(masks) == 6 and all(later < earlier for earlier, later in zip(masks, masks[1:]))
+    with pytest.raises(ParamsError, match=r"train.mask_weight = 0.1: tgan's generator has no foreground mask"):
+        Trainer(tiny(tmp_path, "model.name=tgan", "train.mask_weight=0.1"), clip_batches(), out_root=tmp_path)
+
+
 # -- through the CLI, on real tiny shards ----------------------------------------------------------
 
 @pytest.mark.slow

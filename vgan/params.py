@@ -124,6 +124,8 @@ class TrainParams(_Strict):
     adv_weight: float = Field(ge=0)
     recon_weight: float = Field(ge=0, description="weight of the reconstruction loss")
     recon_loss: Literal["l1", "l2"]
+    mask_weight: float = Field(ge=0, description="weight of the L1 penalty on a two-stream generator's foreground "
+                                                 "mask (VGAN's sparsity prior; 0 = off)")
     grad_clip: float = Field(ge=0, description="0 = off")
     augment: list[Literal["color", "translation", "cutout"]] = Field(
         description="differentiable augmentation of every clip the discriminators see (DiffAugment)")

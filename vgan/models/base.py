@@ -14,6 +14,8 @@
 - ``G.views(z, y, context) -> dict[str, Tensor]``: what the discriminators judge; ``"video"`` is the
   full clip (``G.full_clip``). Extra views (e.g. a low-resolution stage of a progressive model) are judged
   by discriminators whose ``view`` names them.
+  A two-stream generator (``G.has_mask``: VGAN) adds ``"mask"``, its foreground mask (B, 1, T, H, W) in [0, 1],
+  which no discriminator judges and ``train.mask_weight`` keeps sparse.
 - ``G.real_views(real) -> dict[str, Tensor]``: the matching views of a real clip.
 - ``G.reconstruction(views, real) -> (fake, target)``: the pair a reconstruction loss compares, and the frames
   the task metrics (PSNR, SSIM) score: the future for prediction, the in-between frames for interpolation.
@@ -52,6 +54,7 @@ class VideoGenerator(nn.Module):
         self.context_frames = 0  # > 0 for prediction models
 
     variable_length = False  # True where the model can generate more frames than it was trained on
+    has_mask = False  # True where views() adds "mask", a foreground mask (train.mask_weight keeps it sparse)
     continuous_time = False  # True where forward and sample_z take ``time_step`` (frames at any frame rate)
     task = "generation"  # "prediction" | "super_resolution" | "interpolation": what the metric groups score
     input_baseline: str | None = None  # the baseline that shows a conditional model's input as it is

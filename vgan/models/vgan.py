@@ -2,7 +2,8 @@
 
 The foreground stream (3D transposed convolutions) produces a moving foreground and a sigmoid mask;
 the background stream (2D transposed convolutions) produces one static image;
-video = mask * foreground + (1 - mask) * background.
+video = mask * foreground + (1 - mask) * background. ``train.mask_weight`` is the paper's sparsity prior on the
+mask (an L1 penalty, here its mean over pixels), so that the background stream paints what does not move.
 Class-conditional when ``model.num_classes`` > 0: a label embedding joins the latent of both streams
 and the discriminator gets a projection head.
 """
@@ -45,14 +46,24 @@ class VganGenerator(VideoGenerator):
         bg += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.background = nn.Sequential(*bg)
 
-    def forward(self, z, y=None, context=None, num_frames=None):
-        self.check_num_frames(num_frames)
+    has_mask = True
+
+    def streams(self, z, y=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(video, mask): the clip and its foreground mask (B, 1, T, H, W) in [0, 1]."""
         h = self.cond(z, y)
         fg = self.fg_body(self.fg_stem(h[:, :, None, None, None]))
         foreground = torch.tanh(self.fg_video(fg))
         mask = torch.sigmoid(self.fg_mask(fg))
         background = self.background(h[:, :, None, None]).unsqueeze(2)
-        return mask * foreground + (1 - mask) * background
+        return mask * foreground + (1 - mask) * background, mask
+
+    def forward(self, z, y=None, context=None, num_frames=None):
+        self.check_num_frames(num_frames)
+        return self.streams(z, y)[0]
+
+    def views(self, z, y=None, context=None) -> dict[str, torch.Tensor]:
+        video, mask = self.streams(z, y)
+        return {"video": video, "mask": mask}
 
 
 VganDiscriminator = Conv3dDiscriminator  # the 3D-conv discriminator of the paper

@@ -35,7 +35,7 @@ from vgan.train.resume import (EPOCH_STRIDE, PREVIEW_LABELS, PREVIEW_LATENTS, RA
                                Resumable, TrainState, seed_everything)
 from vgan.util.cpu import native_bf16
 from vgan.util.devices import select_device
-from vgan.util.errors import TrainingError
+from vgan.util.errors import ParamsError, TrainingError
 
 
 class NullLogger:
@@ -90,6 +90,9 @@ class Trainer(Resumable, TrainingOutputs):
             torch.backends.cudnn.benchmark = not self.cfg.deterministic
         seed_everything(self.cfg.seed)
         self.G, discriminators = build_model(params.model)
+        if self.cfg.mask_weight and not self.G.has_mask:
+            raise ParamsError(f"parameter train.mask_weight = {self.cfg.mask_weight}: {params.model.name}'s generator "
+                              f"has no foreground mask to keep sparse (vgan's has); set it to 0")
         self.Ds = nn.ModuleDict(discriminators)
         if world_size > 1:
             # same initial weights everywhere; draws inside models (MoCoGAN's frame pick, WGAN-GP's

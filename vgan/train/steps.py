@@ -130,6 +130,10 @@ def generator_step(gan: GanModules, cfg, views: dict, real: torch.Tensor, labels
             recon = reconstruction_loss(cfg.recon_loss, fake.float(), target.float())
             losses["loss_g_recon"] = recon.detach()
             loss = loss + cfg.recon_weight * recon
+        if cfg.mask_weight:  # VGAN's sparsity prior: the foreground mask shut where nothing moves
+            mask = views["mask"].float().mean()
+            losses["loss_g_mask"] = mask.detach()
+            loss = loss + cfg.mask_weight * mask
     finally:
         gan.Ds.requires_grad_(True)
     gan.opt_g.zero_grad(set_to_none=True)
