@@ -29,7 +29,7 @@ DCGAN_OBJECTIVE = ("train.loss=bce", "train.lr_g=2e-4", "train.lr_d=2e-4", "trai
 # each generation architecture's paper objective: its module's RECOMMENDED_OVERRIDES (`vgan models` prints them);
 # here, without torch, because `vgan.params` resolves the paper preset for every stage
 PAPER_OBJECTIVES = {
-    "vgan": DCGAN_OBJECTIVE,
+    "vgan": (*DCGAN_OBJECTIVE, "train.mask_weight=0.1"),  # and the paper's L1 prior on the mask, lambda 0.1
     "tgan": ("train.loss=wgan", "train.svc_every=5", *DCGAN_OBJECTIVE[1:]),
     "mocogan": DCGAN_OBJECTIVE,  # the paper trains with the non-saturating (BCE) objective
     "dvdgan": ("train.loss=hinge", "model.spectral_norm=true", "train.lr_g=5e-5", "train.lr_d=2e-4",
@@ -46,7 +46,8 @@ PAPER_OBJECTIVES = {
 # what a params file holds
 RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas=[0.0,0.9]", "train.n_critic=1",
           "train.r1_weight=0.1", "train.r1_every=16", "train.ema_decay=0.99", "train.adv_weight=1.0",
-          "train.recon_weight=0.0", "train.svc_every=0", "train.lr_schedule=constant", "model.spectral_norm=true",
+          "train.recon_weight=0.0", "train.mask_weight=0.0", "train.svc_every=0", "train.lr_schedule=constant",
+          "model.spectral_norm=true",
           # the default's discriminator settings (model.motionshape has its own keys for them): 3D video
           # discriminators judge half-resolution clips, and every discriminator's input is multiplied by sqrt(3)
           "model.video_downsample=2", "model.d_input_gain=1.732", "train.augment=[]")
