@@ -113,7 +113,8 @@ _CPU = {
 }
 
 _PAPER = {
-    "vgan": ((64, 32, 64), "Vondrick et al. 2016: 64x64 clips of 32 frames, batch 64, Adam 2e-4 (0.5, 0.999)"),
+    "vgan": ((64, 32, 64), "Vondrick et al. 2016: 64x64 clips of 32 frames, batch 64, Adam 2e-4 (0.5, 0.999), "
+             "an L1 prior on the mask (weight 0.1)"),
     "tgan": ((64, 16, 64), "Saito et al. 2017: 64x64 clips of 16 frames, WGAN with singular value clipping "
              "(batch 64: this project's choice)"),
     "mocogan": ((64, 16, 64), "Tulyakov et al. 2018: 64x64 frames, 16-frame clips, non-saturating loss "
