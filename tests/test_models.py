@@ -682,6 +682,21 @@ def test_pair_discriminator_judges_the_first_frame_beside_later_ones():
     assert not torch.allclose(same, D(other))
 
 
+def test_embedded_pair_discriminator_compares_the_first_frame_with_each_later_one():
+    from vgan.models.nets import EmbeddedPairDiscriminator
+
+    G, Ds = build_model(tiny("vgan", pair_discriminator=3, pair_compare="embedded"))
+    assert isinstance(Ds["pair"], EmbeddedPairDiscriminator)
+    assert Ds["pair"](G(G.sample_z(BATCH))).shape == (BATCH, 3)
+    D = EmbeddedPairDiscriminator(0, 1, 16, 8, True, frames_per_clip=4)
+    still = moving_squares(2, frames=8)[:, :1, :1].expand(-1, -1, 8, -1, -1)  # every frame the first
+    logits = D(still)
+    assert torch.allclose(logits, logits[:, :1].expand(-1, 4))  # the same pair whichever later frame is picked
+    moved_first = still.clone()
+    moved_first[:, :, 0] = torch.roll(still[:, :, 0], 5, dims=-1)
+    assert not torch.allclose(D(moved_first), logits)  # each logit depends on the first frame
+
+
 def test_coarse_frames_sets_the_3d_generators_coarsest_length():
     from vgan.models.layers import temporal_schedule
 

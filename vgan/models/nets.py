@@ -184,3 +184,29 @@ class PairDiscriminator(FrameDiscriminator):
         later = sample_frames(x[:, :, 1:], self.frames_per_clip)
         first = x[:, :, 0].repeat_interleave(later.shape[0] // x.shape[0], dim=0)
         return torch.cat([first, later], dim=1)
+
+
+class EmbeddedPairDiscriminator(FrameDiscriminator):
+    """Judges each clip's first frame beside ``frames_per_clip`` random later frames, each frame embedded alone by one
+    shared 2D network (features summed over space), each pair judged on (first, later, |first - later|): logits (B, K).
+
+    Stacked as channels (``PairDiscriminator``), two frames are compared pixel by pixel, which a digit that has moved
+    across the frame defeats; embedded apart, what each frame shows is compared wherever it sits (a Siamese network).
+    """
+
+    def __init__(self, num_classes=0, channels=3, resolution=64, width=32, use_spectral_norm=False,
+                 frames_per_clip=1, max_channels=512, input_gain=1.0):
+        super().__init__(num_classes, channels, resolution, width, use_spectral_norm, frames_per_clip, max_channels,
+                         input_gain)
+        features = self.head.linear.in_features
+        self.head = ProjectionHead(3 * features, num_classes, use_spectral_norm)
+
+    def forward(self, x, y=None):
+        x = input_gain(x, self.input_gain)
+        batch = x.shape[0]
+        later = self.body(sample_frames(x[:, :, 1:], self.frames_per_clip)).sum(dim=(2, 3))  # (B * K, F)
+        per_clip = later.shape[0] // batch
+        first = self.body(x[:, :, 0]).sum(dim=(2, 3)).repeat_interleave(per_clip, dim=0)
+        labels = None if y is None else y.repeat_interleave(per_clip)
+        return self.head(torch.cat([first, later, (first - later).abs()], dim=1), labels).view(batch, per_clip)
+

@@ -29,7 +29,8 @@ def build_model(model_params, pretrained: bool = True):
         raise ParamsError("parameter model.channels = 'auto' is not resolved yet: the train stage reads it from the "
                           "shards' manifest (vgan.train.run.resolve_channels); building a model without shards "
                           "needs 1 (grey) or 3 (colour)")
-    from vgan.models.nets import ImageDiscriminator, PairDiscriminator  # torch: not when only the names are wanted
+    # torch: not when only the names are wanted
+    from vgan.models.nets import EmbeddedPairDiscriminator, ImageDiscriminator, PairDiscriminator
 
     module = architecture_module(model_params.name)
     G, discriminators = module.build(model_params)
@@ -42,7 +43,8 @@ def build_model(model_params, pretrained: bool = True):
             isinstance(D, ImageDiscriminator) for D in discriminators.values()):
         discriminators["image"] = added(ImageDiscriminator, model_params.image_discriminator)
     if model_params.pair_discriminator and G.task == "generation":
-        discriminators["pair"] = added(PairDiscriminator, model_params.pair_discriminator)
+        pair = PairDiscriminator if model_params.pair_compare == "stacked" else EmbeddedPairDiscriminator
+        discriminators["pair"] = added(pair, model_params.pair_discriminator)
     discriminators = chosen_discriminators(model_params, discriminators, ImageDiscriminator)
     if pretrained and hasattr(module, "load_pretrained"):
         module.load_pretrained(G, model_params)
