@@ -55,8 +55,9 @@ IMAGE_D = ("model.image_discriminator=4",)
 PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digit; helped vgan and mocogan only
 # DiffAugment's translation for every discriminator input (a whole clip shifted alike): at 1,500 steps it took
 # VGAN from 61.7 to 51.6, DVD-GAN from 81.6 to 61.4 and TGAN from 77.4 to 70.3, but at full length DVD-GAN ended
-# worse (63.1 / 63.3 against 60.9 / 53.7), so its preset goes without, as HRVGAN's, MoCoGAN's and progressive's
-# (docs/training.md, "Translation")
+# worse (63.1 / 63.3 against 60.9 / 53.7), so its preset goes without, as HRVGAN's, MoCoGAN's and progressive's;
+# StyleGAN-V's too (72.0 / 84.6 against 83.4 / 80.5 at full length: one seed better, one worse; docs/training.md,
+# "Translation")
 TRANSLATE = ("train.augment=[translation]",)
 RECIPE_WHY = ("under their papers' objectives every architecture of the zoo stayed 11-178x the static frame's "
               "fd_evaluator on a CPU budget (docs/results.md); under the recipe VGAN went from 2,010 to 77-107 in "
