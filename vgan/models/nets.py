@@ -209,4 +209,3 @@ class EmbeddedPairDiscriminator(FrameDiscriminator):
         first = self.body(x[:, :, 0]).sum(dim=(2, 3)).repeat_interleave(per_clip, dim=0)
         labels = None if y is None else y.repeat_interleave(per_clip)
         return self.head(torch.cat([first, later, (first - later).abs()], dim=1), labels).view(batch, per_clip)
-

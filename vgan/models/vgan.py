@@ -22,6 +22,8 @@ from vgan.models.presets import PAPER_OBJECTIVES
 class VganGenerator(VideoGenerator):
     """Two-stream generator: 3D foreground with mask over a 2D static background."""
 
+    has_mask = True  # views() adds the mask, which train.mask_weight keeps sparse
+
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, coarse_frames=None):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         layers = num_doublings(4, resolution)
@@ -45,8 +47,6 @@ class VganGenerator(VideoGenerator):
             bg += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), nn.BatchNorm2d(widths[i + 1]), nn.ReLU(True)]
         bg += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.background = nn.Sequential(*bg)
-
-    has_mask = True
 
     def streams(self, z, y=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(video, mask): the clip and its foreground mask (B, 1, T, H, W) in [0, 1]."""
