@@ -33,7 +33,8 @@ def coverage(path: str, clips: int) -> dict[str, float]:
     mask, video = views["mask"].float(), views["video"].float()
     return {"mask mean": float(mask.mean()), "mask open (> 0.5)": float((mask > 0.5).float().mean()),
             "bright pixels (> 0)": float((video > 0).float().mean()),
-            "mask over dark pixels": float(mask[video < -0.5].mean()), "mask over bright": float(mask[video > 0].mean())}
+            "mask over dark pixels": float(mask[video < -0.5].mean()),
+            "mask over bright": float(mask[video > 0].mean())}
 
 
 def main(argv=None) -> None:
@@ -46,8 +47,8 @@ def main(argv=None) -> None:
     print("| generator | " + " | ".join(columns) + " |")
     print("| --- |" + " --- |" * len(columns))
     for path, values in rows:
-        print(f"| {Path(path).parent.parent.name}/{Path(path).name} | " + " | ".join(f"{v:.3f}" for v in values.values())
-              + " |")
+        cells = " | ".join(f"{value:.3f}" for value in values.values())
+        print(f"| {Path(path).parent.parent.name}/{Path(path).name} | {cells} |")
 
 
 if __name__ == "__main__":
