@@ -59,6 +59,9 @@ PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digi
 # StyleGAN-V's too (72.0 / 84.6 against 83.4 / 80.5 at full length: one seed better, one worse; docs/training.md,
 # "Translation")
 TRANSLATE = ("train.augment=[translation]",)
+# the learning rate held for the first quarter of the steps, then decaying linearly to 0: for a model whose curve
+# wanders up late in training (MoCoGAN's ended 10 and 31 points lower on its two seeds; docs/training.md)
+DECAY = ("train.lr_schedule=linear", "train.lr_decay_start=0.25")
 RECIPE_WHY = ("under their papers' objectives every architecture of the zoo stayed 11-178x the static frame's "
               "fd_evaluator on a CPU budget (docs/results.md); under the recipe VGAN went from 2,010 to 77-107 in "
               "1,500 steps, and with the default's discriminator settings from 123 to 73 (docs/training.md)")
@@ -93,10 +96,11 @@ _CPU = {
              "feature in the video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against "
              "77 at 1,500 steps, docs/training.md); DiffAugment's translation (64.9 and 49.1 against 80.8 and 68.7 at "
              "its 4,250 steps)"),
-    "mocogan": (32, 16, 4250, PAIR_D, "its own image discriminator stays (model.mocogan.image_frames); a pair "
-                "discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
+    "mocogan": (32, 16, 4250, (*PAIR_D, *DECAY), "its own image discriminator stays (model.mocogan.image_frames); a "
+                "pair discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
                 "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill "
-                "the 10 minutes (and without it the curve rose after 1,500)"),
+                "the 10 minutes (and without it the curve rose after 1,500); the learning rate decaying linearly to 0 "
+                "from step 1,062 (its curves wandered up late: 72.9 and 95.1 with it against 83.3 and 126 without)"),
     "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d",),
                "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
                "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
