@@ -179,6 +179,21 @@ def test_mocogan_rolls_past_the_training_length():
         G(torch.randn(2, G.z_dim))
 
 
+def test_mocogan_residual_motion_moves_each_frames_code_by_at_most_the_step():
+    torch.manual_seed(0)
+    z = build_model(tiny("mocogan"))[0].sample_z(4)
+    steps = {}
+    for step in (None, 0.05):
+        torch.manual_seed(1)
+        G, _ = build_model(tiny("mocogan", mocogan={"motion_step": step}))
+        assert G(z).shape == (4, 3, 8, 16, 16)
+        codes = G.motion_codes(z)
+        steps[step] = (codes[:, 1:] - codes[:, :-1]).abs().amax().item()
+    assert 0 < steps[0.05] <= 0.05 < steps[None]  # the paper's GRU states jump further between frames
+    with pytest.raises(ValidationError, match="greater than 0"):
+        tiny("mocogan", mocogan={"motion_step": 0})
+
+
 def test_dvdgan_recurrent_generator_makes_any_length_causally():
     torch.manual_seed(0)
     G, discriminators = build_model(tiny("dvdgan"))

@@ -21,6 +21,9 @@ class _Strict(BaseModel):
 class MocoganOptions(_Strict):
     motion_dim: int = Field(ge=1, description="GRU state and per-frame motion noise size")
     image_frames: int = Field(ge=1, description="random frames per clip the image discriminator judges")
+    motion_step: float | None = Field(gt=0, le=1, description=(
+        "null: each frame's motion code is the GRU's state (the paper); a number: the code moves from the initial "
+        "state by at most this much per frame and coordinate, a residual step the GRU state scales (MoCoGAN-HD)"))
 
 
 class DvdganOptions(_Strict):
