@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from pydantic import ValidationError
 
 from vgan.models import overview
-from vgan.models.layers import MinibatchStd, sample_frames, to_channels_last_3d
+from vgan.models.layers import LatentBatchNorm, MinibatchStd, sample_frames, to_channels_last_3d
 from vgan.models.options import ModelParams
 from vgan.models.overview import check_models, format_check, format_table, model_table
 from vgan.models.zoo import ARCHITECTURES, build_model
@@ -192,6 +193,21 @@ def test_mocogan_residual_motion_moves_each_frames_code_by_at_most_the_step():
     assert 0 < steps[0.05] <= 0.05 < steps[None]  # the paper's GRU states jump further between frames
     with pytest.raises(ValidationError, match="greater than 0"):
         tiny("mocogan", mocogan={"motion_step": 0})
+
+
+def test_skip_z_gives_vgans_foreground_norms_gains_from_the_clip_latent_and_is_refused_elsewhere():
+    torch.manual_seed(0)
+    for name in ("vgan", "progressive"):
+        G, _ = build_model(tiny(name, skip_z=True))
+        norms = [m for m in G.modules() if isinstance(m, LatentBatchNorm)]
+        assert norms and G(G.sample_z(BATCH)).shape == (BATCH, 3, 8, 16, 16)
+    norm, x, latent = LatentBatchNorm(4, 6), torch.randn(2, 4, 3, 5, 5), torch.randn(2, 6)
+    torch.testing.assert_close(norm(x, latent), nn.BatchNorm3d(4)(x))  # untrained: plain batch norm
+    nn.init.normal_(norm.to_gain_bias.weight)
+    moved = norm(x, latent) - nn.BatchNorm3d(4)(x)
+    assert not torch.allclose(moved[0], moved[1])  # each clip its own gains, the same at every frame and pixel
+    with pytest.raises(ValidationError, match="only VGAN's generator"):
+        tiny("tgan", skip_z=True)
 
 
 def test_dvdgan_recurrent_generator_makes_any_length_causally():

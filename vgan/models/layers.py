@@ -75,6 +75,23 @@ class ConditionalInput(nn.Module):
         return torch.cat([z, self.embed(y)], dim=1)
 
 
+class LatentBatchNorm(nn.Module):
+    """3D batch norm whose per-channel gain and bias come from the clip's latent (BigGAN's skip-z conditional batch
+    norm): every frame and position of a clip gets the same modulation, so what the latent says about the clip
+    reaches every layer. The map starts at zero: an untrained layer is plain batch norm (gain 1, bias 0)."""
+
+    def __init__(self, channels: int, latent_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm3d(channels, affine=False)
+        self.to_gain_bias = nn.Linear(latent_dim, 2 * channels)
+        nn.init.zeros_(self.to_gain_bias.weight)
+        nn.init.zeros_(self.to_gain_bias.bias)
+
+    def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        gain, bias = self.to_gain_bias(latent)[:, :, None, None, None].chunk(2, dim=1)
+        return self.norm(x) * (1 + gain) + bias
+
+
 def channel_widths(width: int, layers: int, max_channels: int = 512) -> list[int]:
     """Channels per layer of a generator, widest first (e.g. 256, 128, 64, 32), capped."""
     return [min(width * 2 ** i, max_channels) for i in reversed(range(layers))]

@@ -128,6 +128,8 @@ class ModelParams(_Strict):
         ge=1, description="frames at the coarsest (4x4) level of the 3D generators (vgan, progressive's base, "
                           "hrvgan, dvdgan's 3d): null = the fewest that doubling per layer allows (2 for 16 frames "
                           "at 32x32), 1 = one coarse layout for the whole clip")
+    skip_z: bool = Field(description="the foreground batch norms of VGAN's generator (progressive's base too) take "
+                         "per-clip gains and biases from the latent (BigGAN's skip-z); refused for other models")
     mocogan: MocoganOptions
     dvdgan: DvdganOptions
     hrvgan: HrvganOptions
@@ -156,6 +158,14 @@ class ModelParams(_Strict):
             raise ValueError(f"model.frames {frames} must be {coarse} times a power of two: the generators' layers "
                              f"double (or quadruple) time from their coarsest level")
         return coarse
+
+    @field_validator("skip_z")
+    @classmethod
+    def _skip_z_where_built(cls, skip_z: bool, info: ValidationInfo) -> bool:
+        if skip_z and info.data.get("name") not in ("vgan", "progressive"):
+            raise ValueError(f"only VGAN's generator (and progressive's, a VGAN base) has it, not "
+                             f"{info.data.get('name')}'s")
+        return skip_z
 
     @field_validator("name")
     @classmethod

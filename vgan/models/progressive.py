@@ -53,11 +53,12 @@ class ProgressiveGenerator(VideoGenerator):
     """Base clip at low resolution, refined to full resolution; ``views`` exposes both."""
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, factor=2,
-                 stage="joint", coarse_frames=None):
+                 stage="joint", coarse_frames=None, skip_z=False):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         self.factor = factor
         self.stage = stage
-        self.base = VganGenerator(z_dim, num_classes, channels, frames, resolution // factor, width, coarse_frames)
+        self.base = VganGenerator(z_dim, num_classes, channels, frames, resolution // factor, width, coarse_frames,
+                                  skip_z)
         # half width: the refiner runs at full resolution, where channels cost the most
         self.refiner = Refiner(channels, max(width // 2, 4), factor) if stage != "base" else None
         if stage == "refiner":
@@ -118,7 +119,7 @@ def load_pretrained(G: ProgressiveGenerator, params) -> None:
 def build(params):
     options = params.progressive
     G = ProgressiveGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
-                             params.width, options.refine_factor, options.stage, params.coarse_frames)
+                             params.width, options.refine_factor, options.stage, params.coarse_frames, params.skip_z)
     low_resolution = params.resolution // options.refine_factor
     low_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, low_resolution, params.width,
                                 params.spectral_norm, view="low", input_gain=params.d_input_gain)
