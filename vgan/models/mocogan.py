@@ -70,6 +70,7 @@ class MocoganGenerator(VideoGenerator):
         latents = torch.cat([content[:, None].expand(-1, motion.shape[1], -1), motion], dim=-1)
         return frames_to_video(self.image(latents.flatten(0, 1)), z.shape[0])
 
+
 def build(params):
     options = params.mocogan
     G = MocoganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
