@@ -130,6 +130,9 @@ class TrainParams(_Strict):
     augment: list[Literal["color", "translation", "cutout"]] = Field(
         description="differentiable augmentation of every clip the discriminators see (DiffAugment)")
     ema_decay: float = Field(ge=0, lt=1)
+    ema_follows_rate: bool = Field(description="each step counts in the EMA by the learning-rate schedule's multiplier "
+                                   "(the decay raised to it), so a decaying rate does not turn the average into the "
+                                   "last G; false: every step alike")
     checkpoint_dir: str
     resume_from: str | None = Field(description="a checkpoint file to start from when this run has none")
     checkpoint_every: int = Field(ge=1)

@@ -11,11 +11,10 @@ from torch import nn
 def ema_decay_at(decay: float, step: int, lr_factor: float = 1.0) -> float:
     """The decay at ``step``: ramps up from 0.1 so early averages are not dominated by the random init.
 
-    ``lr_factor`` is the learning rate's multiplier at this step (the schedule's): a step counts in the average as
-    much as it moves the generator, so the average spans the same stretch of the generator's path as the rate
-    decays. With a per-step decay it would span ever less of it, and where the rate reaches 0 the average would
-    become the last generator (as scored in the table, 20-37 points worse than the average of a moving one;
-    docs/training.md, "EMA")."""
+    ``lr_factor`` (``train.ema_follows_rate``) is the learning rate's multiplier at this step (the schedule's): a step
+    counts in the average as much as it moves the generator, so the average spans the same stretch of the generator's
+    path as the rate decays. With a per-step decay it spans ever less of it, and where the rate reaches 0 the average
+    becomes the last generator (docs/training.md, "EMA")."""
     return min(decay, (1.0 + step) / (10.0 + step)) ** lr_factor
 
 

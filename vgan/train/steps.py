@@ -144,6 +144,6 @@ def generator_step(gan: GanModules, cfg, views: dict, real: torch.Tensor, labels
         return losses, False
     gan.opt_g.step()
     group = gan.opt_g.param_groups[0]  # the schedule's multiplier: this step's rate over the initial one
-    lr_factor = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0
+    lr_factor = group["lr"] / group["initial_lr"] if cfg.ema_follows_rate and group.get("initial_lr") else 1.0
     update_ema(gan.G_ema, gan.G, ema_decay_at(cfg.ema_decay, step, lr_factor))
     return losses, True
