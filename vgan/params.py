@@ -133,6 +133,11 @@ class TrainParams(_Strict):
     ema_follows_rate: bool = Field(description="each step counts in the EMA by the learning-rate schedule's multiplier "
                                    "(the decay raised to it), so a decaying rate does not turn the average into the "
                                    "last G; false: every step alike")
+    image_pretrain_steps: int = Field(ge=0, description="the first N steps train the image generator alone: a few "
+                                      "generated frames per clip against the image discriminators (a plain image GAN; "
+                                      "TGAN and MoCoGAN, whose frames an image generator paints one by one); 0 = off")
+    freeze_image_generator: bool = Field(description="after the image pretraining the image generator's weights stay "
+                                         "as it left them and only the path to its latents trains (MoCoGAN-HD)")
     checkpoint_dir: str
     resume_from: str | None = Field(description="a checkpoint file to start from when this run has none")
     checkpoint_every: int = Field(ge=1)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vgan.models.layers import frames_to_video
 
 
 class VideoGenerator(nn.Module):
@@ -114,6 +115,30 @@ class VideoGenerator(nn.Module):
     def training_pair(self, views: dict[str, torch.Tensor], real: torch.Tensor):
         """Pair compared by the trainer's reconstruction loss: ``reconstruction`` (the predictor overrides)."""
         return self.reconstruction(views, real)
+
+
+class FrameByFrameGenerator(VideoGenerator):
+    """A generator whose frames an image generator (``self.image``) paints one at a time from per-frame latents
+    (TGAN, MoCoGAN). ``random_frames`` paints only a few frames of each clip: what ``train.image_pretrain_steps``
+    trains the image generator on (a plain image GAN, as MoCoGAN-HD starts from a pretrained image generator)."""
+
+    image: nn.Module
+
+    def frame_latents(self, z: torch.Tensor, y=None, num_frames: int | None = None) -> torch.Tensor:
+        """Each frame's input to the image generator: (B, T, D)."""
+        raise NotImplementedError
+
+    def forward(self, z, y=None, context=None, num_frames=None):
+        latents = self.frame_latents(z, y, num_frames)
+        return frames_to_video(self.image(latents.flatten(0, 1)), z.shape[0])
+
+    def random_frames(self, z: torch.Tensor, y=None, count: int = 1) -> torch.Tensor:
+        """``count`` distinct random frames of each clip (B, C, count, H, W), the others not painted."""
+        latents = self.frame_latents(z, y)
+        batch, frames = latents.shape[:2]
+        index = torch.rand(batch, frames, device=latents.device).argsort(dim=1)[:, :min(count, frames)]
+        picked = latents[torch.arange(batch, device=latents.device)[:, None], index]
+        return frames_to_video(self.image(picked.flatten(0, 1)), batch)
 
 
 class VideoDiscriminator(nn.Module):

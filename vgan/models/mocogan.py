@@ -13,15 +13,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.base import VideoGenerator
-from vgan.models.layers import ConditionalInput, frames_to_video
+from vgan.models.base import FrameByFrameGenerator
+from vgan.models.layers import ConditionalInput
 from vgan.models.nets import Conv3dDiscriminator, ImageDiscriminator, ImageGenerator
 from vgan.models.presets import PAPER_OBJECTIVES
 
 RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["mocogan"]  # the paper's objective (vgan.models.presets)
 
 
-class MocoganGenerator(VideoGenerator):
+class MocoganGenerator(FrameByFrameGenerator):
     """Content latent + GRU motion trajectory -> image generator, one frame per motion step."""
 
     variable_length = True
@@ -64,11 +64,10 @@ class MocoganGenerator(VideoGenerator):
             codes.append(code)
         return torch.stack(codes, dim=1)
 
-    def forward(self, z, y=None, context=None, num_frames=None):
+    def frame_latents(self, z, y=None, num_frames=None):
         motion = self.motion_codes(z, num_frames)
         content = self.cond(z[:, : self.z_dim], y)
-        latents = torch.cat([content[:, None].expand(-1, motion.shape[1], -1), motion], dim=-1)
-        return frames_to_video(self.image(latents.flatten(0, 1)), z.shape[0])
+        return torch.cat([content[:, None].expand(-1, motion.shape[1], -1), motion], dim=-1)
 
 
 def build(params):

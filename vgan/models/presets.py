@@ -47,7 +47,7 @@ PAPER_OBJECTIVES = {
 RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas=[0.0,0.9]", "train.n_critic=1",
           "train.r1_weight=0.1", "train.r1_every=16", "train.ema_decay=0.99", "train.adv_weight=1.0",
           "train.recon_weight=0.0", "train.mask_weight=0.0", "train.svc_every=0", "train.lr_schedule=constant",
-          "train.ema_follows_rate=false",
+          "train.ema_follows_rate=false", "train.image_pretrain_steps=0", "train.freeze_image_generator=false",
           "model.spectral_norm=true",
           # the default's discriminator settings (model.motionshape has its own keys for them): 3D video
           # discriminators judge half-resolution clips, and every discriminator's input is multiplied by sqrt(3)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.base import VideoGenerator
-from vgan.models.layers import ConditionalInput, TimeConvTranspose1d, frames_to_video, temporal_schedule
+from vgan.models.base import FrameByFrameGenerator
+from vgan.models.layers import ConditionalInput, TimeConvTranspose1d, temporal_schedule
 from vgan.models.nets import Conv3dDiscriminator, ImageGenerator
 from vgan.models.presets import PAPER_OBJECTIVES
 
@@ -43,7 +43,7 @@ class TemporalGenerator(nn.Module):
         return self.body(h[:, :, None])
 
 
-class TganGenerator(VideoGenerator):
+class TganGenerator(FrameByFrameGenerator):
     """Temporal generator -> per-frame latents -> image generator, frame by frame."""
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32):
@@ -52,13 +52,12 @@ class TganGenerator(VideoGenerator):
         self.temporal = TemporalGenerator(self.cond.out_dim, z_dim, frames, width * 2)
         self.image = ImageGenerator(self.cond.out_dim + z_dim, channels, resolution, width)
 
-    def forward(self, z, y=None, context=None, num_frames=None):
+    def frame_latents(self, z, y=None, num_frames=None):
         self.check_num_frames(num_frames)
         clip_latent = self.cond(z, y)
         frame_latents = self.temporal(clip_latent).transpose(1, 2)  # (B, T, z_dim)
         per_frame = clip_latent[:, None].expand(-1, frame_latents.shape[1], -1)
-        images = self.image(torch.cat([per_frame, frame_latents], dim=-1).flatten(0, 1))
-        return frames_to_video(images, z.shape[0])
+        return torch.cat([per_frame, frame_latents], dim=-1)
 
 
 def build(params):

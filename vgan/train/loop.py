@@ -94,6 +94,7 @@ class Trainer(Resumable, TrainingOutputs):
             raise ParamsError(f"parameter train.mask_weight = {self.cfg.mask_weight}: {params.model.name}'s generator "
                               f"has no foreground mask to keep sparse (vgan's has); set it to 0")
         self.Ds = nn.ModuleDict(discriminators)
+        self.image_Ds = self._image_pretraining_discriminators(params)
         if world_size > 1:
             # same initial weights everywhere; draws inside models (MoCoGAN's frame pick, WGAN-GP's
             # interpolation) are independent per rank, latents come from the shared stream below
@@ -114,6 +115,8 @@ class Trainer(Resumable, TrainingOutputs):
         self.opt_d = torch.optim.Adam(self.Ds.parameters(), lr=self.cfg.lr_d, betas=self.cfg.betas, fused=fused)
         self.gan = steps.GanModules(self.G, self.G_ema, self.Ds, self.opt_g, self.opt_d, world_size, self._autocast,
                                     concatenate=self.device.type == "cuda")
+        self.image_gan = steps.GanModules(self.G, self.G_ema, self.image_Ds, self.opt_g, self.opt_d, world_size,
+                                          self._autocast, concatenate=self.device.type == "cuda")
         if self.cfg.compile:
             self.G.compile()  # compiles G's forward in place, so every view uses it
         self.model_hash = params.group_hash("model")
@@ -125,6 +128,30 @@ class Trainer(Resumable, TrainingOutputs):
         self.fixed_z = self.G.sample_z(16, generator=preview).to(self.device)
         self.fixed_y = self.G.sample_labels(16, generator=torch.Generator().manual_seed(self.cfg.seed + PREVIEW_LABELS))
         self.fixed_y = None if self.fixed_y is None else self.fixed_y.to(self.device)
+
+    def _image_pretraining_discriminators(self, params) -> nn.ModuleDict:
+        """The image discriminators ``train.image_pretrain_steps`` trains against (none when it is 0); a ParamsError
+        where the generator paints no frame alone or no image discriminator judges frames."""
+        from vgan.models.base import FrameByFrameGenerator
+        from vgan.models.nets import ImageDiscriminator
+
+        cfg = self.cfg
+        if not cfg.image_pretrain_steps:
+            if cfg.freeze_image_generator:
+                raise ParamsError("parameter train.freeze_image_generator = true: it freezes the image generator "
+                                  "after train.image_pretrain_steps, which is 0; set both or neither")
+            return nn.ModuleDict()
+        setting = f"parameter train.image_pretrain_steps = {cfg.image_pretrain_steps}"
+        if not isinstance(self.G, FrameByFrameGenerator):
+            raise ParamsError(f"{setting}: {params.model.name}'s frames are not painted one by one by an image "
+                              f"generator (tgan's and mocogan's are); set it to 0")
+        if cfg.recon_weight:
+            raise ParamsError(f"{setting}: single frames have no reconstruction target; set train.recon_weight to 0")
+        chosen = {name: D for name, D in self.Ds.items() if isinstance(D, ImageDiscriminator)}
+        if not chosen:
+            raise ParamsError(f"{setting}: {params.model.name} has no image discriminator to pretrain against; "
+                              f"set model.image_discriminator (frames per clip) or model.discriminators=all")
+        return nn.ModuleDict(chosen)
 
     # -- data --------------------------------------------------------------------------------------
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -185,6 +212,10 @@ class Trainer(Resumable, TrainingOutputs):
         discriminator step also train the generator (one forward per step, as the DCGAN reference does).
         """
         cfg, gan = self.cfg, self.gan
+        if self.state.step < cfg.image_pretrain_steps:
+            return self.image_pretrain_step(batches)
+        if cfg.freeze_image_generator:
+            self.G.image.requires_grad_(False)  # every step: a resumed run freezes it too
         losses, finite, clips = {}, True, 0
         reuse = cfg.n_critic == 1
         for _ in range(cfg.n_critic):
@@ -206,6 +237,21 @@ class Trainer(Resumable, TrainingOutputs):
             losses.update(g_losses)
             finite &= ok
         return losses, finite, clips
+
+    def image_pretrain_step(self, batches: Iterator) -> tuple[dict, bool, int]:
+        """One step of a plain image GAN (``train.image_pretrain_steps``): each clip's generator paints only as many
+        random frames as the image discriminators judge, and the image discriminators alone judge them against
+        random frames of real clips. Returns what ``train_step`` returns."""
+        real, labels = next(batches)
+        count = max(D.frames_per_clip for D in self.image_Ds.values())
+        with self._autocast():
+            views = {"video": self.G.random_frames(self._latents(real.shape[0]), labels, count)}
+        losses, finite = steps.discriminator_step(self.image_gan, self.cfg, self.G.real_views(real), views, labels,
+                                                  self.state.step)
+        if finite:
+            g_losses, finite = steps.generator_step(self.image_gan, self.cfg, views, real, labels, self.state.step)
+            losses.update(g_losses)
+        return losses, finite, real.shape[0]
 
     # -- the loop ----------------------------------------------------------------------------------
     def _lr_schedulers(self) -> list:
