@@ -17,7 +17,6 @@ import contextlib
 import copy
 import functools
 import itertools
-import math
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -30,6 +29,7 @@ from vgan.models.layers import to_channels_last_3d
 from vgan.models.zoo import build_model
 from vgan.train import checkpoint as ckpt
 from vgan.train import distributed, steps
+from vgan.train.steps import learning_rate_factor  # noqa: F401 (tests import it from here)
 from vgan.train.outputs import TrainingOutputs
 from vgan.train.resume import (EPOCH_STRIDE, PREVIEW_LABELS, PREVIEW_LATENTS, RANK_STRIDE, TRAINING_LATENTS,
                                Resumable, TrainState, seed_everything)
@@ -54,17 +54,6 @@ def bf16_compute(precision: str, device_type: str) -> bool:
     if precision == "auto":
         return device_type == "cuda" or (device_type == "cpu" and native_bf16())
     return precision == "bf16"
-
-
-def learning_rate_factor(schedule: str, step: int, total: int, decay_start: float = 0.0) -> float:
-    """The learning rate's multiplier at ``step`` of ``total``: 1 until ``decay_start`` (a fraction of ``total``),
-    then down to 0 at ``total`` along the schedule (``constant``: always 1)."""
-    progress = min(max(step / max(total, 1) - decay_start, 0.0) / (1.0 - decay_start), 1.0)
-    if schedule == "linear":
-        return 1.0 - progress
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * progress))
-    return 1.0
 
 
 class Trainer(Resumable, TrainingOutputs):

@@ -16,6 +16,7 @@ What keeps a step cheap:
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -77,6 +78,17 @@ def total_grad_norm(parameters, clip: float) -> torch.Tensor:
 def all_finite(*values: torch.Tensor) -> bool:
     """One host read for the NaN guard (after the all-reduce the values are equal on every rank)."""
     return bool(torch.isfinite(torch.stack([v.float() for v in values])).all())
+
+
+def learning_rate_factor(schedule: str, step: int, total: int, decay_start: float = 0.0) -> float:
+    """The learning rate's multiplier at ``step`` of ``total``: 1 until ``decay_start`` (a fraction of ``total``),
+    then down to 0 at ``total`` along the schedule (``constant``: always 1)."""
+    progress = min(max(step / max(total, 1) - decay_start, 0.0) / (1.0 - decay_start), 1.0)
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
 
 
 def discriminator_step(gan: GanModules, cfg, real_views: dict, fake_views: dict, labels,
@@ -143,7 +155,8 @@ def generator_step(gan: GanModules, cfg, views: dict, real: torch.Tensor, labels
     if not all_finite(losses["loss_g"], losses["grad_norm_g"]):
         return losses, False
     gan.opt_g.step()
-    group = gan.opt_g.param_groups[0]  # the schedule's multiplier: this step's rate over the initial one
-    lr_factor = group["lr"] / group["initial_lr"] if cfg.ema_follows_rate and group.get("initial_lr") else 1.0
+    lr_factor = 1.0  # train.ema_follows_rate: the rate schedule's multiplier at this step
+    if cfg.ema_follows_rate:
+        lr_factor = learning_rate_factor(cfg.lr_schedule, step, cfg.steps, cfg.lr_decay_start)
     update_ema(gan.G_ema, gan.G, ema_decay_at(cfg.ema_decay, step, lr_factor))
     return losses, True
