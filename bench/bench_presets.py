@@ -6,7 +6,8 @@
 For each architecture: params.yaml with ``--set model.name=<name> --set model.preset=cpu`` (grey clips, as the
 default data), the Trainer's full step (``Trainer.train_step``: every discriminator, R1 on its lazy steps, EMA)
 on a fixed random batch, ``--warmup`` untimed steps, then ``--steps`` timed steps; the projection is the preset's
-``train.steps`` x the mean step time, and the criterion (issue 26) is at least 1,500 steps in at most 10 minutes.
+``train.steps`` x the mean step time (where a preset pretrains an image generator, ``train.image_pretrain_steps`` x
+that step's mean time plus the other steps x theirs), and the criterion (issue 26) is at least 1,500 steps in at most 10 minutes.
 The loader, checkpoints and previews are not timed (`make run`'s trainer overlaps the loader with the step).
 Writes bench/results/presets_cpu.json. Run it alone: another process on the cores slows every step.
 """
@@ -55,17 +56,24 @@ def time_preset(name: str, warmup: int, steps: int, overrides: list[str]) -> dic
             trainer.train_step(data)
             trainer.state.step += 1  # as Trainer.run counts: lazy R1 runs on every r1_every-th step, not on each
 
-        for _ in range(warmup):
-            step()
-        started = time.perf_counter()
-        for _ in range(steps):  # r1_every consecutive steps hold one lazy R1 step: its cost is in the mean
-            step()
-        seconds = (time.perf_counter() - started) / steps
-    minutes = params.train.steps * seconds / 60
+        def mean_step_seconds(first_step: int) -> float:
+            trainer.state.step = first_step
+            for _ in range(warmup):
+                step()
+            started = time.perf_counter()
+            for _ in range(steps):  # r1_every consecutive steps hold one lazy R1 step: its cost is in the mean
+                step()
+            return (time.perf_counter() - started) / steps
+
+        pretrain = params.train.image_pretrain_steps  # its steps first: a frozen image generator stays frozen
+        image_seconds = mean_step_seconds(0) if pretrain else 0.0
+        seconds = mean_step_seconds(pretrain)
+    minutes = (pretrain * image_seconds + (params.train.steps - pretrain) * seconds) / 60
     return {"model": name, "width": shape.width, "batch": batch, "clip": [shape.frames, shape.resolution,
                                                                            shape.resolution],
             "discriminators": sorted(trainer.Ds.keys()), "preset_steps": params.train.steps,
-            "step_s": round(seconds, 4), "projected_minutes": round(minutes, 2),
+            "step_s": round(seconds, 4), "image_pretrain_steps": pretrain, "image_step_s": round(image_seconds, 4),
+            "projected_minutes": round(minutes, 2),
             "fits": params.train.steps >= MIN_STEPS and minutes <= BUDGET_MINUTES}
 
 
@@ -80,13 +88,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/presets_cpu.json")
     args = parser.parse_args()
     rows = []
-    print(f"{'model':12s} {'width':>5s} {'batch':>5s} {'step s':>7s} {'steps':>6s} {'minutes':>8s}  fits "
+    print(f"{'model':12s} {'width':>5s} {'batch':>5s} {'step s':>7s} {'steps':>6s} {'image pretrain':>19s} "
+          f"{'minutes':>8s}  fits "
           f"(>= {MIN_STEPS} steps in <= {BUDGET_MINUTES:g} min)")
     for name in args.models:
         row = time_preset(name, args.warmup, args.steps, args.overrides)
         rows.append(row)
+        pretrain = f"{row['image_pretrain_steps']} x {row['image_step_s']:.3f} s" if row['image_pretrain_steps'] else "-"
         print(f"{name:12s} {row['width']:5d} {row['batch']:5d} {row['step_s']:7.3f} {row['preset_steps']:6d} "
-              f"{row['projected_minutes']:8.2f}  {'yes' if row['fits'] else 'NO'}", flush=True)
+              f"{pretrain:>19s} {row['projected_minutes']:8.2f}  {'yes' if row['fits'] else 'NO'}", flush=True)
     result = {"command": public_command("bench/bench_presets.py", sys.argv[1:]), "git_commit": git_commit(),
               "date": datetime.date.today().isoformat(), "device": "cpu", "cpu_count": os.cpu_count(),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.machine(),
