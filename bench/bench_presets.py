@@ -7,7 +7,8 @@ For each architecture: params.yaml with ``--set model.name=<name> --set model.pr
 default data), the Trainer's full step (``Trainer.train_step``: every discriminator, R1 on its lazy steps, EMA)
 on a fixed random batch, ``--warmup`` untimed steps, then ``--steps`` timed steps; the projection is the preset's
 ``train.steps`` x the mean step time (where a preset pretrains an image generator, ``train.image_pretrain_steps`` x
-that step's mean time plus the other steps x theirs), and the criterion (issue 26) is at least 1,500 steps in at most 10 minutes.
+that step's mean time plus the other steps x theirs), and the criterion (issue 26) is at least 1,500 steps in at most
+10 minutes.
 The loader, checkpoints and previews are not timed (`make run`'s trainer overlaps the loader with the step).
 Writes bench/results/presets_cpu.json. Run it alone: another process on the cores slows every step.
 """
@@ -94,7 +95,8 @@ def main() -> None:
     for name in args.models:
         row = time_preset(name, args.warmup, args.steps, args.overrides)
         rows.append(row)
-        pretrain = f"{row['image_pretrain_steps']} x {row['image_step_s']:.3f} s" if row['image_pretrain_steps'] else "-"
+        pretrain = (f"{row['image_pretrain_steps']} x {row['image_step_s']:.3f} s" if row['image_pretrain_steps']
+                    else "-")
         print(f"{name:12s} {row['width']:5d} {row['batch']:5d} {row['step_s']:7.3f} {row['preset_steps']:6d} "
               f"{pretrain:>19s} {row['projected_minutes']:8.2f}  {'yes' if row['fits'] else 'NO'}", flush=True)
     result = {"command": public_command("bench/bench_presets.py", sys.argv[1:]), "git_commit": git_commit(),

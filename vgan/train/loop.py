@@ -29,10 +29,10 @@ from vgan.models.layers import to_channels_last_3d
 from vgan.models.zoo import build_model
 from vgan.train import checkpoint as ckpt
 from vgan.train import distributed, steps
-from vgan.train.steps import learning_rate_factor  # noqa: F401 (tests import it from here)
 from vgan.train.outputs import TrainingOutputs
 from vgan.train.resume import (EPOCH_STRIDE, PREVIEW_LABELS, PREVIEW_LATENTS, RANK_STRIDE, TRAINING_LATENTS,
                                Resumable, TrainState, seed_everything)
+from vgan.train.steps import learning_rate_factor  # noqa: F401 (tests import it from here)
 from vgan.util.cpu import native_bf16
 from vgan.util.devices import select_device
 from vgan.util.errors import ParamsError, TrainingError
