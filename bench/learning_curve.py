@@ -80,14 +80,20 @@ class Judge:
                                  cfg.ci_level, cfg.seed)
 
     def score(self, generator_path: Path) -> dict:
-        from vgan.evaluate.evaluate_stage import _embed
-        from vgan.metrics.baselines import static_clips
         from vgan.sample import generate
         from vgan.train.generator_file import load_generator
 
         cfg = self.params.evaluate
         generator, _ = load_generator(generator_path, use_ema=cfg.use_ema)
-        clips = generate(generator, self.n, seed=cfg.seed + 1, batch_size=cfg.batch_size)
+        return self.score_clips(generate(generator, self.n, seed=cfg.seed + 1, batch_size=cfg.batch_size))
+
+    def score_clips(self, clips) -> dict:
+        """fd_evaluator of ``clips`` (N, C, T, H, W) in [-1, 1] against the reference set, and of their first frame
+        repeated (appearance_fd)."""
+        from vgan.evaluate.evaluate_stage import _embed
+        from vgan.metrics.baselines import static_clips
+
+        cfg = self.params.evaluate
         # appearance alone: each generated clip's first frame repeated, made as the static-frame baseline is made of
         # real clips; a generator whose frames were real would score what that baseline scores
         intervals = self._intervals({"model": _embed(self.net, clips, cfg.batch_size)[0],

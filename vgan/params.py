@@ -124,20 +124,15 @@ class TrainParams(_Strict):
     adv_weight: float = Field(ge=0)
     recon_weight: float = Field(ge=0, description="weight of the reconstruction loss")
     recon_loss: Literal["l1", "l2"]
-    mask_weight: float = Field(ge=0, description="weight of the L1 penalty on a two-stream generator's foreground "
-                                                 "mask (VGAN's sparsity prior; 0 = off)")
+    mask_weight: float = Field(ge=0, description="L1 on VGAN's foreground mask (its prior; 0 = off)")
     grad_clip: float = Field(ge=0, description="0 = off")
     augment: list[Literal["color", "translation", "cutout"]] = Field(
         description="differentiable augmentation of every clip the discriminators see (DiffAugment)")
     ema_decay: float = Field(ge=0, lt=1)
-    ema_follows_rate: bool = Field(description="each step counts in the EMA by the learning-rate schedule's multiplier "
-                                   "(the decay raised to it), so a decaying rate does not turn the average into the "
-                                   "last G; false: every step alike")
-    image_pretrain_steps: int = Field(ge=0, description="the first N steps train the image generator alone: a few "
-                                      "generated frames per clip against the image discriminators (a plain image GAN; "
-                                      "TGAN and MoCoGAN, whose frames an image generator paints one by one); 0 = off")
-    freeze_image_generator: bool = Field(description="after the image pretraining the image generator's weights stay "
-                                         "as it left them and only the path to its latents trains (MoCoGAN-HD)")
+    ema_follows_rate: bool = Field(description="each step counts in the EMA by the rate schedule's multiplier (decay "
+                                               "** it): a decaying rate does not make the average the last G")
+    image_pretrain_steps: int = Field(ge=0, description="first N steps: the image generator as an image GAN")
+    freeze_image_generator: bool = Field(description="after image pretraining only the path to its latents trains")
     checkpoint_dir: str
     resume_from: str | None = Field(description="a checkpoint file to start from when this run has none")
     checkpoint_every: int = Field(ge=1)
