@@ -26,12 +26,11 @@ from vgan.util.io import write_json  # noqa: E402
 
 def gaussian_blur(clips, sigma: float):
     """Each frame blurred by a 5x5 Gaussian of ``sigma`` pixels (edges replicated)."""
-    import torch
     import torch.nn.functional as F
 
-    taps = torch.exp(-torch.arange(-2, 3, dtype=clips.dtype) ** 2 / (2 * sigma * sigma))
-    taps = taps / taps.sum()
-    kernel = (taps[:, None] * taps[None])[None, None].repeat(clips.shape[1], 1, 1, 1)
+    from vgan.metrics.prediction import gaussian_window
+
+    kernel = gaussian_window(5, sigma).to(clips.dtype)[None, None].repeat(clips.shape[1], 1, 1, 1)
     frames = clips.transpose(1, 2).flatten(0, 1)  # (N * T, C, H, W)
     blurred = F.conv2d(F.pad(frames, (2, 2, 2, 2), mode="replicate"), kernel, groups=clips.shape[1])
     return blurred.unflatten(0, (clips.shape[0], clips.shape[2])).transpose(1, 2)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vgan.models.layers import frames_to_video
+from vgan.models.layers import frames_to_video, random_frame_indices
 
 
 class VideoGenerator(nn.Module):
@@ -136,7 +136,7 @@ class FrameByFrameGenerator(VideoGenerator):
         """``count`` distinct random frames of each clip (B, C, count, H, W), the others not painted."""
         latents = self.frame_latents(z, y)
         batch, frames = latents.shape[:2]
-        index = torch.rand(batch, frames, device=latents.device).argsort(dim=1)[:, :min(count, frames)]
+        index = random_frame_indices(batch, frames, count, latents.device)
         picked = latents[torch.arange(batch, device=latents.device)[:, None], index]
         return frames_to_video(self.image(picked.flatten(0, 1)), batch)
 

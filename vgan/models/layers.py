@@ -143,13 +143,17 @@ class ConvGRUCell(nn.Module):
         return update * hidden + (1 - update) * candidate
 
 
+def random_frame_indices(batch: int, frames: int, count: int, device=None) -> torch.Tensor:
+    """``min(count, frames)`` distinct random frame indices for each of ``batch`` clips: (B, count), in random order."""
+    return torch.rand(batch, frames, device=device).argsort(dim=1)[:, :count]
+
+
 def sample_frames(video: torch.Tensor, count: int) -> torch.Tensor:
     """``count`` distinct random frames of each clip: (B, C, T, H, W) -> (B * count, C, H, W)."""
     batch, _, frames = video.shape[:3]
-    count = min(count, frames)
-    index = torch.rand(batch, frames, device=video.device).argsort(dim=1)[:, :count]
+    index = random_frame_indices(batch, frames, count, video.device)
     picked = video.transpose(1, 2)[torch.arange(batch, device=video.device)[:, None], index]
-    return picked.reshape(batch * count, *picked.shape[2:])
+    return picked.flatten(0, 1)
 
 
 def frames_to_video(frames: torch.Tensor, batch: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ from torch import nn
 
 from vgan.models.base import VideoDiscriminator, VideoGenerator
 from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, channel_widths,
-                                frames_to_video, input_gain, num_doublings, spectral)
+                                frames_to_video, input_gain, num_doublings, random_frame_indices, spectral)
 from vgan.models.nets import conv2d_downsampler
 from vgan.models.presets import PAPER_OBJECTIVES
 
@@ -259,8 +259,7 @@ class TimeGapDiscriminator(VideoDiscriminator):
     def pick_frames(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distinct random frames of each clip in time order: frames (B, K, C, H, W) and their times (B, K)."""
         batch, frames = video.shape[0], video.shape[2]
-        times = torch.rand(batch, frames, device=video.device).argsort(dim=1)[:, : self.frames_per_clip]
-        times = times.sort(dim=1).values
+        times = random_frame_indices(batch, frames, self.frames_per_clip, video.device).sort(dim=1).values
         picked = video.transpose(1, 2)[torch.arange(batch, device=video.device)[:, None], times]
         return picked, times
 
