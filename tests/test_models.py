@@ -744,3 +744,18 @@ def test_coarse_frames_sets_the_3d_generators_coarsest_length():
             assert G(G.sample_z(BATCH)).shape == (BATCH, 3, 16, 32, 32)
     with pytest.raises(ValidationError, match="must be 3 times a power of two"):
         tiny("vgan", coarse_frames=3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_d_width_widens_every_discriminator_and_leaves_the_generator(name):
+    extra = dict(image_discriminator=2, pair_discriminator=2) if name in ZOO else {}
+    G, narrow = build_model(tiny(name, **extra))
+    G_wide_d, wide = build_model(tiny(name, d_width=8, **extra))
+
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    assert count(G_wide_d) == count(G)
+    assert wide.keys() == narrow.keys()
+    for view, D in wide.items():
+        assert count(D) > count(narrow[view]), view

@@ -91,9 +91,10 @@ def build(params):
     else:
         G = Deconv3dGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                               params.width, coarse_frames=params.coarse_frames)
-    spatial = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.width,
+    spatial = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.discriminator_width,
                                  params.spectral_norm, options.k_frames, input_gain=params.d_input_gain)
     temporal = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution,
-                                   params.width, params.spectral_norm, minibatch_std_group=params.minibatch_std,
+                                   params.discriminator_width, params.spectral_norm,
+                                   minibatch_std_group=params.minibatch_std,
                                    downsample=options.temporal_downsample, input_gain=params.d_input_gain)
     return G, {"spatial": spatial, "temporal": temporal}

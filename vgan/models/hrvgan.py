@@ -22,7 +22,7 @@ def build(params):
     G = Deconv3dGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                           params.width, pixel_norm=True, max_channels=options.max_channels,
                           coarse_frames=params.coarse_frames)
-    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                             params.spectral_norm, instance_norm=True, minibatch_std_group=options.minibatch_std_group,
                             max_channels=options.max_channels, downsample=params.video_downsample,
                             input_gain=params.d_input_gain)

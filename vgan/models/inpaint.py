@@ -194,6 +194,6 @@ def build(params):
     options = params.inpaint
     G = InpaintingGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                             params.width, options.box_fraction, options.moving_share, options.blocks)
-    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                             params.spectral_norm)
     return G, {"video": D}

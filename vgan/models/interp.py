@@ -92,6 +92,6 @@ class InterpolationGenerator(VideoGenerator):
 def build(params):
     G = InterpolationGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                                params.width, params.interp.every, params.interp.blocks)
-    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                             params.spectral_norm)
     return G, {"video": D}

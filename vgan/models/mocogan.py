@@ -74,9 +74,9 @@ def build(params):
     options = params.mocogan
     G = MocoganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                          params.width, options.motion_dim, options.motion_step)
-    image_d = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.width,
+    image_d = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.discriminator_width,
                                  params.spectral_norm, options.image_frames, input_gain=params.d_input_gain)
-    video_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    video_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                                   params.spectral_norm, minibatch_std_group=params.minibatch_std,
                                   downsample=params.video_downsample, input_gain=params.d_input_gain)
     return G, {"image": image_d, "video": video_d}

@@ -75,13 +75,13 @@ def build(params):
                              params.width, params.motionshape.max_displacement,
                              params.motionshape.flow_resolution, params.motionshape.warp,
                              params.motionshape.shape_width)
-    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                             use_spectral_norm=True, minibatch_std_group=params.minibatch_std,
                             downsample=params.motionshape.video_downsample,
                             input_gain=params.motionshape.d_input_gain)
     discriminators = {"video": D}
     if params.motionshape.image_frames:
         discriminators["image"] = ImageDiscriminator(params.num_classes, params.channels, params.resolution,
-                                                     params.width, True, params.motionshape.image_frames,
+                                                     params.discriminator_width, True, params.motionshape.image_frames,
                                                      input_gain=params.motionshape.d_input_gain)
     return G, discriminators

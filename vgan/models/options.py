@@ -103,7 +103,8 @@ class ModelParams(_Strict):
                     "from their manifest), 1 = grey, 3 = colour")
     z_dim: int = Field(ge=1)
     num_classes: int = Field(ge=0, description="0 = unconditional")
-    width: int = Field(ge=4, description="base channel width of G and D")
+    width: int = Field(ge=4, description="base channel width of G (and of D where model.d_width is null)")
+    d_width: int | None = Field(ge=4, description="base channel width of every discriminator; null = model.width")
     spectral_norm: bool
     image_discriminator: int = Field(ge=0, description="frames per clip an added spectral-norm image discriminator "
                                      "judges, for generation models that have none (0 = none)")
@@ -140,6 +141,11 @@ class ModelParams(_Strict):
     vsr: VsrOptions
     interp: InterpOptions
     inpaint: InpaintOptions
+
+    @property
+    def discriminator_width(self) -> int:
+        """The discriminators' base channel width: ``d_width``, or ``width`` where it is null."""
+        return self.width if self.d_width is None else self.d_width
 
     @field_validator("channels", mode="before")
     @classmethod

@@ -166,6 +166,6 @@ class PredictorGenerator(VideoGenerator):
 def build(params):
     G = PredictorGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                            params.width, params.predictor.context_frames)
-    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                             params.spectral_norm)
     return G, {"video": D}

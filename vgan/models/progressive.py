@@ -121,10 +121,11 @@ def build(params):
     G = ProgressiveGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                              params.width, options.refine_factor, options.stage, params.coarse_frames, params.skip_z)
     low_resolution = params.resolution // options.refine_factor
-    low_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, low_resolution, params.width,
+    low_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, low_resolution,
+                                params.discriminator_width,
                                 params.spectral_norm, view="low", input_gain=params.d_input_gain)
-    full_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                                 params.spectral_norm, minibatch_std_group=params.minibatch_std,
+    full_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution,
+                                 params.discriminator_width, params.spectral_norm, minibatch_std_group=params.minibatch_std,
                                  downsample=params.video_downsample, input_gain=params.d_input_gain)
     by_stage = {"joint": {"low": low_d, "video": full_d}, "base": {"low": low_d}, "refiner": {"video": full_d}}
     return G, by_stage[options.stage]

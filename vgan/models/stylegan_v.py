@@ -284,7 +284,7 @@ def build(params):
     G = StyleganVGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                            params.width, options.w_dim, options.mapping_layers, options.motion_dim,
                            options.motion_anchor_every)
-    D = TimeGapDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    D = TimeGapDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                              params.spectral_norm, options.d_frames, params.minibatch_std,
                              input_gain=params.d_input_gain)
     return G, {"time_gaps": D}

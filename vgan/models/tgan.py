@@ -62,7 +62,7 @@ class TganGenerator(FrameByFrameGenerator):
 
 def build(params):
     G = TganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width)
-    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                             params.spectral_norm, minibatch_std_group=params.minibatch_std,
                             downsample=params.video_downsample, input_gain=params.d_input_gain)
     return G, {"video": D}

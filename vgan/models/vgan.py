@@ -83,7 +83,7 @@ RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["vgan"]  # the paper's objective (vgan.
 def build(params):
     G = VganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width,
                       params.coarse_frames, params.skip_z)
-    D = VganDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    D = VganDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                           params.spectral_norm, minibatch_std_group=params.minibatch_std,
                           downsample=params.video_downsample, input_gain=params.d_input_gain)
     return G, {"video": D}

@@ -48,6 +48,6 @@ class SuperResolutionGenerator(VideoGenerator):
 def build(params):
     G = SuperResolutionGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                                  params.width, params.vsr.scale, params.vsr.blocks)
-    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
+    D = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.discriminator_width,
                             params.spectral_norm)
     return G, {"video": D}

@@ -37,7 +37,7 @@ def build_model(model_params, pretrained: bool = True):
 
     def added(frame_discriminator, frames_per_clip):  # spectral norm, the model's size and input gain
         return frame_discriminator(model_params.num_classes, model_params.channels, model_params.resolution,
-                                   model_params.width, True, frames_per_clip, input_gain=model_params.d_input_gain)
+                                   model_params.discriminator_width, True, frames_per_clip, input_gain=model_params.d_input_gain)
 
     if model_params.image_discriminator and G.task == "generation" and not any(
             isinstance(D, ImageDiscriminator) for D in discriminators.values()):
