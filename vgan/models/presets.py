@@ -48,6 +48,7 @@ RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas
           "train.r1_weight=0.1", "train.r1_every=16", "train.ema_decay=0.99", "train.adv_weight=1.0",
           "train.recon_weight=0.0", "train.mask_weight=0.0", "train.svc_every=0", "train.lr_schedule=constant",
           "train.ema_follows_rate=false", "train.image_pretrain_steps=0", "train.freeze_image_generator=false",
+          "train.image_generator_lr=1.0",
           "model.spectral_norm=true",
           # the default's discriminator settings (model.motionshape has its own keys for them): 3D video
           # discriminators judge half-resolution clips, and every discriminator's input is multiplied by sqrt(3)
