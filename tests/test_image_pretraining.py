@@ -74,3 +74,21 @@ def test_frozen_image_generator_keeps_its_pretrained_weights_while_the_motion_pa
 def test_image_pretraining_is_refused_in_one_line_where_it_cannot_run(overrides, message, tmp_path):
     with pytest.raises(ParamsError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
         Trainer(tiny(tmp_path, *overrides), clip_batches(), out_root=tmp_path)
+
+
+def test_image_generator_learns_slower_after_pretraining_when_asked(tmp_path):
+    params = tiny(tmp_path, "model.name=mocogan", "train.steps=4", "train.image_pretrain_steps=2",
+                  "train.image_generator_lr=0.1", "train.lr_g=1e-3")
+    trainer = Trainer(params, clip_batches(), out_root=tmp_path)
+    rates = []  # each generator step's rates; the image generator's group is the second
+    trainer.opt_g.register_step_pre_hook(lambda opt, *_: rates.append([group["lr"] for group in opt.param_groups]))
+    trainer.run(progress=False)
+    assert [rate for both in rates for rate in both] == pytest.approx([1e-3, 1e-3] * 2 + [1e-3, 1e-4] * 2)
+    image = {id(p) for p in trainer.G.image.parameters()}
+    assert {id(p) for p in trainer.opt_g.param_groups[1]["params"]} == image
+
+
+def test_a_slower_image_generator_without_pretraining_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ParamsError, match=r"^parameter train\.image_generator_lr = 0\.1: it slows the image generator "
+                                          r"after train\.image_pretrain_steps, which is 0"):
+        Trainer(tiny(tmp_path, "model.name=mocogan", "train.image_generator_lr=0.1"), clip_batches(), out_root=tmp_path)

@@ -129,10 +129,10 @@ class TrainParams(_Strict):
     augment: list[Literal["color", "translation", "cutout"]] = Field(
         description="differentiable augmentation of every clip the discriminators see (DiffAugment)")
     ema_decay: float = Field(ge=0, lt=1)
-    ema_follows_rate: bool = Field(description="each step counts in the EMA by the rate schedule's multiplier (decay "
-                                               "** it): a decaying rate does not make the average the last G")
+    ema_follows_rate: bool = Field(description="each step counts in the EMA by the rate's multiplier (decay ** it)")
     image_pretrain_steps: int = Field(ge=0, description="first N steps: the image generator as an image GAN")
     freeze_image_generator: bool = Field(description="after image pretraining only the path to its latents trains")
+    image_generator_lr: float = Field(gt=0, le=1, description="after image pretraining, its rate as a fraction of lr_g")
     checkpoint_dir: str
     resume_from: str | None = Field(description="a checkpoint file to start from when this run has none")
     checkpoint_every: int = Field(ge=1)

@@ -48,6 +48,7 @@ RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas
           "train.r1_weight=0.1", "train.r1_every=16", "train.ema_decay=0.99", "train.adv_weight=1.0",
           "train.recon_weight=0.0", "train.mask_weight=0.0", "train.svc_every=0", "train.lr_schedule=constant",
           "train.ema_follows_rate=false", "train.image_pretrain_steps=0", "train.freeze_image_generator=false",
+          "train.image_generator_lr=1.0",
           "model.spectral_norm=true",
           # the default's discriminator settings (model.motionshape has its own keys for them): 3D video
           # discriminators judge half-resolution clips, and every discriminator's input is multiplied by sqrt(3)
@@ -97,7 +98,8 @@ _CPU = {
              "feature in the video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against "
              "77 at 1,500 steps, docs/training.md); DiffAugment's translation (64.9 and 49.1 against 80.8 and 68.7 at "
              "its 4,250 steps)"),
-    "mocogan": (32, 16, 4250, (*PAIR_D, *DECAY), "its own image discriminator stays (model.mocogan.image_frames); a "
+    "mocogan": (32, 16, 5000, (*PAIR_D, *DECAY, "model.mocogan.image_frames=4", "train.image_pretrain_steps=2000",
+                               "train.image_generator_lr=0.1"), "its own image discriminator stays (model.mocogan.image_frames); a "
                 "pair discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
                 "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill "
                 "the 10 minutes (and without it the curve rose after 1,500); the learning rate decaying linearly to 0 "

@@ -100,7 +100,7 @@ class Trainer(Resumable, TrainingOutputs):
             if self.device.type == "cuda" and self.cfg.channels_last:
                 to_channels_last_3d(module)
         fused = self.device.type == "cuda"  # one kernel per optimiser step; CPU keeps the default implementation
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=self.cfg.betas, fused=fused)
+        self.opt_g = torch.optim.Adam(self._generator_groups(), lr=self.cfg.lr_g, betas=self.cfg.betas, fused=fused)
         self.opt_d = torch.optim.Adam(self.Ds.parameters(), lr=self.cfg.lr_d, betas=self.cfg.betas, fused=fused)
         self.gan = steps.GanModules(self.G, self.G_ema, self.Ds, self.opt_g, self.opt_d, world_size, self._autocast,
                                     concatenate=self.device.type == "cuda")
@@ -141,6 +141,18 @@ class Trainer(Resumable, TrainingOutputs):
             raise ParamsError(f"{setting}: {params.model.name} has no image discriminator to pretrain against; "
                               f"set model.image_discriminator (frames per clip) or model.discriminators=all")
         return nn.ModuleDict(chosen)
+
+    def _generator_groups(self) -> list[dict]:
+        """G's parameter groups: one, or, where ``train.image_generator_lr`` slows the image generator after its
+        pretraining, the rest first and the image generator second (``_lr_schedulers`` scales the second)."""
+        if self.cfg.image_generator_lr == 1.0:
+            return [{"params": list(self.G.parameters())}]
+        if not self.cfg.image_pretrain_steps:
+            raise ParamsError(f"parameter train.image_generator_lr = {self.cfg.image_generator_lr}: it slows the image "
+                              f"generator after train.image_pretrain_steps, which is 0; set both or neither")
+        image = {id(p) for p in self.G.image.parameters()}
+        return [{"params": [p for p in self.G.parameters() if id(p) not in image]},
+                {"params": list(self.G.image.parameters())}]
 
     # -- data --------------------------------------------------------------------------------------
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -248,11 +260,17 @@ class Trainer(Resumable, TrainingOutputs):
         alone, so a resumed run rebuilds its schedulers from the step and checkpoints carry no scheduler state."""
         factor = functools.partial(learning_rate_factor, self.cfg.lr_schedule, total=self.cfg.steps,
                                    decay_start=self.cfg.lr_decay_start)
+        pretrain, slower = self.cfg.image_pretrain_steps, self.cfg.image_generator_lr
+
+        def image_factor(step: int) -> float:  # the image generator's group, where it has one
+            return factor(step) * (slower if step >= pretrain else 1.0)
+
         schedulers = []
         for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
             for group in opt.param_groups:
                 group["initial_lr"] = base
-            schedulers.append(torch.optim.lr_scheduler.LambdaLR(opt, factor, last_epoch=self.state.step - 1))
+            factors = [factor, image_factor][:len(opt.param_groups)]
+            schedulers.append(torch.optim.lr_scheduler.LambdaLR(opt, factors, last_epoch=self.state.step - 1))
         return schedulers
 
     def run(self, progress: bool = True) -> dict:
