@@ -99,7 +99,7 @@ _CPU = {
              "77 at 1,500 steps, docs/training.md); DiffAugment's translation (64.9 and 49.1 against 80.8 and 68.7 at "
              "its 4,250 steps)"),
     "mocogan": (32, 16, 5000, (*PAIR_D, *DECAY, "model.mocogan.image_frames=4", "train.image_pretrain_steps=2000",
-                               "train.image_generator_lr=0.1"), "its own image discriminator stays (model.mocogan.image_frames); a "
+                               "train.image_generator_lr=0.03"), "its own image discriminator stays (model.mocogan.image_frames); a "
                 "pair discriminator (the first frame beside 4 later ones) beside it and the video one: 75.9 and 73.5 "
                 "against 90.7 and 71.2 at 1,500 steps (docs/training.md); 4,250 steps, as 5,250 with it would fill "
                 "the 10 minutes (and without it the curve rose after 1,500); the learning rate decaying linearly to 0 "
