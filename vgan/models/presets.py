@@ -99,12 +99,12 @@ _CPU = {
              "77 at 1,500 steps, docs/training.md); DiffAugment's translation (64.9 and 49.1 against 80.8 and 68.7 at "
              "its 4,250 steps)"),
     "mocogan": (32, 16, 5000, (*PAIR_D, *DECAY, "model.mocogan.image_frames=4", "train.image_pretrain_steps=2000",
-                               "train.image_generator_lr=0.1"),
+                               "train.image_generator_lr=0.03"),
                 "its own image discriminator stays, on 4 frames per clip; the first 2,000 steps train its image "
                 "generator alone as a plain image GAN (4 random frames per clip against that discriminator, as "
                 "MoCoGAN-HD starts from a pretrained image generator), then the whole model with the image generator "
-                "at a tenth of the rate: 64.4 and 79.8 against 72.9 and 95.1 without pretraining and 86.5 and 86.7 "
-                "with it at the full rate (docs/training.md, image pretraining); a pair discriminator (the first frame "
+                "at 0.03 of the rate: 58.3 and 70.3 against 72.9 and 95.1 without pretraining, 64.4 and 79.8 at 0.1 "
+                "of the rate and 86.5 and 86.7 at the full rate (docs/training.md, image pretraining); a pair discriminator (the first frame "
                 "beside 4 later ones) beside the image and video ones: 75.9 and 73.5 against 90.7 and 71.2 at 1,500 "
                 "steps; the learning rate decaying linearly to 0 from step 1,250 (its curves wandered up late: 72.9 "
                 "and 95.1 with it against 83.3 and 126 without)"),
