@@ -36,8 +36,7 @@ def mean_logit(D, views: dict) -> float:
     return D(views[D.view]).float().mean().item()
 
 
-def judge_checkpoint(path: Path, train: torch.Tensor, val: torch.Tensor) -> dict:
-    state = load_checkpoint(path)
+def judge_checkpoint(state: dict, train: torch.Tensor, val: torch.Tensor) -> dict:
     params = params_from(state["params"])
     G, discriminators = build_model(params.model, pretrained=False)
     G.load_state_dict(state["G"])
@@ -69,13 +68,13 @@ def main() -> None:
         parser.error(f"{args.workdir}/checkpoints holds {len(runs)} runs' checkpoints; expected one")
     params = load_params(args.workdir / "params.yaml")
     shards = str(args.workdir / params.shards.out_dir)
-    checkpoints = list_checkpoints(runs[0])
-    channels = params_from(load_checkpoint(checkpoints[0])["params"]).model.channels
-    train, _ = real_clips(shards, "train", limit=args.n, seed=0, channels=channels)
-    val, _ = real_clips(shards, "val", limit=args.n, seed=0, channels=channels)
-    rows = []
-    for path in checkpoints:
-        rows.append(judge_checkpoint(path, train, val))
+    rows, real = [], None
+    for path in list_checkpoints(runs[0]):
+        state = load_checkpoint(path)
+        if real is None:  # read once, with the model's channels (1 reads grey clips' first channel)
+            channels = params_from(state["params"]).model.channels
+            real = [real_clips(shards, split, limit=args.n, seed=0, channels=channels)[0] for split in ("train", "val")]
+        rows.append(judge_checkpoint(state, *real))
         cells = [f"{name}: {v['train']:+.2f} {v['val']:+.2f} {v['generated']:+.2f} (gap {v['train_minus_val']:+.2f}, "
                  f"margin {v['val_minus_generated']:+.2f})"
                  for name, v in rows[-1].items() if name != "step"]
