@@ -140,11 +140,14 @@ class FrameDiscriminator(VideoDiscriminator):
     """2D convolutions over frames picked from each clip (``frames_of``), one logit per picked frame: (B, K)."""
 
     def __init__(self, num_classes=0, channels=3, resolution=64, width=32, use_spectral_norm=False,
-                 frames_per_clip=1, max_channels=512, input_gain=1.0):
+                 frames_per_clip=1, max_channels=512, input_gain=1.0, minibatch_std_group=0):
         super().__init__()
         self.frames_per_clip = frames_per_clip
         self.input_gain = input_gain
         self.body, in_ch = conv2d_downsampler(channels, resolution, width, use_spectral_norm, max_channels)
+        if minibatch_std_group:  # how much the judged frames vary, so that one shape for every latent shows
+            self.body.extend([MinibatchStd(minibatch_std_group),
+                              spectral(nn.Conv2d(in_ch + 1, in_ch, 3, 1, 1), use_spectral_norm), nn.LeakyReLU(0.2, True)])
         self.head = ProjectionHead(in_ch, num_classes, use_spectral_norm)
 
     def frames_of(self, x: torch.Tensor) -> torch.Tensor:
