@@ -57,7 +57,7 @@ class TganGenerator(FrameByFrameGenerator):
         clip_latent = self.cond(z, y)
         frame_latents = self.temporal(clip_latent).transpose(1, 2)  # (B, T, z_dim)
         per_frame = clip_latent[:, None].expand(-1, frame_latents.shape[1], -1)
-        return torch.cat([per_frame, frame_latents], dim=-1)
+        return torch.cat([per_frame, 0 * frame_latents], dim=-1)
 
 
 def build(params):
