@@ -1,7 +1,10 @@
 """TGAN (Saito et al. 2017): a temporal generator feeds an image generator; a 3D-conv video discriminator.
 
 The temporal generator turns the clip latent into one latent per frame with 1D transposed convolutions
-over time; the image generator turns (clip latent, frame latent) into each frame. The original trains a
+over time; the image generator turns (clip latent, frame latent) into each frame. The frame latents reach the image
+generator through a learned gain that starts at 0 (``TganGenerator.temporal_gain``), so the image generator first
+learns from the clip latent alone: fed the temporal generator's outputs from the start (100 values in (-1, 1) that
+soon stop depending on the clip latent), it collapsed to one image for every latent (docs/training.md). The original trains a
 WGAN whose critic is kept Lipschitz by singular value clipping: ``--set train.loss=wgan train.svc_every=5``;
 WGAN-GP (``train.loss=wgan-gp``) works as well.
 """
@@ -51,11 +54,12 @@ class TganGenerator(FrameByFrameGenerator):
         self.cond = ConditionalInput(z_dim, num_classes)
         self.temporal = TemporalGenerator(self.cond.out_dim, z_dim, frames, width * 2)
         self.image = ImageGenerator(self.cond.out_dim + z_dim, channels, resolution, width)
+        self.temporal_gain = nn.Parameter(torch.zeros(()))  # how much the frame latents reach the image generator
 
     def frame_latents(self, z, y=None, num_frames=None):
         self.check_num_frames(num_frames)
         clip_latent = self.cond(z, y)
-        frame_latents = self.temporal(clip_latent).transpose(1, 2)  # (B, T, z_dim)
+        frame_latents = self.temporal_gain * self.temporal(clip_latent).transpose(1, 2)  # (B, T, z_dim)
         per_frame = clip_latent[:, None].expand(-1, frame_latents.shape[1], -1)
         return torch.cat([per_frame, frame_latents], dim=-1)
 
