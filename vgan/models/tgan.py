@@ -1,7 +1,11 @@
 """TGAN (Saito et al. 2017): a temporal generator feeds an image generator; a 3D-conv video discriminator.
 
 The temporal generator turns the clip latent into one latent per frame with 1D transposed convolutions
-over time; the image generator turns (clip latent, frame latent) into each frame. The original trains a
+over time; the image generator turns (clip latent, frame latent) into each frame. The frame latents reach the image
+generator through a learned gain that starts at 0 (``TganGenerator.temporal_gain``), and image pretraining
+(``train.image_pretrain_steps``) paints each clip's frames from its clip latent alone: fed the temporal generator's
+outputs (100 values in (-1, 1) that soon stop depending on the clip latent), the image generator collapsed to one
+image for every latent (docs/training.md). The original trains a
 WGAN whose critic is kept Lipschitz by singular value clipping: ``--set train.loss=wgan train.svc_every=5``;
 WGAN-GP (``train.loss=wgan-gp``) works as well.
 """
@@ -51,13 +55,21 @@ class TganGenerator(FrameByFrameGenerator):
         self.cond = ConditionalInput(z_dim, num_classes)
         self.temporal = TemporalGenerator(self.cond.out_dim, z_dim, frames, width * 2)
         self.image = ImageGenerator(self.cond.out_dim + z_dim, channels, resolution, width)
+        self.temporal_gain = nn.Parameter(torch.zeros(()))  # how much the frame latents reach the image generator
 
     def frame_latents(self, z, y=None, num_frames=None):
         self.check_num_frames(num_frames)
         clip_latent = self.cond(z, y)
-        frame_latents = self.temporal(clip_latent).transpose(1, 2)  # (B, T, z_dim)
+        frame_latents = self.temporal_gain * self.temporal(clip_latent).transpose(1, 2)  # (B, T, z_dim)
         per_frame = clip_latent[:, None].expand(-1, frame_latents.shape[1], -1)
         return torch.cat([per_frame, frame_latents], dim=-1)
+
+    def random_frames(self, z, y=None, count=1):
+        """Image pretraining: each clip's frame painted from its clip latent alone (frame latents 0, where the gain
+        starts), shown ``count`` times (B, C, count, H, W); the temporal generator and the gain learn after."""
+        clip_latent = self.cond(z, y)
+        frame = self.image(torch.cat([clip_latent, clip_latent.new_zeros(clip_latent.shape[0], self.z_dim)], dim=1))
+        return frame[:, :, None].expand(-1, -1, count, -1, -1)
 
 
 def build(params):
