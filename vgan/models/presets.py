@@ -116,7 +116,7 @@ _CPU = {
     "hrvgan": (32, 16, 3750, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
                "of the generator steps on a CPU), no pixel loss (an MSE between a generated clip and an unrelated real "
                "one pulls every sample to the mean clip); an image discriminator on 4 frames per clip"),
-    "progressive": (16, 16, 3750, IMAGE_D, "joint stage, width 16 (at 32 a step took 2x as long); an image "
+    "progressive": (16, 16, 3750, (*IMAGE_D, "model.minibatch_std=4"), "joint stage, width 16 (at 32 a step took 2x as long); an image "
                     "discriminator on 4 frames per clip"),
     "stylegan_v": (32, 16, 2750, ("train.r1_weight=1.0", "model.d_input_gain=1.0"),
                    "hinge instead of the non-saturating loss, the recipe's learning rates; R1 weight 1 and no input "
