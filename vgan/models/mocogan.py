@@ -27,10 +27,11 @@ class MocoganGenerator(FrameByFrameGenerator):
     variable_length = True
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, motion_dim=10,
-                 motion_step=None):
+                 motion_step=None, burn_in=0):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         self.motion_dim = motion_dim
         self.motion_step = motion_step
+        self.burn_in = burn_in
         self.cond = ConditionalInput(z_dim, num_classes)
         self.motion = nn.GRUCell(motion_dim, motion_dim)
         self.image = ImageGenerator(self.cond.out_dim + motion_dim, channels, resolution, width)
@@ -56,6 +57,8 @@ class MocoganGenerator(FrameByFrameGenerator):
         # the GRU's states live in (-1, 1); an unbounded Gaussian start would make the first frames unlike the rest
         state = torch.tanh(z[:, self.z_dim: self.z_dim + self.motion_dim])
         noise = z[:, self.z_dim + self.motion_dim:].reshape(z.shape[0], encoded, self.motion_dim)
+        for _ in range(self.burn_in):  # the GRU contracts: its first states are wider than its later ones
+            state = self.motion(torch.zeros_like(noise[:, 0]), state)
         codes, code = [], state
         for t in range(steps):
             state = self.motion(noise[:, t], state)
@@ -73,7 +76,7 @@ class MocoganGenerator(FrameByFrameGenerator):
 def build(params):
     options = params.mocogan
     G = MocoganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
-                         params.width, options.motion_dim, options.motion_step)
+                         params.width, options.motion_dim, options.motion_step, options.burn_in)
     image_d = ImageDiscriminator(params.num_classes, params.channels, params.resolution, params.width,
                                  params.spectral_norm, options.image_frames, input_gain=params.d_input_gain)
     video_d = Conv3dDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,

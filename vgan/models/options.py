@@ -24,6 +24,8 @@ class MocoganOptions(_Strict):
     motion_step: float | None = Field(gt=0, le=1, description=(
         "null: each frame's motion code is the GRU's state (the paper); a number: the code moves from the initial "
         "state by at most this much per frame and coordinate, a residual step the GRU state scales (MoCoGAN-HD)"))
+    burn_in: int = Field(ge=0, description="GRU steps (zero input) from the first state before the first frame's code, "
+                                           "so the first frames' codes are like the later ones'")
 
 
 class DvdganOptions(_Strict):
