@@ -8,7 +8,8 @@ content latent) and its per-frame part (TGAN's frame latents, MoCoGAN's motion c
 frames' spread over the latents and over time, and TGAN's ``temporal_gain`` where the model has one. A collapsed
 generator paints alike frames for every latent: a small spread over the latents. With ``--workdir`` (a work folder
 holding the shards and the evaluator, as `bench/learning_curve.py` uses) each listed frame repeated over the clip is
-scored like the static-frame baseline (fd_evaluator of n = the evaluation size), beside the whole clip.
+scored like the static-frame baseline (fd_evaluator of n = the evaluation size, the clips `vgan evaluate` scores: eval
+mode, the evaluation seed), beside the whole clip.
 Prints a table; writes nothing.
 """
 
