@@ -113,7 +113,7 @@ _CPU = {
                "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
                "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
                "equal learning rates"),
-    "hrvgan": (32, 32, 3000, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
+    "hrvgan": (32, 32, 2500, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
                "of the generator steps on a CPU), no pixel loss (an MSE between a generated clip and an unrelated real "
                "one pulls every sample to the mean clip); an image discriminator on 4 frames per clip"),
     "progressive": (16, 16, 3750, IMAGE_D, "joint stage, width 16 (at 32 a step took 2x as long); an image "
