@@ -49,11 +49,10 @@ def describe(path: str, n: int, frames: list[int], raw: bool, train_mode: bool, 
         row["temporal_gain"] = round(float(G.temporal_gain.detach()), 4)
     if judge is not None:
         from vgan.evaluate.evaluate_stage import _embed
-        from vgan.sample import generate
 
         cfg = judge.params.evaluate
         G.eval()
-        scored = generate(G, judge.n, seed=cfg.seed + 1, batch_size=cfg.batch_size)
+        scored = judge.clips(G)
         sets = {"clip": _embed(judge.net, scored, cfg.batch_size)[0]}
         for t in frames:
             still = scored[:, :, t:t + 1].expand(-1, -1, scored.shape[2], -1, -1)

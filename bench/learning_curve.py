@@ -79,13 +79,18 @@ class Judge:
         return frechet_bootstrap(self.reference_features, {**self.baselines, **extra}, cfg.bootstrap_resamples,
                                  cfg.ci_level, cfg.seed)
 
-    def score(self, generator_path: Path) -> dict:
+    def clips(self, generator):
+        """The n clips `vgan evaluate` scores: ``generator`` (a file, or a loaded generator) at the evaluation seed."""
         from vgan.sample import generate
         from vgan.train.generator_file import load_generator
 
         cfg = self.params.evaluate
-        generator, _ = load_generator(generator_path, use_ema=cfg.use_ema)
-        return self.score_clips(generate(generator, self.n, seed=cfg.seed + 1, batch_size=cfg.batch_size))
+        if isinstance(generator, (str, Path)):
+            generator, _ = load_generator(generator, use_ema=cfg.use_ema)
+        return generate(generator, self.n, seed=cfg.seed + 1, batch_size=cfg.batch_size)
+
+    def score(self, generator_path: Path) -> dict:
+        return self.score_clips(self.clips(generator_path))
 
     def score_clips(self, clips) -> dict:
         """fd_evaluator of ``clips`` (N, C, T, H, W) in [-1, 1] against the reference set, and of their first frame

@@ -38,17 +38,13 @@ def main() -> None:
     from learning_curve import Judge
 
     from vgan.data.loader import real_clips
-    from vgan.sample import generate
-    from vgan.train.generator_file import load_generator
 
     judge = Judge(args.workdir)
     cfg = judge.params.evaluate
     real, _ = real_clips(judge.params.shards.out_dir, "val", limit=judge.n, seed=cfg.seed)
     rows = [("real val clips", *classes(judge, real))]
     for path in args.files:
-        generator, _ = load_generator(path, use_ema=cfg.use_ema)
-        clips = generate(generator, judge.n, seed=cfg.seed + 1, batch_size=cfg.batch_size)
-        rows.append((path, *classes(judge, clips)))
+        rows.append((path, *classes(judge, judge.clips(path))))
     print(f"n = {judge.n} clips per set")
     for name, counts, top in rows:
         print(f"{name}\n  clips per class {counts}  mean top probability {top}")
