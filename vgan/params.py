@@ -131,9 +131,7 @@ class TrainParams(_Strict):
     ema_decay: float = Field(ge=0, lt=1)
     ema_follows_rate: bool = Field(description="each step counts in the EMA by the rate's multiplier (decay ** it)")
     image_pretrain_steps: int = Field(ge=0, description="first N steps: the image generator as an image GAN")
-    freeze_image_generator: bool = Field(description=(
-        "after image pretraining only the path to its latents trains; the image generator becomes its average "
-        "(G_ema's) and keeps its batch-norm statistics, so each frame is painted from its own latent alone"))
+    freeze_image_generator: bool = Field(description="after image pretraining: its average, frozen with its statistics")
     image_generator_lr: float = Field(gt=0, le=1, description="after image pretraining, its rate as a fraction of lr_g")
     checkpoint_dir: str
     resume_from: str | None = Field(description="a checkpoint file to start from when this run has none")
