@@ -1,7 +1,11 @@
 """TGAN (Saito et al. 2017): a temporal generator feeds an image generator; a 3D-conv video discriminator.
 
 The temporal generator turns the clip latent into one latent per frame with 1D transposed convolutions
-over time; the image generator turns (clip latent, frame latent) into each frame. The original trains a
+over time. Here each frame's input to the image generator is the clip latent plus that frame's latent minus the
+first frame's (a residual in the image generator's own input space, as MoCoGAN-HD moves a pretrained generator's
+latent), where the paper concatenates (clip latent, frame latent): the first frame is painted from the clip latent
+alone, so image pretraining (``train.image_pretrain_steps``) trains exactly the generator the video phase then moves,
+and the temporal generator's last layer starts at zero (the video phase starts from still clips). The original trains a
 WGAN whose critic is kept Lipschitz by singular value clipping: ``--set train.loss=wgan train.svc_every=5``;
 WGAN-GP (``train.loss=wgan-gp``) works as well.
 """
@@ -36,7 +40,10 @@ class TemporalGenerator(nn.Module):
             else:
                 conv = nn.Conv1d(widths[i], out_ch, 3, 1, 1, padding_mode="replicate")
             body += [conv, nn.BatchNorm1d(out_ch), nn.ReLU(True)]
-        body += [nn.Conv1d(widths[-1], out_dim, 1), nn.Tanh()]
+        last = nn.Conv1d(widths[-1], out_dim, 1)
+        nn.init.zeros_(last.weight)  # no motion at the start: every frame is the clip latent's image
+        nn.init.zeros_(last.bias)
+        body += [last, nn.Tanh()]
         self.body = nn.Sequential(*body)
 
     def forward(self, h):
@@ -49,15 +56,20 @@ class TganGenerator(FrameByFrameGenerator):
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         self.cond = ConditionalInput(z_dim, num_classes)
-        self.temporal = TemporalGenerator(self.cond.out_dim, z_dim, frames, width * 2)
-        self.image = ImageGenerator(self.cond.out_dim + z_dim, channels, resolution, width)
+        self.temporal = TemporalGenerator(self.cond.out_dim, self.cond.out_dim, frames, width * 2)
+        self.image = ImageGenerator(self.cond.out_dim, channels, resolution, width)
 
     def frame_latents(self, z, y=None, num_frames=None):
         self.check_num_frames(num_frames)
         clip_latent = self.cond(z, y)
-        frame_latents = self.temporal(clip_latent).transpose(1, 2)  # (B, T, z_dim)
-        per_frame = clip_latent[:, None].expand(-1, frame_latents.shape[1], -1)
-        return torch.cat([per_frame, frame_latents], dim=-1)
+        steps = self.temporal(clip_latent).transpose(1, 2)  # (B, T, D)
+        return clip_latent[:, None] + (steps - steps[:, :1])
+
+    def random_frames(self, z, y=None, count=1):
+        """Image pretraining: each clip's first frame, painted from its clip latent alone, shown ``count`` times
+        (B, C, count, H, W); the temporal generator learns after."""
+        frame = self.image(self.cond(z, y))
+        return frame[:, :, None].expand(-1, -1, count, -1, -1)
 
 
 def build(params):
