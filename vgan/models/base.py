@@ -123,6 +123,13 @@ class FrameByFrameGenerator(VideoGenerator):
     trains the image generator on (a plain image GAN, as MoCoGAN-HD starts from a pretrained image generator)."""
 
     image: nn.Module
+    hold_image_statistics = False  # train.freeze_image_generator: the image generator's batch norms keep their statistics
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.hold_image_statistics:
+            self.image.eval()  # frozen: each frame is painted from its own latent alone, as in pretraining
+        return self
 
     def frame_latents(self, z: torch.Tensor, y=None, num_frames: int | None = None) -> torch.Tensor:
         """Each frame's input to the image generator: (B, T, D)."""

@@ -217,6 +217,11 @@ class Trainer(Resumable, TrainingOutputs):
             return self.image_pretrain_step(batches)
         if cfg.freeze_image_generator:
             self.G.image.requires_grad_(False)  # every step: a resumed run freezes it too
+            if not self.G.hold_image_statistics:  # and its batch norms: in train mode their statistics follow the
+                self.refresh_ema_statistics()     # batch, whose other frames' latents the video phase moves
+                for G in (self.G, self.G_ema):
+                    G.hold_image_statistics = True
+                    G.image.eval()
         losses, finite, clips = {}, True, 0
         reuse = cfg.n_critic == 1
         for _ in range(cfg.n_critic):
