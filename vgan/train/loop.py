@@ -217,8 +217,13 @@ class Trainer(Resumable, TrainingOutputs):
             return self.image_pretrain_step(batches)
         if cfg.freeze_image_generator:
             self.G.image.requires_grad_(False)  # every step: a resumed run freezes it too
-            if not self.G.hold_image_statistics:  # and its batch norms: in train mode their statistics follow the
-                self.refresh_ema_statistics()     # batch, whose other frames' latents the video phase moves
+            if not self.G.hold_image_statistics:
+                if self.state.step == cfg.image_pretrain_steps:  # (a resumed run has these in its checkpoint)
+                    # the pretrained image generator is its average, with standing statistics, for G and G_ema alike
+                    self.refresh_ema_statistics()
+                    self.G.image.load_state_dict(self.G_ema.image.state_dict())
+                # its batch norms keep those statistics: in train mode they follow the batch, whose frames' latents
+                # the video phase moves (a frame's look would change with the others')
                 for G in (self.G, self.G_ema):
                     G.hold_image_statistics = True
                     G.image.eval()
