@@ -63,7 +63,10 @@ class TganGenerator(FrameByFrameGenerator):
         self.check_num_frames(num_frames)
         clip_latent = self.cond(z, y)
         steps = self.temporal(clip_latent).transpose(1, 2)  # (B, T, D)
-        return clip_latent[:, None] + (steps - steps[:, :1])
+        moved = clip_latent[:, None] + (steps - steps[:, :1])
+        # at the clip latent's length: the image generator learned latents of that length (a step off the sphere it
+        # learned on would leave the inputs it was trained for)
+        return moved * (clip_latent.norm(dim=1)[:, None, None] / moved.norm(dim=2, keepdim=True).clamp_min(1e-6))
 
     def random_frames(self, z, y=None, count=1):
         """Image pretraining: each clip's first frame, painted from its clip latent alone, shown ``count`` times
