@@ -123,7 +123,7 @@ class FrameByFrameGenerator(VideoGenerator):
     trains the image generator on (a plain image GAN, as MoCoGAN-HD starts from a pretrained image generator)."""
 
     image: nn.Module
-    hold_image_statistics = False  # train.freeze_image_generator: the image generator's batch norms keep their statistics
+    hold_image_statistics = False  # train.freeze_image_generator: the image generator's batch norms keep theirs
 
     def train(self, mode: bool = True):
         super().train(mode)
