@@ -215,18 +215,17 @@ class Trainer(Resumable, TrainingOutputs):
         cfg, gan = self.cfg, self.gan
         if self.state.step < cfg.image_pretrain_steps:
             return self.image_pretrain_step(batches)
-        if cfg.freeze_image_generator:
-            self.G.image.requires_grad_(False)  # every step: a resumed run freezes it too
-            if not self.G.hold_image_statistics:
-                if self.state.step == cfg.image_pretrain_steps:  # (a resumed run has these in its checkpoint)
-                    # the pretrained image generator is its average, with standing statistics, for G and G_ema alike
-                    self.refresh_ema_statistics()
-                    self.G.image.load_state_dict(self.G_ema.image.state_dict())
-                # its batch norms keep those statistics: in train mode they follow the batch, whose frames' latents
-                # the video phase moves (a frame's look would change with the others')
-                for G in (self.G, self.G_ema):
-                    G.hold_image_statistics = True
-                    G.image.eval()
+        if cfg.freeze_image_generator and not self.G.hold_image_statistics:  # once, also in a resumed run
+            self.G.image.requires_grad_(False)
+            if self.state.step == cfg.image_pretrain_steps:  # (a resumed run has these in its checkpoint)
+                # the pretrained image generator is its average, with standing statistics, for G and G_ema alike
+                self.refresh_ema_statistics()
+                self.G.image.load_state_dict(self.G_ema.image.state_dict())
+            # its batch norms keep those statistics: in train mode they follow the batch, whose frames' latents
+            # the video phase moves (a frame's look would change with the others')
+            for G in (self.G, self.G_ema):
+                G.hold_image_statistics = True
+                G.image.eval()
         losses, finite, clips = {}, True, 0
         reuse = cfg.n_critic == 1
         for _ in range(cfg.n_critic):
