@@ -89,7 +89,7 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
 # machine's speed varies by a third), so each architecture's steps fill 6.4-8.0 of the 10 minutes (7.8-9.6 the day
 # before; the zoo's curves still fell at 3,000 steps: docs/training.md); at batch 32, 1,500 steps took 4.7-8.1
 _CPU = {
-    "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "an image discriminator on 4 frames per clip beside the "
+    "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE, "train.lr_g=2e-3", "train.lr_d=2e-3"), "an image discriminator on 4 frames per clip beside the "
              "3D one, a pair discriminator (the first frame beside 4 later ones) and DiffAugment's translation: each "
              "lowered fd_evaluator at 1,500 steps on both seeds screened (pairs: 61.7 and 66.2 against 73.2 and 73.8; "
              "translation: 51.6 and 61.8 against 61.7 and 66.2, though at 3,500 steps the same on average: 48.9 and "
