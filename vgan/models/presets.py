@@ -109,7 +109,7 @@ _CPU = {
                 "discriminator (the first frame beside 4 later ones) beside the image and video ones: 75.9 and 73.5 "
                 "against 90.7 and 71.2 at 1,500 steps; the learning rate decaying linearly to 0 from step 1,250 (its "
                 "curves wandered up late: 72.9 and 95.1 with it against 83.3 and 126 without)"),
-    "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d",),
+    "dvdgan": (32, 16, 3500, ("model.dvdgan.generator=3d", *PAIR_D, *TRANSLATE),
                "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
                "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
                "equal learning rates"),
