@@ -54,12 +54,12 @@ RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas
           # discriminators judge half-resolution clips, and every discriminator's input is multiplied by sqrt(3)
           "model.video_downsample=2", "model.d_input_gain=1.732", "train.augment=[]")
 IMAGE_D = ("model.image_discriminator=4",)
-PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digit; helped vgan and mocogan only
+PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digit (vgan, mocogan, dvdgan)
 # DiffAugment's translation for every discriminator input (a whole clip shifted alike): at 1,500 steps it took
-# VGAN from 61.7 to 51.6, DVD-GAN from 81.6 to 61.4 and TGAN from 77.4 to 70.3, but at full length DVD-GAN ended
-# worse (63.1 / 63.3 against 60.9 / 53.7), so its preset goes without, as HRVGAN's, MoCoGAN's and progressive's;
-# StyleGAN-V's too (72.0 / 84.6 against 83.4 / 80.5 at full length: one seed better, one worse; docs/training.md,
-# "Translation")
+# VGAN from 61.7 to 51.6, DVD-GAN from 81.6 to 61.4 and TGAN from 77.4 to 70.3; at full length DVD-GAN ended worse
+# with it alone (63.1 / 63.3 against 60.9 / 53.7) but better with it and a pair discriminator (49.1 / 48.5). HRVGAN's,
+# MoCoGAN's and progressive's presets go without; StyleGAN-V's too (72.0 / 84.6 against 83.4 / 80.5 at full length:
+# one seed better, one worse; docs/training.md, "Translation")
 TRANSLATE = ("train.augment=[translation]",)
 # the learning rate held for the first quarter of the steps, then decaying linearly to 0: for a model whose curve
 # wanders up late in training (MoCoGAN's ended 10 and 31 points lower on its two seeds; docs/training.md)
@@ -109,10 +109,12 @@ _CPU = {
                 "discriminator (the first frame beside 4 later ones) beside the image and video ones: 75.9 and 73.5 "
                 "against 90.7 and 71.2 at 1,500 steps; the learning rate decaying linearly to 0 from step 1,250 (its "
                 "curves wandered up late: 72.9 and 95.1 with it against 83.3 and 126 without)"),
-    "dvdgan": (32, 16, 4000, ("model.dvdgan.generator=3d",),
+    "dvdgan": (32, 16, 3500, ("model.dvdgan.generator=3d", *PAIR_D, *TRANSLATE),
                "its dual discriminators stay; the 3D-deconvolution generator instead of the ConvGRU one, which took "
                "5.7x longer per step on a CPU (0.56 against 0.10 s at width 16, batch 8, one thread); the recipe's "
-               "equal learning rates"),
+               "equal learning rates; VGAN's pair discriminator (the first frame beside 4 later ones) and "
+               "DiffAugment's translation: 49.1 and 48.5 at 3,500 steps against 60.9 and 53.7 at 4,000 without "
+               "(docs/training.md)"),
     "hrvgan": (32, 16, 3750, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
                "of the generator steps on a CPU), no pixel loss (an MSE between a generated clip and an unrelated real "
                "one pulls every sample to the mean clip); an image discriminator on 4 frames per clip"),
