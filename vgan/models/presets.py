@@ -85,9 +85,10 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
 
 
 # cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py (2 cores, bf16,
-# bench/results/presets_cpu.json): at batch 16 a step took 0.10-0.17 s on 2026-12-07 (0.12-0.19 the day before: this
-# machine's speed varies by a third), so each architecture's steps fill 6.4-8.0 of the 10 minutes (7.8-9.6 the day
-# before; the zoo's curves still fell at 3,000 steps: docs/training.md); at batch 32, 1,500 steps took 4.7-8.1
+# bench/results/presets_cpu.json): at batch 16 a step took 0.12-0.19 s in its last run (2026-12-07, later; 0.10-0.17
+# earlier that day: this machine's speed varies by a third), so each architecture's steps fill 7.6-8.9 of the 10
+# minutes (6.4-8.0 in the earlier run; the zoo's curves still fell at 3,000 steps: docs/training.md); at batch 32,
+# 1,500 steps took 4.7-8.1 minutes
 _CPU = {
     "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "an image discriminator on 4 frames per clip beside the "
              "3D one, a pair discriminator (the first frame beside 4 later ones) and DiffAugment's translation: each "
