@@ -116,7 +116,7 @@ _CPU = {
                "equal learning rates; VGAN's pair discriminator (the first frame beside 4 later ones) and "
                "DiffAugment's translation: 49.1 and 48.5 at 3,500 steps against 60.9 and 53.7 at 4,000 without "
                "(docs/training.md)"),
-    "hrvgan": (32, 16, 3750, IMAGE_D, "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
+    "hrvgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
                "of the generator steps on a CPU), no pixel loss (an MSE between a generated clip and an unrelated real "
                "one pulls every sample to the mean clip); an image discriminator on 4 frames per clip"),
     "progressive": (16, 16, 3750, IMAGE_D, "joint stage, width 16 (at 32 a step took 2x as long); an image "
