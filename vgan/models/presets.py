@@ -85,10 +85,10 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
 
 
 # cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py (2 cores, bf16,
-# bench/results/presets_cpu.json): at batch 16 a step took 0.12-0.19 s in its last run (2026-12-07, later; 0.10-0.17
-# earlier that day: this machine's speed varies by a third), so each architecture's steps fill 7.6-8.9 of the 10
-# minutes (6.4-8.0 in the earlier run; the zoo's curves still fell at 3,000 steps: docs/training.md); at batch 32,
-# 1,500 steps took 4.7-8.1 minutes
+# bench/results/presets_cpu.json): at batch 16 a step took 0.10-0.16 s in its last run (2026-12-07; 0.12-0.19 half an
+# hour before: this machine's speed varies by a third), so each architecture's steps fill 6.2-7.6 of the 10 minutes
+# (7.6-8.9 half an hour before; the zoo's curves still fell at 3,000 steps: docs/training.md); at batch 32, 1,500
+# steps took 4.7-8.1 minutes
 _CPU = {
     "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "an image discriminator on 4 frames per clip beside the "
              "3D one, a pair discriminator (the first frame beside 4 later ones) and DiffAugment's translation: each "
@@ -116,11 +116,11 @@ _CPU = {
                "equal learning rates; VGAN's pair discriminator (the first frame beside 4 later ones) and "
                "DiffAugment's translation: 49.1 and 48.5 at 3,500 steps against 60.9 and 53.7 at 4,000 without "
                "(docs/training.md)"),
-    "hrvgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "hinge with spectral norm instead of WGAN-GP with 5 critic steps (a fifth "
-               "of the generator steps on a CPU), no pixel loss (an MSE between a generated clip and an unrelated real "
-               "one pulls every sample to the mean clip); an image discriminator on 4 frames per clip; VGAN's pair "
-               "discriminator and DiffAugment's translation: 51.3 and 49.4 at 3,500 steps against 64.1 and 69.1 at "
-               "3,750 without (docs/training.md)"),
+    "hrvgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "hinge with spectral norm instead of WGAN-GP with 5 "
+               "critic steps (a fifth of the generator steps on a CPU), no pixel loss (an MSE between a generated "
+               "clip and an unrelated real one pulls every sample to the mean clip); an image discriminator on 4 "
+               "frames per clip; VGAN's pair discriminator and DiffAugment's translation: 51.3 and 49.4 at 3,500 "
+               "steps against 64.1 and 69.1 at 3,750 without (docs/training.md)"),
     "progressive": (16, 16, 3750, IMAGE_D, "joint stage, width 16 (at 32 a step took 2x as long); an image "
                     "discriminator on 4 frames per clip"),
     "stylegan_v": (32, 16, 2750, ("train.r1_weight=1.0", "model.d_input_gain=1.0"),
