@@ -54,12 +54,13 @@ RECIPE = ("train.loss=hinge", "train.lr_g=1e-3", "train.lr_d=1e-3", "train.betas
           # discriminators judge half-resolution clips, and every discriminator's input is multiplied by sqrt(3)
           "model.video_downsample=2", "model.d_input_gain=1.732", "train.augment=[]")
 IMAGE_D = ("model.image_discriminator=4",)
-PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digit (vgan, mocogan, dvdgan, hrvgan)
+PAIR_D = ("model.pair_discriminator=4",)  # judges whether a clip keeps its digit
 # DiffAugment's translation for every discriminator input (a whole clip shifted alike): at 1,500 steps it took
 # VGAN from 61.7 to 51.6, DVD-GAN from 81.6 to 61.4 and TGAN from 77.4 to 70.3; at full length DVD-GAN ended worse
 # with it alone (63.1 / 63.3 against 60.9 / 53.7) but better with it and a pair discriminator (49.1 / 48.5), as
-# HRVGAN did (51.3 / 49.4 against 64.1 / 69.1). MoCoGAN's and progressive's presets go without; StyleGAN-V's too
-# (72.0 / 84.6 against 83.4 / 80.5 at full length: one seed better, one worse; docs/training.md, "Translation")
+# HRVGAN (51.3 / 49.4 against 64.1 / 69.1) and progressive did (76.0 / 63.0 against 89.0 / 93.4). MoCoGAN's preset
+# goes without; StyleGAN-V's too (72.0 / 84.6 against 83.4 / 80.5 at full length: one seed better, one worse;
+# docs/training.md, "Translation")
 TRANSLATE = ("train.augment=[translation]",)
 # the learning rate held for the first quarter of the steps, then decaying linearly to 0: for a model whose curve
 # wanders up late in training (MoCoGAN's ended 10 and 31 points lower on its two seeds; docs/training.md)
@@ -121,8 +122,10 @@ _CPU = {
                "clip and an unrelated real one pulls every sample to the mean clip); an image discriminator on 4 "
                "frames per clip; VGAN's pair discriminator and DiffAugment's translation: 51.3 and 49.4 at 3,500 "
                "steps against 64.1 and 69.1 at 3,750 without (docs/training.md)"),
-    "progressive": (16, 16, 3750, IMAGE_D, "joint stage, width 16 (at 32 a step took 2x as long); an image "
-                    "discriminator on 4 frames per clip"),
+    "progressive": (16, 16, 3250, (*IMAGE_D, *PAIR_D, *TRANSLATE), "joint stage, width 16 (at 32 a step took 2x as "
+                    "long); an image discriminator on 4 frames per clip; VGAN's pair discriminator and DiffAugment's "
+                    "translation: 76.0 and 63.0 at 3,250 steps against 89.0 and 93.4 at 3,750 without "
+                    "(docs/training.md)"),
     "stylegan_v": (32, 16, 2750, ("train.r1_weight=1.0", "model.d_input_gain=1.0"),
                    "hinge instead of the non-saturating loss, the recipe's learning rates; R1 weight 1 and no input "
                    "gain, as before the other presets took the default's discriminator settings (its discriminator "
