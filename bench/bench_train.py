@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from vgan.train.losses import discriminator_loss, generator_loss  # noqa: E402
+from vgan.train.steps import at_times  # noqa: E402
 from vgan.models.zoo import build_model  # noqa: E402
 from vgan.params import Params, load_params  # noqa: E402
 
@@ -108,14 +109,15 @@ class PlainStep:
         with torch.no_grad():
             fake = self.G.views(self.G.sample_z(batch, device=self.device), labels)
         real_views = self.G.real_views(real)
-        loss_d = sum(discriminator_loss(self.loss, D(real_views[D.view], labels), D(fake[D.view], labels))
+        loss_d = sum(discriminator_loss(self.loss, at_times(D, real_views)(real_views[D.view], labels),
+                                        at_times(D, fake)(fake[D.view], labels))
                      for D in self.Ds.values())
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
         self.Ds.requires_grad_(False)
         views = self.G.views(self.G.sample_z(batch, device=self.device), labels)
-        loss_g = sum(generator_loss(self.loss, D(views[D.view], labels)) for D in self.Ds.values())
+        loss_g = sum(generator_loss(self.loss, at_times(D, views)(views[D.view], labels)) for D in self.Ds.values())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

@@ -71,6 +71,36 @@ def test_discriminator_sees_sorted_distinct_frames_and_only_their_gaps_matter():
     assert not torch.allclose(other_gaps, D.judge(picked, torch.tensor([[0, 3, 4]] * 5)), atol=1e-4)
 
 
+def test_sparse_training_renders_only_the_judged_frames_at_their_times():
+    G, D = tiny_model(stylegan_v={"sparse_training": True})
+    assert D.view == "sparse" and G.sparse_frames == 3
+    z, real = G.sample_z(4), torch.rand(4, 3, 8, 16, 16) * 2 - 1
+    torch.manual_seed(5)
+    with torch.no_grad():
+        views, real_views = G.train().views(z), G.real_views(real)
+        whole = G(z)
+        assert sorted(G.eval().views(z)) == ["video"]  # in eval mode (previews, EMA statistics) whole clips
+    frames, times = views["sparse"], views["sparse_times"]
+    assert frames.shape == (4, 3, 3, 16, 16) and times.shape == (4, 3) and (times[:, 1:] > times[:, :-1]).all()
+    for clip in range(4):  # a frame depends on its own time only: the whole clip's frames at those times
+        torch.testing.assert_close(frames[clip], whole[clip][:, times[clip]], rtol=1e-4, atol=1e-5)
+        assert torch.equal(real_views["sparse"][clip], real[clip][:, real_views["sparse_times"][clip]])
+    assert torch.equal(real_views["video"], real)
+    # given the times, the discriminator judges the frames it is handed; without them it picks from a whole clip
+    torch.testing.assert_close(D(frames, times=times), D.judge(frames.transpose(1, 2), times))
+    from vgan.train.steps import at_times
+    torch.testing.assert_close(at_times(D, views)(frames), D(frames, times=times))
+    assert at_times(D, {"sparse": frames}) is D
+
+
+def test_sparse_training_refuses_discriminators_that_judge_whole_clips():
+    from vgan.util.errors import ParamsError
+    with pytest.raises(ParamsError, match="the pair discriminator judges whole clips: set model.image_discriminator"):
+        tiny_model(stylegan_v={"sparse_training": True}, pair_discriminator=2)
+    _, discriminators = build_model(default_params(model={**TINY, "pair_discriminator": 2}).model)
+    assert sorted(discriminators) == ["pair", "time_gaps"]  # without sparse training they stand side by side
+
+
 def test_modulated_convolution_demodulation_keeps_unit_output_variance():
     torch.manual_seed(0)
     conv = ModulatedConv2d(64, 48, 3, w_dim=32)
@@ -93,7 +123,8 @@ def test_tiny_train_then_sample_writes_long_and_frame_rate_clips(tiny_shards, tm
     root = workspace_on(tiny_shards, tmp_path / "work")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     model = ["--set", "model.name=stylegan_v", "--set", "model.stylegan_v.mapping_layers=2"]
-    run_cli("vgan", "train", "--no-progress", *model, "--set", "train.r1_weight=1.0", cwd=root, env=env)
+    run_cli("vgan", "train", "--no-progress", *model, "--set", "train.r1_weight=1.0",
+            "--set", "model.stylegan_v.sparse_training=true", cwd=root, env=env)
     train = json.loads((root / "metrics/train.json").read_text())
     assert train["steps"] == 6 and np.isfinite(train["loss_d"]) and np.isfinite(train["loss_g"])
     run_cli("vgan", "sample", *model, "--set", "sample.mp4=false", cwd=root, env=env)

@@ -258,7 +258,7 @@ def test_one_forward_on_real_and_fake_gives_the_logits_of_two_and_coupled_discri
     Ds = torch.nn.ModuleDict(discriminators).eval()  # spectral norm's power iteration would move between forwards
     gan = steps.GanModules(G, G, Ds, None, None, concatenate=True)
     real, fake = torch.rand(2, 4, 3, 8, 16, 16) * 2 - 1
-    together = steps.judge(gan, "video", real, fake, None, [])
+    together = steps.judge(gan, "video", {"video": real}, {"video": fake}, None, [])
     apart = Ds["video"](real), Ds["video"](fake)
     for joint, alone in zip(together, apart):
         torch.testing.assert_close(joint, alone, rtol=1e-5, atol=1e-5)

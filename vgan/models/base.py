@@ -13,7 +13,9 @@
   ``G.given_frames`` lists the frames of the whole clip that are real frames passed through.
 - ``G.views(z, y, context) -> dict[str, Tensor]``: what the discriminators judge; ``"video"`` is the
   full clip (``G.full_clip``). Extra views (e.g. a low-resolution stage of a progressive model) are judged
-  by discriminators whose ``view`` names them.
+  by discriminators whose ``view`` names them. A view may come with its frames' times (``"<view>_times"``, (B, K)),
+  which its discriminator takes as ``D(x, y, times=...)``: StyleGAN-V's sparse training renders only the frames its
+  discriminator judges (in train mode: ``"sparse"`` and ``"sparse_times"``, no ``"video"``).
   A two-stream generator (``G.has_mask``: VGAN) adds ``"mask"``, its foreground mask (B, 1, T, H, W) in [0, 1],
   which no discriminator judges and ``train.mask_weight`` keeps sparse.
 - ``G.real_views(real) -> dict[str, Tensor]``: the matching views of a real clip.

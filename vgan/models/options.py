@@ -73,6 +73,8 @@ class StyleganVOptions(_Strict):
     motion_anchor_every: float = Field(gt=0, description="training frames between consecutive random motion "
                                                          "latents; the trajectory is smooth between them")
     d_frames: int = Field(ge=2, description="frames per clip the discriminator sees, at random time gaps")
+    sparse_training: bool = Field(description="the generator renders only the discriminator's frames in training "
+                                              "(the paper's sparse training); false: the whole clip")
 
 
 class VsrOptions(_Strict):

@@ -117,6 +117,7 @@ def check_model(name: str) -> tuple[str, bool, str]:
         r1_penalty,
         reconstruction_loss,
     )
+    from vgan.train.steps import at_times
 
     started = time.perf_counter()
     try:
@@ -130,9 +131,10 @@ def check_model(name: str) -> tuple[str, bool, str]:
         loss = reconstruction_loss("l2", *G.reconstruction(views, real))
         for D in discriminators.values():
             fake, true = views[D.view], real_views[D.view]
-            loss = loss + discriminator_loss("bce", D(true, labels), D(fake.detach(), labels))
-            loss = loss + gradient_penalty(D, true, fake, labels) + r1_penalty(D, true, labels)
-            loss = loss + generator_loss("bce", D(fake, labels))
+            D_fake, D_true = at_times(D, views), at_times(D, real_views)
+            loss = loss + discriminator_loss("bce", D_true(true, labels), D_fake(fake.detach(), labels))
+            loss = loss + gradient_penalty(D_fake, true, fake, labels) + r1_penalty(D_true, true, labels)
+            loss = loss + generator_loss("bce", D_fake(fake, labels))
         loss.backward()
         modules = {"G": G, **discriminators}
         missing = [f"{owner}.{pname}" for owner, module in modules.items()

@@ -12,10 +12,11 @@ first frames of a long clip are the short clip of the same latent.
 
 The discriminator sees ``model.stylegan_v.d_frames`` frames per clip at random sorted times, judges each
 with 2D convolutions, concatenates their features over time and is told the time gaps (sinusoidal
-features, projection-conditioned). Unlike the paper, the generator renders the whole training clip each
-step and the discriminator picks the frames (the trainer's views are tensors, as for the image
-discriminators of MoCoGAN and DVD-GAN); to stay light on CPU the synthesis network has one modulated
-convolution per resolution. The paper's objective: non-saturating loss + R1 (``RECOMMENDED_OVERRIDES``).
+features, projection-conditioned). With ``model.stylegan_v.sparse_training`` the generator renders only
+those frames in training, at random sorted times per clip, as the paper trains (the ``sparse`` view, its times in
+``sparse_times``, real clips' frames picked alike); without it, it renders the whole training clip and the
+discriminator picks the frames (the only way when image or pair discriminators judge whole clips beside it). To
+stay light on CPU the synthesis network has one modulated convolution per resolution. The paper's objective: non-saturating loss + R1 (``RECOMMENDED_OVERRIDES``).
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def smoothstep(fraction: torch.Tensor) -> torch.Tensor:
 class MotionTrajectory(nn.Module):
     """Random motion latents at anchor times -> a continuous motion code at any time, through learned sinusoids.
 
-    ``anchors`` (B, A, motion_dim) sit at times 0, g, 2g, ...; ``times`` (T,) are in training frames.
+    ``anchors`` (B, A, motion_dim) sit at times 0, g, 2g, ...; ``times`` are in training frames, (T,) for every
+    clip alike or (B, T) per clip.
     Output (B, T, 2 * motion_dim): the interpolated code and ``a(t) * sin(omega * t + phi(t))``.
     """
 
@@ -128,11 +130,13 @@ class MotionTrajectory(nn.Module):
 
     def forward(self, anchors: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         codes = self.mapper(anchors)  # (B, A, D)
+        times = times.expand(anchors.shape[0], -1)  # (B, T)
         position = times / self.anchor_every
         left = position.floor().long().clamp(max=anchors.shape[1] - 2)
-        weight = smoothstep(position - left)[None, :, None]  # (1, T, 1)
-        code = codes[:, left] * (1 - weight) + codes[:, left + 1] * weight  # (B, T, D)
-        waves = self.amplitude(code) * torch.sin(self.log_frequency.exp() * times[None, :, None] + self.phase(code))
+        weight = smoothstep(position - left)[..., None]  # (B, T, 1)
+        clip = torch.arange(anchors.shape[0], device=anchors.device)[:, None]
+        code = codes[clip, left] * (1 - weight) + codes[clip, left + 1] * weight  # (B, T, D)
+        waves = self.amplitude(code) * torch.sin(self.log_frequency.exp() * times[..., None] + self.phase(code))
         return torch.cat([code, waves], dim=-1)
 
 
@@ -187,9 +191,10 @@ class StyleganVGenerator(VideoGenerator):
     continuous_time = True  # forward takes time_step: frames at any rate (vgan sample's frame_rate_factors)
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, w_dim=128,
-                 mapping_layers=4, motion_dim=16, motion_anchor_every=8.0):
+                 mapping_layers=4, motion_dim=16, motion_anchor_every=8.0, sparse_frames=0):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         self.motion_dim = motion_dim
+        self.sparse_frames = sparse_frames  # > 0: training views are this many frames per clip (sparse training)
         self.cond = ConditionalInput(z_dim, num_classes)
         self.mapping = MappingNetwork(self.cond.out_dim, w_dim, mapping_layers)
         self.motion = MotionTrajectory(motion_dim, motion_anchor_every, frames)
@@ -218,13 +223,38 @@ class StyleganVGenerator(VideoGenerator):
         if encoded < needed:
             raise ValueError(f"the latent holds {encoded} motion latents; {steps} frames {time_step} apart need "
                              f"{needed}: draw it with G.sample_z(batch, num_frames={steps}, time_step={time_step})")
+        return self.render(z, y, torch.arange(steps, device=z.device, dtype=z.dtype) * time_step)
+
+    def render(self, z: torch.Tensor, y, times: torch.Tensor) -> torch.Tensor:
+        """The frames at ``times`` (training frames; (T,) for every clip, or (B, T) per clip): (B, C, T, H, W)."""
         batch = z.shape[0]
         w = self.mapping(self.cond(z[:, : self.z_dim], y))
-        anchors = z[:, self.z_dim:].reshape(batch, encoded, self.motion_dim)
-        times = torch.arange(steps, device=z.device, dtype=z.dtype) * time_step
+        anchors = z[:, self.z_dim:].reshape(batch, -1, self.motion_dim)
         motion = self.motion(anchors, times)  # (B, T, D)
-        frames = self.synthesis(w.repeat_interleave(steps, dim=0), motion.flatten(0, 1))
+        frames = self.synthesis(w.repeat_interleave(motion.shape[1], dim=0), motion.flatten(0, 1))
         return frames_to_video(frames, batch)
+
+    def training_times(self, batch: int, device=None) -> torch.Tensor:
+        """``sparse_frames`` distinct random frame times of each clip, sorted: (B, K), as integers."""
+        return random_frame_indices(batch, self.frames, self.sparse_frames, device).sort(dim=1).values
+
+    def views(self, z, y=None, context=None) -> dict[str, torch.Tensor]:
+        if not (self.sparse_frames and self.training):  # previews and EMA statistics: whole clips
+            return super().views(z, y, context)
+        times = self.training_times(z.shape[0], z.device)
+        return {"sparse": self.render(z, y, times.to(z.dtype)), "sparse_times": times}
+
+    def real_views(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        views = super().real_views(real)
+        if self.sparse_frames:
+            times = self.training_times(real.shape[0], real.device)
+            views.update(sparse=frames_at(real, times).transpose(1, 2), sparse_times=times)
+        return views
+
+
+def frames_at(video: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Each clip's frames at its ``times`` (B, K): (B, C, T, H, W) -> (B, K, C, H, W)."""
+    return video.transpose(1, 2)[torch.arange(video.shape[0], device=video.device)[:, None], times]
 
 
 def sinusoidal_features(values: torch.Tensor, periods: torch.Tensor) -> torch.Tensor:
@@ -260,8 +290,7 @@ class TimeGapDiscriminator(VideoDiscriminator):
         """Distinct random frames of each clip in time order: frames (B, K, C, H, W) and their times (B, K)."""
         batch, frames = video.shape[0], video.shape[2]
         times = random_frame_indices(batch, frames, self.frames_per_clip, video.device).sort(dim=1).values
-        picked = video.transpose(1, 2)[torch.arange(batch, device=video.device)[:, None], times]
-        return picked, times
+        return frames_at(video, times), times
 
     def judge(self, frames: torch.Tensor, times: torch.Tensor, y=None) -> torch.Tensor:
         """Logits for frames (B, K, C, H, W) taken at ``times`` (B, K); only the gaps between them matter."""
@@ -275,16 +304,23 @@ class TimeGapDiscriminator(VideoDiscriminator):
         condition = self.gap_embed(sinusoidal_features(gaps, self.gap_periods.to(h.dtype)))
         return self.head(h, y) + (condition * h).sum(dim=1)
 
-    def forward(self, x, y=None):
-        return self.judge(*self.pick_frames(input_gain(x, self.input_gain)), y)
+    def forward(self, x, y=None, times=None):
+        """Logits for clips ``x`` (B, C, T, H, W): for frames it picks, or, given their ``times`` (B, K), for the
+        K frames ``x`` holds (the generator's sparse view)."""
+        x = input_gain(x, self.input_gain)
+        if times is None:
+            return self.judge(*self.pick_frames(x), y)
+        return self.judge(x.transpose(1, 2), times, y)
 
 
 def build(params):
     options = params.stylegan_v
     G = StyleganVGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution,
                            params.width, options.w_dim, options.mapping_layers, options.motion_dim,
-                           options.motion_anchor_every)
+                           options.motion_anchor_every, options.d_frames if options.sparse_training else 0)
     D = TimeGapDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                              params.spectral_norm, options.d_frames, params.minibatch_std,
                              input_gain=params.d_input_gain)
+    if options.sparse_training:
+        D.view = "sparse"  # the frames the generator rendered, their times in the view "sparse_times"
     return G, {"time_gaps": D}

@@ -46,6 +46,12 @@ def build_model(model_params, pretrained: bool = True):
         pair = PairDiscriminator if model_params.pair_compare == "stacked" else EmbeddedPairDiscriminator
         discriminators["pair"] = added(pair, model_params.pair_discriminator)
     discriminators = chosen_discriminators(model_params, discriminators, ImageDiscriminator)
+    whole_clips = [name for name, D in discriminators.items() if D.view == "video"]
+    if getattr(G, "sparse_frames", 0) and whole_clips:
+        raise ParamsError(f"parameter model.stylegan_v.sparse_training = true: the generator renders only the frames "
+                          f"its time-gap discriminator judges, but the {' and '.join(whole_clips)} discriminator "
+                          f"judges whole clips: set model.image_discriminator=0 and model.pair_discriminator=0, or "
+                          f"sparse_training=false")
     if pretrained and hasattr(module, "load_pretrained"):
         module.load_pretrained(G, model_params)
     return G, discriminators

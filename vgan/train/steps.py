@@ -16,6 +16,7 @@ What keeps a step cheap:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -57,13 +58,26 @@ def couples_batch(module: nn.Module) -> bool:
     return any(isinstance(m, (nn.modules.batchnorm._BatchNorm, MinibatchStd)) for m in module.modules())
 
 
-def judge(gan: GanModules, name: str, real: torch.Tensor, fake: torch.Tensor, labels, policies) -> tuple:
-    """(real logits, fake logits) of discriminator ``name``: one forward on both where its layers allow."""
+def at_times(D: nn.Module, views: dict) -> Callable:
+    """``D`` as a function of (clips, labels), told the frame times of its view where the view has them
+    (``views[D.view + "_times"]``: StyleGAN-V's sparse training renders only the frames its discriminator judges)."""
+    times = views.get(f"{D.view}_times")
+    return D if times is None else functools.partial(D, times=times)
+
+
+def judge(gan: GanModules, name: str, real_views: dict, fake_views: dict, labels, policies) -> tuple:
+    """(real logits, fake logits) of discriminator ``name`` on its view (fakes detached): one forward on both where
+    its layers allow."""
     D = gan.Ds[name]
+    real, fake = real_views[D.view], fake_views[D.view].detach()
     if gan.judged_apart(name) or real.shape[1:] != fake.shape[1:]:
-        return D(augment(real, policies), labels), D(augment(fake, policies), labels)
+        return (at_times(D, real_views)(augment(real, policies), labels),
+                at_times(D, fake_views)(augment(fake, policies), labels))
     both_labels = None if labels is None else torch.cat([labels, labels])
-    logits = D(augment(torch.cat([real, fake.to(real.dtype)]), policies), both_labels)
+    both = {D.view: torch.cat([real, fake.to(real.dtype)])}
+    if f"{D.view}_times" in real_views:
+        both[f"{D.view}_times"] = torch.cat([real_views[f"{D.view}_times"], fake_views[f"{D.view}_times"]])
+    logits = at_times(D, both)(augment(both[D.view], policies), both_labels)
     return logits[:real.shape[0]], logits[real.shape[0]:]
 
 
@@ -97,18 +111,19 @@ def discriminator_step(gan: GanModules, cfg, real_views: dict, fake_views: dict,
     losses, total = {}, 0.0
     lazy_r1 = cfg.r1_weight and step % cfg.r1_every == 0
     for name, D in gan.Ds.items():
-        real, fake = real_views[D.view], fake_views[D.view].detach()
+        real, fake = real_views[D.view], fake_views[D.view]
         with gan.autocast():
-            real_logits, fake_logits = judge(gan, name, real, fake, labels, cfg.augment)
+            real_logits, fake_logits = judge(gan, name, real_views, fake_views, labels, cfg.augment)
         real_logits, fake_logits = real_logits.float(), fake_logits.float()
         loss = discriminator_loss(cfg.loss, real_logits, fake_logits)
         losses[f"loss_d_{name}"] = loss.detach()
         if cfg.loss == "wgan-gp" and cfg.gp_weight:
-            penalty = gradient_penalty(D, real.float(), fake.float(), labels)
+            # interpolates judged at the fake clips' frame times where the view has times
+            penalty = gradient_penalty(at_times(D, fake_views), real.float(), fake.float(), labels)
             losses[f"gp_{name}"] = penalty.detach()
             loss = loss + cfg.gp_weight * penalty
         if lazy_r1:
-            penalty = r1_penalty(D, real.float(), labels)
+            penalty = r1_penalty(at_times(D, real_views), real.float(), labels)
             losses[f"r1_{name}"] = penalty.detach()
             loss = loss + cfg.r1_weight * cfg.r1_every * penalty
         losses[f"margin_{name}"] = (real_logits.mean() - fake_logits.mean()).detach()
@@ -133,7 +148,8 @@ def generator_step(gan: GanModules, cfg, views: dict, real: torch.Tensor, labels
     gan.Ds.requires_grad_(False)
     try:
         with gan.autocast():
-            adversarial = sum(generator_loss(cfg.loss, D(augment(views[D.view], cfg.augment), labels).float())
+            adversarial = sum(generator_loss(cfg.loss, at_times(D, views)(augment(views[D.view], cfg.augment),
+                                                                          labels).float())
                               for D in gan.Ds.values())
         loss = cfg.adv_weight * adversarial
         losses = {"loss_g_adv": adversarial.detach()}
