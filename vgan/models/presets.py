@@ -101,7 +101,7 @@ _CPU = {
              "feature in the video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against "
              "77 at 1,500 steps, docs/training.md); DiffAugment's translation (64.9 and 49.1 against 80.8 and 68.7 at "
              "its 4,250 steps)"),
-    "mocogan": (32, 16, 5000, (*PAIR_D, *DECAY, "model.mocogan.image_frames=4", "train.image_pretrain_steps=2000",
+    "mocogan": (32, 16, 5000, (*PAIR_D, *TRANSLATE, *DECAY, "model.mocogan.image_frames=4", "train.image_pretrain_steps=2000",
                                "train.image_generator_lr=0.03"),
                 "its own image discriminator stays, on 4 frames per clip; the first 2,000 steps train its image "
                 "generator alone as a plain image GAN (4 random frames per clip against that discriminator, as "
