@@ -96,7 +96,7 @@ _CPU = {
              "lowered fd_evaluator at 1,500 steps on both seeds screened (pairs: 61.7 and 66.2 against 73.2 and 73.8; "
              "translation: 51.6 and 61.8 against 61.7 and 66.2, though at 3,500 steps the same on average: 48.9 and "
              "43.8 against 45.3 and 47.4; docs/training.md)"),
-    "tgan": (32, 16, 4250, (*IMAGE_D, "model.minibatch_std=4", *TRANSLATE), "hinge with spectral norm instead of "
+    "tgan": (32, 16, 3350, (*IMAGE_D, *PAIR_D, "model.minibatch_std=4", *TRANSLATE), "hinge with spectral norm instead of "
              "WGAN with singular value clipping; an image discriminator on 4 frames per clip; a minibatch-stddev "
              "feature in the video discriminator (seed 0 collapsed to one shape without it: fd_evaluator 142 against "
              "77 at 1,500 steps, docs/training.md); DiffAugment's translation (64.9 and 49.1 against 80.8 and 68.7 at "
