@@ -83,7 +83,8 @@ def main() -> None:
     generation = [name for name in ARCHITECTURES if presets_of(name) is not None]
     parser.add_argument("--models", nargs="+", default=generation, choices=generation)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=16, help="timed steps (16 = one lazy R1 period)")
+    parser.add_argument("--steps", type=int, default=64, help="timed steps (64 = four lazy R1 periods; with 16, "
+                        "one period, a preset's figure moved by a tenth from run to run)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an override after the preset (repeatable), to try another size: --set model.width=24")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/presets_cpu.json")
