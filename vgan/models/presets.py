@@ -86,10 +86,10 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
 
 
 # cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py (2 cores, bf16,
-# bench/results/presets_cpu.json): at batch 16 a step took 0.13-0.20 s in its last run (2026-12-07; 0.10-0.16 half an
-# hour before: this machine's speed varies by a third), so each architecture's steps fill 8.2-9.8 of the 10 minutes
-# (6.2-7.6 half an hour before; the zoo's curves still fell at 3,000 steps: docs/training.md); at batch 32, 1,500
-# steps took 4.7-8.1 minutes
+# 64 timed steps; bench/results/presets_cpu.json): at batch 16 a step took 0.13-0.16 s in its last run (2026-12-07;
+# StyleGAN-V's sparse step 0.077), so each architecture's steps fill 7.7-9.8 of the 10 minutes; half an hour before,
+# VGAN's, TGAN's and HRVGAN's projected 10.1-10.7 (this machine's speed varies by a third: docs/training.md, #21); at
+# batch 32, 1,500 steps took 4.7-8.1 minutes
 _CPU = {
     "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "an image discriminator on 4 frames per clip beside the "
              "3D one, a pair discriminator (the first frame beside 4 later ones) and DiffAugment's translation: each "
