@@ -88,9 +88,13 @@ def test_sparse_training_renders_only_the_judged_frames_at_their_times():
     assert torch.equal(real_views["video"], real)
     # given the times, the discriminator judges the frames it is handed; without them it picks from a whole clip
     torch.testing.assert_close(D(frames, times=times), D.judge(frames.transpose(1, 2), times))
+    from vgan.train.losses import gradient_penalty, r1_penalty
     from vgan.train.steps import at_times
     torch.testing.assert_close(at_times(D, views)(frames), D(frames, times=times))
     assert at_times(D, {"sparse": frames}) is D
+    # the penalties differentiate through the handed frames
+    assert torch.isfinite(r1_penalty(at_times(D, real_views), real_views["sparse"]))
+    assert torch.isfinite(gradient_penalty(at_times(D, views), real_views["sparse"], frames))
 
 
 def test_sparse_training_refuses_discriminators_that_judge_whole_clips():

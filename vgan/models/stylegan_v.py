@@ -16,7 +16,8 @@ features, projection-conditioned). With ``model.stylegan_v.sparse_training`` the
 those frames in training, at random sorted times per clip, as the paper trains (the ``sparse`` view, its times in
 ``sparse_times``, real clips' frames picked alike); without it, it renders the whole training clip and the
 discriminator picks the frames (the only way when image or pair discriminators judge whole clips beside it). To
-stay light on CPU the synthesis network has one modulated convolution per resolution. The paper's objective: non-saturating loss + R1 (``RECOMMENDED_OVERRIDES``).
+stay light on CPU the synthesis network has one modulated convolution per resolution. The paper's objective:
+non-saturating loss + R1, with sparse training (``RECOMMENDED_OVERRIDES``).
 """
 
 from __future__ import annotations

@@ -148,9 +148,8 @@ def generator_step(gan: GanModules, cfg, views: dict, real: torch.Tensor, labels
     gan.Ds.requires_grad_(False)
     try:
         with gan.autocast():
-            adversarial = sum(generator_loss(cfg.loss, at_times(D, views)(augment(views[D.view], cfg.augment),
-                                                                          labels).float())
-                              for D in gan.Ds.values())
+            judged = (at_times(D, views)(augment(views[D.view], cfg.augment), labels) for D in gan.Ds.values())
+            adversarial = sum(generator_loss(cfg.loss, logits.float()) for logits in judged)
         loss = cfg.adv_weight * adversarial
         losses = {"loss_g_adv": adversarial.detach()}
         if cfg.recon_weight:
