@@ -127,7 +127,7 @@ _CPU = {
                     "translation: 76.0 and 63.0 at 3,250 steps against 89.0 and 93.4 at 3,750 without "
                     "(docs/training.md)"),
     "stylegan_v": (32, 16, 6000, ("train.r1_weight=1.0", "model.d_input_gain=1.0",
-                                  "model.stylegan_v.sparse_training=true"),
+                                  "model.stylegan_v.sparse_training=true", "model.stylegan_v.motion_anchor_every=16"),
                    "hinge instead of the non-saturating loss, the recipe's learning rates; R1 weight 1 and no input "
                    "gain, as before the other presets took the default's discriminator settings (its discriminator "
                    "is 2D: with them it scored 109 against 92 at 1,500 steps, seed 0); the paper's sparse training "
