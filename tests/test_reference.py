@@ -233,7 +233,7 @@ TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
 TINY_REFERENCE = {
     "data/raw": "26e58d6e01924c19e6b2f36f245c5690.dir",
     "data/shards": "1c58f064fe45536db64c0510e9c7d3b9.dir",
-    "models/generator.pt": "f6b8a8a036caae9d16919ddca4cf2e4a",
+    "models/generator.pt": "e452064a957e502a404217325efdc14f",
     "plots/training_samples": "24020c4a74ce6a3035311f39767276e0.dir",
     "samples": "41ad6253cb4a141b952f506e77b717b3.dir",
     "metrics/evaluator.json": "e60b4188cfa06ffe441755d7c0a1fb67",
