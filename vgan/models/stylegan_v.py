@@ -237,7 +237,7 @@ class StyleganVGenerator(VideoGenerator):
 
     def training_times(self, batch: int, device=None) -> torch.Tensor:
         """``sparse_frames`` distinct random frame times of each clip, sorted: (B, K), as integers."""
-        return random_frame_indices(batch, self.frames, self.sparse_frames, device).sort(dim=1).values
+        return sorted_frame_times(batch, self.frames, self.sparse_frames, device)
 
     def views(self, z, y=None, context=None) -> dict[str, torch.Tensor]:
         if not (self.sparse_frames and self.training):  # previews and EMA statistics: whole clips
@@ -251,6 +251,11 @@ class StyleganVGenerator(VideoGenerator):
             times = self.training_times(real.shape[0], real.device)
             views.update(sparse=frames_at(real, times).transpose(1, 2), sparse_times=times)
         return views
+
+
+def sorted_frame_times(batch: int, frames: int, count: int, device=None) -> torch.Tensor:
+    """``count`` distinct random frame indices of each clip, in time order: (B, count)."""
+    return random_frame_indices(batch, frames, count, device).sort(dim=1).values
 
 
 def frames_at(video: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -290,7 +295,7 @@ class TimeGapDiscriminator(VideoDiscriminator):
     def pick_frames(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distinct random frames of each clip in time order: frames (B, K, C, H, W) and their times (B, K)."""
         batch, frames = video.shape[0], video.shape[2]
-        times = random_frame_indices(batch, frames, self.frames_per_clip, video.device).sort(dim=1).values
+        times = sorted_frame_times(batch, frames, self.frames_per_clip, video.device)
         return frames_at(video, times), times
 
     def judge(self, frames: torch.Tensor, times: torch.Tensor, y=None) -> torch.Tensor:
