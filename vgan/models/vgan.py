@@ -46,8 +46,8 @@ class VganGenerator(VideoGenerator):
                    nn.ReLU(True)]
         self.fg_body = nn.Sequential(*fg)
         last_t = t_strides[layers - 1]
-        self.fg_video = TimeConvTranspose3d(widths[-1], channels, (last_t + 2, 4, 4), (last_t, 2, 2), 1)
-        self.fg_mask = TimeConvTranspose3d(widths[-1], 1, (last_t + 2, 4, 4), (last_t, 2, 2), 1)
+        self.fg_video = TimeConvTranspose3d(widths[-1], channels, (last_t + 2, 4, 4), (last_t, 2, 2), 1, subpixel=True)
+        self.fg_mask = TimeConvTranspose3d(widths[-1], 1, (last_t + 2, 4, 4), (last_t, 2, 2), 1, subpixel=True)
         bg = [nn.ConvTranspose2d(self.cond.out_dim, widths[0], 4), nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
         for i in range(layers - 1):
             bg += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), nn.BatchNorm2d(widths[i + 1]), nn.ReLU(True)]
