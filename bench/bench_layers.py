@@ -36,6 +36,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from quality import git_commit, public_command  # noqa: E402  (bench/, beside this file)
+from vgan.util.cpu import cpu_model  # noqa: E402
 from vgan.models.layers import TimeConvTranspose3d  # noqa: E402
 from vgan.models.progressive import Refiner  # noqa: E402
 
@@ -108,13 +109,15 @@ def main() -> None:
             for label, layer in ((before_name, before), (after_name, after)):
                 times[label].append(seconds_per_call(layer, x, args.steps))
         before_s, after_s = statistics.median(times[before_name]), statistics.median(times[after_name])
-        rows.append({"layer": name, "input": list(x.shape), "before": before_name, "before_ms": round(before_s * 1e3, 2),
-                     "after": after_name, "after_ms": round(after_s * 1e3, 2), "ratio": round(after_s / before_s, 3),
+        rows.append({"layer": name, "input": list(x.shape), "before": before_name,
+                     "before_ms": round(before_s * 1e3, 2), "after": after_name, "after_ms": round(after_s * 1e3, 2),
+                     "ratio": round(after_s / before_s, 3),
                      "max_output_difference_bf16": round(difference, 4)})
         print(f"{name:30s} {before_name:>32s} {before_s * 1e3:7.2f} {after_name:>32s} {after_s * 1e3:7.2f} "
               f"{after_s / before_s:6.2f}", flush=True)
     result = {"command": public_command("bench/bench_layers.py", sys.argv[1:]), "git_commit": git_commit(),
-              "date": datetime.date.today().isoformat(), "device": "cpu", "cpu_count": os.cpu_count(),
+              "date": datetime.date.today().isoformat(), "device": "cpu", "cpu_model": cpu_model(),
+              "cpu_count": os.cpu_count(),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
               "load_average_before": os.getloadavg()[0], "unit": "ms per call, forward and backward, bf16 autocast",
               "rows": rows}

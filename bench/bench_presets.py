@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import torch  # noqa: E402
 
 from quality import git_commit, public_command  # noqa: E402  (bench/, beside this file)
+from vgan.util.cpu import cpu_model  # noqa: E402
 from vgan.models.presets import presets_of  # noqa: E402
 from vgan.models.zoo import ARCHITECTURES  # noqa: E402
 from vgan.params import load_params  # noqa: E402
@@ -101,7 +102,8 @@ def main() -> None:
         print(f"{name:12s} {row['width']:5d} {row['batch']:5d} {row['step_s']:7.3f} {row['preset_steps']:6d} "
               f"{pretrain:>19s} {row['projected_minutes']:8.2f}  {'yes' if row['fits'] else 'NO'}", flush=True)
     result = {"command": public_command("bench/bench_presets.py", sys.argv[1:]), "git_commit": git_commit(),
-              "date": datetime.date.today().isoformat(), "device": "cpu", "cpu_count": os.cpu_count(),
+              "date": datetime.date.today().isoformat(), "device": "cpu", "cpu_model": cpu_model(),
+              "cpu_count": os.cpu_count(),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.machine(),
               "load_average_before": os.getloadavg()[0],
               "overrides": args.overrides, "criterion": f">= {MIN_STEPS} steps in <= {BUDGET_MINUTES:g} minutes of training steps",

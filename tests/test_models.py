@@ -784,6 +784,26 @@ def test_embedded_pair_discriminator_compares_the_first_frame_with_each_later_on
     assert not torch.allclose(D(moved_first), logits)  # each logit depends on the first frame
 
 
+def test_centred_pair_discriminator_stacks_a_moved_digit_onto_itself():
+    """pair_compare=centred: each frame is shifted so its brightness centroid sits at the centre before the two are
+    stacked, so a clip whose square only moves gives pairs whose two halves are the same picture."""
+    from vgan.models.nets import PairDiscriminator, centre_on_brightness
+
+    G, Ds = build_model(tiny("vgan", pair_discriminator=3, pair_compare="centred"))
+    assert isinstance(Ds["pair"], PairDiscriminator) and Ds["pair"].centred
+    assert Ds["pair"](G(G.sample_z(BATCH))).shape == (BATCH, 3)
+    clip = -torch.ones(1, 1, 4, 16, 16)
+    for t, (row, col) in enumerate(((1, 1), (3, 6), (8, 9), (9, 2))):  # one 4x3 rectangle, moving
+        clip[0, 0, t, row:row + 4, col:col + 3] = 1.0
+    pairs = PairDiscriminator(0, 1, 16, 8, True, frames_per_clip=3, centred=True).frames_of(clip)
+    assert pairs.shape == (3, 2, 16, 16)
+    assert torch.equal(pairs[:, 0], pairs[:, 1])  # first and later frame overlap exactly
+    assert not torch.equal(PairDiscriminator(0, 1, 16, 8, True, 3).frames_of(clip)[:, 0], pairs[:, 0])
+    frames = clip[0].transpose(0, 1).clone().requires_grad_()  # (T, C, H, W)
+    centre_on_brightness(frames).sum().backward()
+    assert frames.grad.abs().sum() > 0  # the generator learns through the pixels
+
+
 def test_coarse_frames_sets_the_3d_generators_coarsest_length():
     from vgan.models.layers import temporal_schedule
 

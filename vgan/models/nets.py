@@ -177,14 +177,39 @@ class PairDiscriminator(FrameDiscriminator):
     """
 
     def __init__(self, num_classes=0, channels=3, resolution=64, width=32, use_spectral_norm=False,
-                 frames_per_clip=1, max_channels=512, input_gain=1.0):
+                 frames_per_clip=1, max_channels=512, input_gain=1.0, centred=False):
         super().__init__(num_classes, 2 * channels, resolution, width, use_spectral_norm, frames_per_clip,
                          max_channels, input_gain)
+        self.centred = centred
 
     def frames_of(self, x):
         later = sample_frames(x[:, :, 1:], self.frames_per_clip)
         first = x[:, :, 0].repeat_interleave(later.shape[0] // x.shape[0], dim=0)
+        if self.centred:  # model.pair_compare=centred: each frame's content at the centre, wherever it has moved
+            first, later = centre_on_brightness(first), centre_on_brightness(later)
         return torch.cat([first, later], dim=1)
+
+
+def centre_on_brightness(frames: torch.Tensor) -> torch.Tensor:
+    """Each frame (N, C, H, W) shifted by whole pixels so that its brightness centroid (weights: each pixel above the
+    frame's darkest, summed over channels) sits at the centre, edges repeated; the shift is not differentiated, the
+    pixels are. A frame's object then overlaps itself in another frame of the clip wherever it has moved."""
+    count, _, height, width = frames.shape
+    with torch.no_grad():
+        weight = frames.float().sum(dim=1)
+        weight = weight - weight.flatten(1).min(dim=1).values[:, None, None]
+        total = weight.sum(dim=(1, 2)).clamp_min(1e-6)
+        rows = (weight.sum(dim=2) * torch.arange(height, device=frames.device)).sum(dim=1) / total
+        cols = (weight.sum(dim=1) * torch.arange(width, device=frames.device)).sum(dim=1) / total
+        half_h, half_w = height // 2, width // 2
+        # rounded half up, not to even: two frames of one object shift alike however far apart it has moved
+        dy = ((height - 1) / 2 - rows + 0.5).floor().long().clamp(-half_h, half_h)
+        dx = ((width - 1) / 2 - cols + 0.5).floor().long().clamp(-half_w, half_w)
+    padded = F.pad(frames, [half_w, half_w, half_h, half_h], mode="replicate")
+    index_rows = torch.arange(height, device=frames.device)[None, :, None] + half_h - dy[:, None, None]
+    index_cols = torch.arange(width, device=frames.device)[None, None, :] + half_w - dx[:, None, None]
+    picked = padded[torch.arange(count, device=frames.device)[:, None, None], :, index_rows, index_cols]
+    return picked.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
 
 
 class EmbeddedPairDiscriminator(FrameDiscriminator):

@@ -35,16 +35,20 @@ def build_model(model_params, pretrained: bool = True):
     module = architecture_module(model_params.name)
     G, discriminators = module.build(model_params)
 
-    def added(frame_discriminator, frames_per_clip):  # spectral norm, the model's size and input gain
+    def added(frame_discriminator, frames_per_clip, **options):  # spectral norm, the model's size and input gain
         return frame_discriminator(model_params.num_classes, model_params.channels, model_params.resolution,
-                                   model_params.width, True, frames_per_clip, input_gain=model_params.d_input_gain)
+                                   model_params.width, True, frames_per_clip, input_gain=model_params.d_input_gain,
+                                   **options)
 
     if model_params.image_discriminator and G.task == "generation" and not any(
             isinstance(D, ImageDiscriminator) for D in discriminators.values()):
         discriminators["image"] = added(ImageDiscriminator, model_params.image_discriminator)
     if model_params.pair_discriminator and G.task == "generation":
-        pair = PairDiscriminator if model_params.pair_compare == "stacked" else EmbeddedPairDiscriminator
-        discriminators["pair"] = added(pair, model_params.pair_discriminator)
+        if model_params.pair_compare == "embedded":
+            discriminators["pair"] = added(EmbeddedPairDiscriminator, model_params.pair_discriminator)
+        else:
+            discriminators["pair"] = added(PairDiscriminator, model_params.pair_discriminator,
+                                           centred=model_params.pair_compare == "centred")
     discriminators = chosen_discriminators(model_params, discriminators, ImageDiscriminator)
     whole_clips = [name for name, D in discriminators.items() if D.view == "video"]
     if getattr(G, "sparse_frames", 0) and whole_clips:
