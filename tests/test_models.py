@@ -339,6 +339,14 @@ def test_progressive_refiner_refines_each_frame_on_its_own(tmp_path):
     same = [t for t in range(8) if t != 5]
     torch.testing.assert_close(after[:, :, same], before[:, :, same])
     assert (after[:, :, 5] - before[:, :, 5]).abs().mean() > 0.01
+    # a generator file written when the refiner's kernels were 3D (1, 3, 3) still loads, to the same function
+    old_file = {key: value.unsqueeze(2) if key.startswith("refiner.") and value.dim() == 4 else value
+                for key, value in G.state_dict().items()}
+    again, _ = build_model(tiny("progressive", progressive={"refine_factor": 2}))
+    again.load_state_dict(old_file)
+    again.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again.refine(low), before)
 
 
 @pytest.mark.parametrize("kernel, stride, padding, shape", [

@@ -43,6 +43,13 @@ class Refiner(nn.Module):
         self.to_video = nn.Conv2d(width, channels, 3, 1, 1)
         self.to(memory_format=torch.channels_last)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # generator files written before the refiner ran as images hold its weights as (1, 3, 3) 3D kernels
+        for key, value in state_dict.items():
+            if key.startswith(prefix) and value.dim() == 5 and value.shape[2] == 1:
+                state_dict[key] = value.squeeze(2)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, low: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(low, scale_factor=(1, self.factor, self.factor), mode="trilinear", align_corners=False)
         frames = up.transpose(1, 2).flatten(0, 1).contiguous(memory_format=torch.channels_last)  # (B * T, C, H, W)
