@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 # The float stages' CPU code paths (vgan/util/cpu.py; README, "Reproducing the reference run"): native (the CPU's widest:
-# fastest, the committed reference) or avx2 (the same bits on any x86-64 CPU with AVX2, 1.28x slower training here). The
+# fastest, the committed reference) or avx2 (the same bits on any Intel x86-64 CPU with AVX2, 1.28x slower training here). The
 # `vgan` CLI applies it from a plain shell too; here it can be set on the command line: `make run VGAN_CPU_ISA=avx2`.
 export VGAN_CPU_ISA ?= native
 export PATH := $(CURDIR)/$(BIN):$(PATH)

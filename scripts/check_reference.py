@@ -246,7 +246,7 @@ def verdict(root: Path, reference: dict, first: str) -> str:
     return (f"check-reference: NOT reproduced: first difference at stage {first}, with the reference's code, params "
             f"and inputs; if it computes in floats, the likely cause is the machine: by default the float stages take "
             f"the CPU's widest code paths (another ISA rounds differently) with every core as threads; here: "
-            f"{cpu_kind()}. Compare two runs made with VGAN_CPU_ISA=avx2 (the same bits on any AVX2 CPU), or the "
+            f"{cpu_kind()}. Compare two runs made with VGAN_CPU_ISA=avx2 (the same bits on any Intel AVX2 CPU), or the "
             f"metric values with a tolerance (--rtol 0.05); see README 'Reproducing the reference run'")
 
 

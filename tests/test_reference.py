@@ -225,8 +225,8 @@ def test_the_script_reads_the_reference_from_a_commit(tmp_path):
 # -- the tiny configuration's outputs, pinned ------------------------------------------------------
 # What `vgan fetch … evaluate` writes on the tiny configuration (tests/conftest.py) with one thread, in pipeline
 # order. The tiny run pins the CPU kernels' code paths to AVX2 (VGAN_CPU_ISA=avx2, vgan/util/cpu.py; README, "Reproducing
-# the reference run"), so its float hashes hold on any x86-64 CPU with AVX2 and FMA and are checked there; the data
-# stages' everywhere.
+# the reference run"), so its float hashes hold on any Intel x86-64 CPU with AVX2 and FMA and are checked there (not
+# on an AMD EPYC: its pinned weights differ, cpu.PIN_VENDORS); the data stages' everywhere.
 # A change that alters an output fails here: refresh this table (the failure prints the new one) and the committed
 # reference run (`make run`, then commit dvc.lock and metrics/evaluate.json) in the same commit.
 TINY_DATA_OUTPUTS = ("data/raw", "data/shards")
@@ -258,7 +258,7 @@ def pipeline_outputs() -> dict[str, list[str]]:
 
 
 def run_tiny(root: Path, **env: str) -> Path:
-    """The tiny configuration's stages, fetch to evaluate, in ``root`` with one thread and the portable CPU pin (the same bits on any AVX2 CPU)."""
+    """The tiny configuration's stages, fetch to evaluate, in ``root`` with one thread and the portable CPU pin (the same bits on any Intel AVX2 CPU)."""
     root.mkdir(parents=True, exist_ok=True)
     write_tiny_params(root / "params.yaml")
     env = {"OMP_NUM_THREADS": "1", ISA_VARIABLE: PORTABLE_ISA, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
@@ -289,7 +289,8 @@ def test_tiny_configuration_outputs_have_the_recorded_hashes(tiny_run):
                f"intended, paste this into tests/test_reference.py and refresh the reference run:\n{table}")
     assert not [path for path in changed if path in TINY_DATA_OUTPUTS], message
     if not pinned_here():
-        pytest.skip(f"float outputs were recorded with the AVX2 pin, which this CPU cannot take ({describe()})")
+        pytest.skip(f"float outputs were recorded with the AVX2 pin, which this CPU cannot take "
+                    f"({describe({ISA_VARIABLE: PORTABLE_ISA})})")
     assert not changed, message
 
 
@@ -333,7 +334,8 @@ def test_check_reference_on_the_tiny_run(tiny_run, tmp_path):
 AVX512_CAPS = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_CBWR": "AVX512", "ATEN_CPU_CAPABILITY": "avx512"}
 
 
-@pytest.mark.skipif(not pinned_here(), reason=f"the AVX2 pin cannot hold on this CPU ({describe()})")
+@pytest.mark.skipif(not pinned_here(),
+                    reason=f"the AVX2 pin cannot hold on this CPU ({describe({ISA_VARIABLE: PORTABLE_ISA})})")
 def test_check_reference_says_reproduced_under_another_isa_cap(tiny_run, tmp_path):
     """A second run whose environment caps the CPU libraries at AVX-512 (how they run unpinned on this project's
     machine): the float stages' pin replaces those caps, so check-reference finds the first run's outputs."""

@@ -1,5 +1,5 @@
 """The CPU math libraries' code paths and thread count: pinned on request (``VGAN_CPU_ISA=avx2``) so that the float
-stages give the same bits on any x86-64 CPU with AVX2 (README, "Reproducing the reference run").
+stages give the same bits on any Intel x86-64 CPU with AVX2 (README, "Reproducing the reference run").
 
 PyTorch's CPU kernels come from three dispatchers, each of which takes the widest vector ISA the CPU has unless told
 otherwise, and the ISA changes the rounding: oneDNN (convolutions; ``ONEDNN_MAX_CPU_ISA``), MKL (matrix products,
@@ -22,7 +22,7 @@ from vgan.util.errors import ParamsError
 
 ISA_VARIABLE = "VGAN_CPU_ISA"
 DEFAULT_ISA = "native"  # the CPU's widest paths: fastest; bits differ between CPUs of different ISAs
-PORTABLE_ISA = "avx2"  # the same bits on any x86-64 CPU with AVX2 and FMA
+PORTABLE_ISA = "avx2"  # the same bits on any Intel x86-64 CPU with AVX2 and FMA
 # What each pin sets; "native" sets nothing (each library takes the CPU's widest ISA: fastest, bits differ by CPU).
 ISA_PINS = {
     "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
@@ -101,10 +101,20 @@ def native_bf16(environ=os.environ) -> bool:
     return chosen_isa(environ) == "native" and not capped and bool(cpu_flags() & set(NATIVE_BF16_FLAGS))
 
 
+def cpu_vendor() -> str:
+    return _cpuinfo_field("vendor_id")
+
+
+# The pinned paths were compared on Intel CPUs (a Xeon with AVX-512, an emulated Haswell). On an AMD EPYC (2026-12-07)
+# the pinned probe of tests/test_cpu_pin.py trained other weights, and MKL reported CNR:AUTO under MKL_CBWR=AVX2
+# (MKL_VERBOSE=1): its reproducibility branches hold on Intel processors only.
+PIN_VENDORS = ("GenuineIntel",)
+
+
 def pin_holds(environ=os.environ) -> bool:
-    """Whether the pin gives this machine the reference's code paths: an x86-64 CPU with AVX2 and FMA."""
+    """Whether the pin gives this machine the reference's code paths: an Intel x86-64 CPU with AVX2 and FMA."""
     return (chosen_isa(environ) != "native" and platform.machine() in ("x86_64", "AMD64")
-            and {"avx2", "fma"} <= cpu_flags())
+            and {"avx2", "fma"} <= cpu_flags() and cpu_vendor() in PIN_VENDORS)
 
 
 def describe(environ=os.environ) -> str:
@@ -114,6 +124,8 @@ def describe(environ=os.environ) -> str:
         pin = f"{ISA_VARIABLE}=native (not pinned: the CPU's widest ISA)"
     elif pin_holds(environ):
         pin = f"{ISA_VARIABLE}={isa} (pinned)"
+    elif {"avx2", "fma"} <= cpu_flags() and platform.machine() in ("x86_64", "AMD64"):
+        pin = f"{ISA_VARIABLE}={isa}, but on this {cpu_vendor() or 'unknown'} CPU the libraries take paths of their own"
     else:
         pin = f"{ISA_VARIABLE}={isa}, but this CPU lacks AVX2/FMA: its own narrower code paths"
     model = cpu_model()
