@@ -1,4 +1,4 @@
-"""Two generator layers computed two ways, timed side by side in one run: torch's CPU kernels against this project's.
+"""Four layers computed two ways, timed side by side in one run: torch's CPU kernels against this project's.
 
     .venv/bin/python bench/bench_layers.py            # 2 threads (OMP_NUM_THREADS), as the presets are timed
     .venv/bin/python bench/bench_layers.py --repeats 5
@@ -7,6 +7,12 @@
   the CPU presets' batch of 16 clips of 16 frames at 32x32; VGAN has two, for its foreground and its mask), as
   ``nn.ConvTranspose3d`` and as ``layers.subpixel_conv_transpose`` (the same function: ``TimeConvTranspose3d(...,
   subpixel=True)``).
+- ``image output layer``: an image generator's last transposed convolution (32 -> 1 channel, stride 2) over every
+  frame of the batch (TGAN's and MoCoGAN's: 16 clips x 16 frames), ``nn.ConvTranspose2d`` against
+  ``layers.ConvTranspose2d(..., subpixel=True)``.
+- ``minibatch std``: the minibatch-stddev feature of TGAN's, HRVGAN's and StyleGAN-V's discriminators (groups of 4
+  over the 16 clips' 64 x 4 x 4 x 4 features), with ``torch.var`` over the group dimension against
+  ``layers.MinibatchStd`` (the variance written out as the mean of squared deviations).
 - ``refiner``: progressive's refiner (a residual stack of 3x3 convolutions at full resolution, 8 channels at its CPU
   preset's width 16), as 3D convolutions of (1, 3, 3) over the clip (how it was written before) and as
   ``progressive.Refiner`` (the frames as one batch of images in channels-last memory).
@@ -37,8 +43,19 @@ from torch import nn  # noqa: E402
 
 from quality import git_commit, public_command  # noqa: E402  (bench/, beside this file)
 from vgan.util.cpu import cpu_model  # noqa: E402
-from vgan.models.layers import TimeConvTranspose3d  # noqa: E402
+from vgan.models.layers import ConvTranspose2d, MinibatchStd, TimeConvTranspose3d  # noqa: E402
 from vgan.models.progressive import Refiner  # noqa: E402
+
+
+class MinibatchStdByVar(MinibatchStd):
+    """layers.MinibatchStd with torch.var over the group dimension: the same function, how it was written before."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        grouped = x.reshape(self.group_size, batch // self.group_size, *x.shape[1:])
+        feature = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().flatten(1).mean(dim=1)
+        feature = feature.repeat(self.group_size).reshape(batch, 1, *([1] * (x.dim() - 2)))
+        return torch.cat([x, feature.expand(batch, 1, *x.shape[2:])], dim=1)
 
 
 class Refiner3d(nn.Module):
@@ -94,9 +111,16 @@ def main() -> None:
     subpixel = TimeConvTranspose3d(32, 1, (4, 4, 4), (2, 2, 2), 1, subpixel=True)
     plain = TimeConvTranspose3d(32, 1, (4, 4, 4), (2, 2, 2), 1)
     plain.load_state_dict(subpixel.state_dict())
+    image_subpixel = ConvTranspose2d(32, 1, 4, 2, 1, subpixel=True)
+    image_plain = nn.ConvTranspose2d(32, 1, 4, 2, 1)
+    image_plain.load_state_dict(image_subpixel.state_dict())
     refiner = Refiner(1, 8, 2)
     cases = [("output layer 32 -> 1", torch.randn(16, 32, 8, 16, 16), ("nn.ConvTranspose3d", plain),
               ("subpixel_conv_transpose", subpixel)),
+             ("image output layer 32 -> 1", torch.randn(256, 32, 16, 16), ("nn.ConvTranspose2d", image_plain),
+              ("subpixel_conv_transpose", image_subpixel)),
+             ("minibatch std, groups of 4", torch.randn(16, 64, 4, 4, 4), ("torch.var", MinibatchStdByVar(4)),
+              ("mean of squared deviations", MinibatchStd(4))),
              ("progressive refiner, width 8", torch.randn(16, 1, 16, 16, 16), ("Conv3d (1, 3, 3)", Refiner3d(refiner)),
               ("frames as images, channels-last", refiner))]
     rows = []

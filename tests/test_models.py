@@ -10,7 +10,7 @@ from torch import nn
 from pydantic import ValidationError
 
 from vgan.models import overview
-from vgan.models.layers import (LatentBatchNorm, MinibatchStd, TimeConvTranspose3d, sample_frames,
+from vgan.models.layers import (ConvTranspose2d, LatentBatchNorm, MinibatchStd, TimeConvTranspose3d, sample_frames,
                                 subpixel_conv_transpose, to_channels_last_3d)
 from vgan.models.options import ModelParams
 from vgan.models.overview import check_models, format_check, format_table, model_table
@@ -386,6 +386,13 @@ def test_subpixel_output_layers_keep_torchs_weights_and_function():
     assert ours(x).shape == (2, 1, 8, 10, 10)
     with pytest.raises(ValueError, match="no dilation"):
         TimeConvTranspose3d(8, 1, (3, 4, 4), (2, 2, 2), 1, dilation=2, subpixel=True)
+    image_layer = ConvTranspose2d(8, 1, 4, 2, 1, subpixel=True)
+    image_plain = torch.nn.ConvTranspose2d(8, 1, 4, 2, 1)
+    image_plain.load_state_dict(image_layer.state_dict())
+    frames = torch.randn(3, 8, 5, 5)
+    torch.testing.assert_close(image_layer(frames), image_plain(frames), atol=1e-5, rtol=1e-5)
+    G, _ = build_model(tiny("tgan"))
+    assert G.image.body[-2].subpixel  # TGAN's (and MoCoGAN's) image generators render every frame with it
 
 
 def test_progressive_refiner_with_missing_weights_is_a_params_error(tmp_path):

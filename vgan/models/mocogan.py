@@ -33,7 +33,7 @@ class MocoganGenerator(FrameByFrameGenerator):
         self.motion_step = motion_step
         self.cond = ConditionalInput(z_dim, num_classes)
         self.motion = nn.GRUCell(motion_dim, motion_dim)
-        self.image = ImageGenerator(self.cond.out_dim + motion_dim, channels, resolution, width)
+        self.image = ImageGenerator(self.cond.out_dim + motion_dim, channels, resolution, width, subpixel=True)
 
     @property
     def latent_dim(self) -> int:

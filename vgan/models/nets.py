@@ -7,14 +7,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from vgan.models.base import VideoDiscriminator, VideoGenerator
-from vgan.models.layers import (ConditionalInput, MinibatchStd, PixelNorm, ProjectionHead, TimeConvTranspose3d,
-                                channel_widths, input_gain, num_doublings, sample_frames, spectral, temporal_schedule)
+from vgan.models.layers import (ConditionalInput, ConvTranspose2d, MinibatchStd, PixelNorm, ProjectionHead,
+                                TimeConvTranspose3d, channel_widths, input_gain, num_doublings, sample_frames, spectral,
+                                temporal_schedule)
 
 
 class ImageGenerator(nn.Module):
-    """Latent vector -> image in [-1, 1]: a fully connected layer, then 2D transposed convolutions."""
+    """Latent vector -> image in [-1, 1]: a fully connected layer, then 2D transposed convolutions; ``subpixel`` for
+    the output layer where the generator renders every frame of a clip with it (``layers.ConvTranspose2d``)."""
 
-    def __init__(self, in_dim: int, channels: int, resolution: int, width: int, max_channels: int = 512):
+    def __init__(self, in_dim: int, channels: int, resolution: int, width: int, max_channels: int = 512,
+                 subpixel: bool = False):
         super().__init__()
         layers = num_doublings(4, resolution)
         widths = channel_widths(width, layers, max_channels)
@@ -24,7 +27,7 @@ class ImageGenerator(nn.Module):
         for i in range(layers - 1):
             body += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), nn.BatchNorm2d(widths[i + 1]),
                      nn.ReLU(True)]
-        body += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        body += [ConvTranspose2d(widths[-1], channels, 4, 2, 1, subpixel=subpixel), nn.Tanh()]
         self.body = nn.Sequential(*body)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

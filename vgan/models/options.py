@@ -114,9 +114,9 @@ class ModelParams(_Strict):
                                     "the clip keeps showing the same thing")
     pair_compare: Literal["stacked", "centred", "embedded"] = Field(
         description="how the pair discriminator compares a clip's first frame with a later one: stacked as channels "
-                    "(pixel by pixel), stacked after each frame is shifted so its brightness centroid sits at the centre "
-                    "(the digit overlaps itself wherever it has moved), or each embedded by one shared network and the "
-                    "embeddings compared")
+                    "(pixel by pixel), stacked after each frame is shifted so its brightness centroid sits at the "
+                    "centre (the digit overlaps itself wherever it has moved), or each embedded by one shared network "
+                    "and the embeddings compared")
     video_downsample: Literal[1, 2, 4] = Field(
         description="the zoo's 3D video discriminators see clips average-pooled by this factor in space (DVD-GAN's "
                     "temporal discriminator has model.dvdgan.temporal_downsample, the default model.motionshape's)")

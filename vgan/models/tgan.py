@@ -50,7 +50,7 @@ class TganGenerator(FrameByFrameGenerator):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         self.cond = ConditionalInput(z_dim, num_classes)
         self.temporal = TemporalGenerator(self.cond.out_dim, z_dim, frames, width * 2)
-        self.image = ImageGenerator(self.cond.out_dim + z_dim, channels, resolution, width)
+        self.image = ImageGenerator(self.cond.out_dim + z_dim, channels, resolution, width, subpixel=True)
 
     def frame_latents(self, z, y=None, num_frames=None):
         self.check_num_frames(num_frames)
