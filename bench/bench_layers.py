@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys
@@ -43,6 +42,7 @@ from torch import nn  # noqa: E402
 
 from quality import git_commit, public_command  # noqa: E402  (bench/, beside this file)
 from vgan.util.cpu import cpu_model  # noqa: E402
+from vgan.util.io import write_json  # noqa: E402
 from vgan.models.layers import ConvTranspose2d, MinibatchStd, TimeConvTranspose3d  # noqa: E402
 from vgan.models.progressive import Refiner  # noqa: E402
 
@@ -145,10 +145,7 @@ def main() -> None:
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
               "load_average_before": os.getloadavg()[0], "unit": "ms per call, forward and backward, bf16 autocast",
               "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, result)
     print(f"-> {args.out}")
 
 
