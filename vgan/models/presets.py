@@ -91,7 +91,7 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
 # VGAN's, TGAN's and HRVGAN's projected 10.1-10.7 (this machine's speed varies by a third: docs/training.md, #21); at
 # batch 32, 1,500 steps took 4.7-8.1 minutes
 _CPU = {
-    "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "an image discriminator on 4 frames per clip beside the "
+    "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, "model.pair_compare=centred", *TRANSLATE), "an image discriminator on 4 frames per clip beside the "
              "3D one, a pair discriminator (the first frame beside 4 later ones) and DiffAugment's translation: each "
              "lowered fd_evaluator at 1,500 steps on both seeds screened (pairs: 61.7 and 66.2 against 73.2 and 73.8; "
              "translation: 51.6 and 61.8 against 61.7 and 66.2, though at 3,500 steps the same on average: 48.9 and "
