@@ -86,10 +86,11 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
 
 
 # cpu: (width, batch, steps, extra overrides, why beyond the recipe). Sizes from bench/bench_presets.py (2 cores, bf16,
-# 64 timed steps; bench/results/presets_cpu.json): at batch 16 a step took 0.13-0.16 s in its last run (2026-12-07;
-# StyleGAN-V's sparse step 0.077), so each architecture's steps fill 7.7-9.8 of the 10 minutes; half an hour before,
-# VGAN's, TGAN's and HRVGAN's projected 10.1-10.7 (this machine's speed varies by a third: docs/training.md, #21); at
-# batch 32, 1,500 steps took 4.7-8.1 minutes
+# 64 timed steps; bench/results/presets_cpu.json). On the Xeons with AMX of sessions before #22 a batch-16 step took
+# 0.13-0.16 s (StyleGAN-V's sparse step 0.077), each architecture's steps filling 7.7-9.8 of the 10 minutes, and in
+# slow half hours VGAN's, TGAN's and HRVGAN's projected 10.1-10.7 (this machine's speed varies by a third:
+# docs/training.md, #21); the file's last run, on an AMD EPYC without AMX and with the faster layers of #22, put every
+# preset at 5.7-8.3 minutes. At batch 32, 1,500 steps took 4.7-8.1 minutes
 _CPU = {
     "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "an image discriminator on 4 frames per clip beside the "
              "3D one, a pair discriminator (the first frame beside 4 later ones) and DiffAugment's translation: each "
