@@ -117,7 +117,7 @@ class MinibatchStd(nn.Module):
         while batch % group:
             group -= 1
         grouped = x.reshape(group, batch // group, *x.shape[1:])
-        # the variance written out: torch's var over the group dimension ran 25-60x slower on a CPU (bench_layers)
+        # the variance written out: torch's var over the group dimension took 6x as long on a CPU (bench_layers)
         std = ((grouped - grouped.mean(dim=0)).square().mean(dim=0) + 1e-8).sqrt()
         feature = std.flatten(1).mean(dim=1)  # (batch // group,)
         feature = feature.repeat(group).reshape(batch, 1, *([1] * (x.dim() - 2)))
@@ -174,8 +174,8 @@ def subpixel_conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
                             padding: tuple[int, ...]) -> torch.Tensor:
     """A 2D or 3D transposed convolution (groups 1, no dilation, no output padding) computed as one ordinary
     convolution whose output channels hold the stride's phases, interleaved after: the same function as
-    ``F.conv_transpose{2,3}d``, several times faster on a CPU where the layer has few output channels (a 32 -> 1
-    channel 3D layer, forward and backward: 5 against 15 ms; ``bench/bench_layers.py``)."""
+    ``F.conv_transpose{2,3}d``, faster on a CPU where the layer has few output channels (forward and backward, a 32 -> 1
+    channel layer took 0.45x torch's time in 3D and 0.65x in 2D: ``bench/bench_layers.py``)."""
     dims = weight.dim() - 2
     in_channels, out_channels, kernel = weight.shape[0], weight.shape[1], weight.shape[2:]
     taps = [-(-k // s) for k, s in zip(kernel, stride)]
@@ -198,15 +198,21 @@ def subpixel_conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
               *(slice(p, y.shape[2 + d] - e - p) for d, (p, e) in enumerate(zip(padding, extra))))]
 
 
+def check_subpixel(layer: nn.Module) -> None:
+    """A ValueError where ``subpixel_conv_transpose`` cannot compute ``layer`` (a transposed convolution)."""
+    if layer.groups != 1 or set(layer.dilation) != {1} or any(layer.output_padding):
+        raise ValueError("a sub-pixel transposed convolution needs groups 1, no dilation and no output padding")
+
+
 class ConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d``; ``subpixel=True`` computes it as ``subpixel_conv_transpose`` (the same function, same
-    weights), for an image generator's one-channel output layer over many frames (TGAN's, MoCoGAN's: 3x faster)."""
+    weights), for an image generator's one-channel output layer over every frame of a clip (TGAN's, MoCoGAN's)."""
 
     def __init__(self, *args, subpixel: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.subpixel = subpixel
-        if subpixel and (self.groups != 1 or set(self.dilation) != {1} or any(self.output_padding)):
-            raise ValueError("a sub-pixel transposed convolution needs groups 1, no dilation and no output padding")
+        if subpixel:
+            check_subpixel(self)
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         if self.subpixel and output_size is None:
@@ -245,15 +251,15 @@ class TimeConvTranspose3d(_ReplicatedTimeEdges, nn.ConvTranspose3d):
     """``nn.ConvTranspose3d`` with edge frames as well formed as the middle ones (same weights, same shapes).
 
     ``subpixel=True`` computes it as ``subpixel_conv_transpose`` (the same function, same weights): for a generator's
-    output layer, whose one channel at full resolution torch's CPU kernel makes 3x slower than it need be.
+    output layer, one channel at full resolution, where torch's CPU kernel takes twice as long.
     """
 
     def __init__(self, *args, subpixel: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._init_time_padding()
         self.subpixel = subpixel
-        if subpixel and (self.groups != 1 or set(self.dilation) != {1} or any(self.output_padding)):
-            raise ValueError("a sub-pixel transposed convolution needs groups 1, no dilation and no output padding")
+        if subpixel:
+            check_subpixel(self)
 
     def _conv_forward_padded(self, padded: torch.Tensor) -> torch.Tensor:
         if self.subpixel:
