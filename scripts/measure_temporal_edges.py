@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from test_temporal_edges import (
         EDGE_MODELS,
+        EDGE_OVERRIDES,
         EDGE_TOLERANCE,
         measure_edges,
         plain_time_edges,
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):
             with tempfile.TemporaryDirectory() as folder, \
                     plain_time_edges() if args.plain_edges else contextlib.nullcontext():
-                stds, edges, spread = measure_edges(name, Path(folder), seed)
+                stds, edges, spread = measure_edges(name, Path(folder), seed, *EDGE_OVERRIDES.get(name, ()))
             middle = sum(stds[2:-2]) / len(stds[2:-2])
             all_middle = max(abs(stds[0] - middle), abs(stds[-1] - middle)) / middle
             worst[name] = max(worst.get(name, (0.0, 0.0, 0.0)), (edges, all_middle, spread))
