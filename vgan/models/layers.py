@@ -170,6 +170,19 @@ def to_channels_last_3d(module: nn.Module) -> nn.Module:
     return module
 
 
+def shift_pixels(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad_y: int, pad_x: int,
+                 mode: str = "constant") -> torch.Tensor:
+    """Each item of ``images`` (B, ..., H, W) moved by whole pixels, ``dy`` / ``dx`` (B,) down / right, at most
+    ``pad_y`` / ``pad_x``; what comes in from outside is ``F.pad``'s ``mode`` (zeros, or ``replicate``d edges).
+    Differentiable in the pixels (DiffAugment's translation, the centred pair discriminator)."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images, [pad_x, pad_x, pad_y, pad_y], mode=mode)
+    rows = torch.arange(height, device=images.device)[None, :, None] + pad_y - dy.view(-1, 1, 1)
+    cols = torch.arange(width, device=images.device)[None, None, :] + pad_x - dx.view(-1, 1, 1)
+    items = torch.arange(images.shape[0], device=images.device)[:, None, None]
+    return padded[items, ..., rows, cols].movedim((1, 2), (-2, -1))  # (B, H, W, ...) -> (B, ..., H, W)
+
+
 def subpixel_conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
                             padding: tuple[int, ...]) -> torch.Tensor:
     """A 2D or 3D transposed convolution (groups 1, no dilation, no output padding) computed as one ordinary

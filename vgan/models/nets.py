@@ -8,8 +8,8 @@ from torch import nn
 
 from vgan.models.base import VideoDiscriminator, VideoGenerator
 from vgan.models.layers import (ConditionalInput, ConvTranspose2d, MinibatchStd, PixelNorm, ProjectionHead,
-                                TimeConvTranspose3d, channel_widths, input_gain, num_doublings, sample_frames, spectral,
-                                temporal_schedule)
+                                TimeConvTranspose3d, channel_widths, input_gain, num_doublings, sample_frames,
+                                shift_pixels, spectral, temporal_schedule)
 
 
 class ImageGenerator(nn.Module):
@@ -197,7 +197,7 @@ def centre_on_brightness(frames: torch.Tensor) -> torch.Tensor:
     """Each frame (N, C, H, W) shifted by whole pixels so that its brightness centroid (weights: each pixel above the
     frame's darkest, summed over channels) sits at the centre, edges repeated; the shift is not differentiated, the
     pixels are. A frame's object then overlaps itself in another frame of the clip wherever it has moved."""
-    count, _, height, width = frames.shape
+    height, width = frames.shape[-2:]
     with torch.no_grad():
         weight = frames.float().sum(dim=1)
         weight = weight - weight.flatten(1).min(dim=1).values[:, None, None]
@@ -208,11 +208,7 @@ def centre_on_brightness(frames: torch.Tensor) -> torch.Tensor:
         # rounded half up, not to even: two frames of one object shift alike however far apart it has moved
         dy = ((height - 1) / 2 - rows + 0.5).floor().long().clamp(-half_h, half_h)
         dx = ((width - 1) / 2 - cols + 0.5).floor().long().clamp(-half_w, half_w)
-    padded = F.pad(frames, [half_w, half_w, half_h, half_h], mode="replicate")
-    index_rows = torch.arange(height, device=frames.device)[None, :, None] + half_h - dy[:, None, None]
-    index_cols = torch.arange(width, device=frames.device)[None, None, :] + half_w - dx[:, None, None]
-    picked = padded[torch.arange(count, device=frames.device)[:, None, None], :, index_rows, index_cols]
-    return picked.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+    return shift_pixels(frames, dy, dx, half_h, half_w, mode="replicate")
 
 
 class EmbeddedPairDiscriminator(FrameDiscriminator):

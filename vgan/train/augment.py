@@ -9,7 +9,8 @@ so augmentation never adds motion that is not in the clip.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from vgan.models.layers import shift_pixels
 
 POLICIES = ("color", "translation", "cutout")
 
@@ -34,11 +35,7 @@ def translation(video: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     shift_y, shift_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
     dy = torch.randint(-shift_y, shift_y + 1, (batch, 1, 1), device=video.device)
     dx = torch.randint(-shift_x, shift_x + 1, (batch, 1, 1), device=video.device)
-    padded = F.pad(video, [shift_x, shift_x, shift_y, shift_y])
-    rows = torch.arange(height, device=video.device)[None, :, None] + shift_y - dy
-    cols = torch.arange(width, device=video.device)[None, None, :] + shift_x - dx
-    clips = torch.arange(batch, device=video.device)[:, None, None]
-    return padded[clips, :, :, rows, cols].permute(0, 3, 4, 1, 2)  # (B, H, W, C, T) -> (B, C, T, H, W)
+    return shift_pixels(video, dy, dx, shift_y, shift_x)
 
 
 def cutout(video: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:

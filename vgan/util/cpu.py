@@ -111,10 +111,13 @@ def cpu_vendor() -> str:
 PIN_VENDORS = ("GenuineIntel",)
 
 
+def _avx2_x86() -> bool:
+    return platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= cpu_flags()
+
+
 def pin_holds(environ=os.environ) -> bool:
     """Whether the pin gives this machine the reference's code paths: an Intel x86-64 CPU with AVX2 and FMA."""
-    return (chosen_isa(environ) != "native" and platform.machine() in ("x86_64", "AMD64")
-            and {"avx2", "fma"} <= cpu_flags() and cpu_vendor() in PIN_VENDORS)
+    return chosen_isa(environ) != "native" and _avx2_x86() and cpu_vendor() in PIN_VENDORS
 
 
 def describe(environ=os.environ) -> str:
@@ -124,7 +127,7 @@ def describe(environ=os.environ) -> str:
         pin = f"{ISA_VARIABLE}=native (not pinned: the CPU's widest ISA)"
     elif pin_holds(environ):
         pin = f"{ISA_VARIABLE}={isa} (pinned)"
-    elif {"avx2", "fma"} <= cpu_flags() and platform.machine() in ("x86_64", "AMD64"):
+    elif _avx2_x86():
         pin = f"{ISA_VARIABLE}={isa}, but on this {cpu_vendor() or 'unknown'} CPU the libraries take paths of their own"
     else:
         pin = f"{ISA_VARIABLE}={isa}, but this CPU lacks AVX2/FMA: its own narrower code paths"
