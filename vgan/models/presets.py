@@ -125,9 +125,9 @@ _CPU = {
                "steps against 64.1 and 69.1 at 3,750 without (docs/training.md)"),
     "progressive": (16, 16, 3250, (*IMAGE_D, *PAIR_D, *TRANSLATE), "joint stage, width 16 (at 32 a step took "
                     "2x as long, and since the refiner runs frames as images, width 32 scored 87.8 and 64.7 where 16 "
-                    "scored 55.0 and 64.9 on one machine); an image discriminator on 4 frames per clip; VGAN's pair discriminator and DiffAugment's "
-                    "translation: 76.0 and 63.0 at 3,250 steps against 89.0 and 93.4 at 3,750 without "
-                    "(docs/training.md)"),
+                    "scored 55.0 and 64.9 on one machine); an image discriminator on 4 frames per clip; VGAN's pair "
+                    "discriminator and DiffAugment's translation: 76.0 and 63.0 at 3,250 steps against 89.0 and 93.4 "
+                    "at 3,750 without (docs/training.md)"),
     "stylegan_v": (32, 16, 6000, ("train.r1_weight=1.0", "model.d_input_gain=1.0",
                                   "model.stylegan_v.sparse_training=true"),
                    "hinge instead of the non-saturating loss, the recipe's learning rates; R1 weight 1 and no input "
