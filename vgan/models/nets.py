@@ -164,10 +164,18 @@ class FrameDiscriminator(VideoDiscriminator):
 
 
 class ImageDiscriminator(FrameDiscriminator):
-    """Judges ``frames_per_clip`` random frames of each clip with 2D convolutions: logits (B, K)."""
+    """Judges ``frames_per_clip`` random frames of each clip with 2D convolutions: logits (B, K); with ``downsample``
+    > 1, the frames average-pooled by that factor in space (as the 3D discriminators' ``downsample``)."""
+
+    def __init__(self, num_classes=0, channels=3, resolution=64, width=32, use_spectral_norm=False,
+                 frames_per_clip=1, max_channels=512, input_gain=1.0, downsample=1):
+        super().__init__(num_classes, channels, resolution // downsample, width, use_spectral_norm, frames_per_clip,
+                         max_channels, input_gain)
+        self.downsample = downsample
 
     def frames_of(self, x):
-        return sample_frames(x, self.frames_per_clip)
+        frames = sample_frames(x, self.frames_per_clip)
+        return F.avg_pool2d(frames, self.downsample) if self.downsample > 1 else frames
 
 
 class PairDiscriminator(FrameDiscriminator):

@@ -109,6 +109,8 @@ class ModelParams(_Strict):
     spectral_norm: bool
     image_discriminator: int = Field(ge=0, description="frames per clip an added spectral-norm image discriminator "
                                      "judges, for generation models that have none (0 = none)")
+    image_downsample: Literal[1, 2, 4] = Field(
+        description="the added image discriminator judges frames average-pooled by this factor in space")
     pair_discriminator: int = Field(ge=0, description="later frames per clip an added spectral-norm pair "
                                     "discriminator judges beside the clip's first frame (0 = none): it sees whether "
                                     "the clip keeps showing the same thing")

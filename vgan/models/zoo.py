@@ -42,7 +42,8 @@ def build_model(model_params, pretrained: bool = True):
 
     if model_params.image_discriminator and G.task == "generation" and not any(
             isinstance(D, ImageDiscriminator) for D in discriminators.values()):
-        discriminators["image"] = added(ImageDiscriminator, model_params.image_discriminator)
+        discriminators["image"] = added(ImageDiscriminator, model_params.image_discriminator,
+                                        downsample=model_params.image_downsample)
     if model_params.pair_discriminator and G.task == "generation":
         if model_params.pair_compare == "embedded":
             discriminators["pair"] = added(EmbeddedPairDiscriminator, model_params.pair_discriminator)
