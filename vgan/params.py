@@ -129,6 +129,8 @@ class TrainParams(_Strict):
     augment: list[Literal["color", "translation", "cutout"]] = Field(
         description="differentiable augmentation of every clip the discriminators see (DiffAugment)")
     ema_decay: float = Field(ge=0, lt=1)
+    top_k: float = Field(gt=0, le=1, description="the generator's loss over the clips rated most real, this fraction "
+                         "of the batch at the last step (from 1 at step 0, linearly); 1 = every clip")
     ema_follows_rate: bool = Field(description="each step counts in the EMA by the rate's multiplier (decay ** it)")
     image_pretrain_steps: int = Field(ge=0, description="first N steps: the image generator as an image GAN")
     freeze_image_generator: bool = Field(description="after image pretraining: its average, frozen with its statistics")

@@ -143,13 +143,33 @@ def discriminator_step(gan: GanModules, cfg, real_views: dict, fake_views: dict,
     return losses, True
 
 
+def top_k_fraction(top_k: float, step: int, total: int) -> float:
+    """The fraction of the batch the generator learns from at ``step`` (``train.top_k``): 1 at step 0, falling
+    linearly to ``top_k`` at the last step."""
+    return 1.0 - (1.0 - top_k) * min(step / max(total, 1), 1.0)
+
+
+def top_rated(judged: list[torch.Tensor], fraction: float) -> list[torch.Tensor]:
+    """Top-k training (Sinha et al. 2020): each discriminator's logits (batch first) of only the clips that the
+    discriminators together rate most real (the sum of each one's mean logit per clip), ``fraction`` of the batch."""
+    batch = judged[0].shape[0]
+    keep = max(1, round(fraction * batch))
+    if keep >= batch:
+        return judged
+    with torch.no_grad():
+        rating = sum(logits.reshape(batch, -1).mean(dim=1) for logits in judged)
+        chosen = rating.topk(keep).indices
+    return [logits[chosen] for logits in judged]
+
+
 def generator_step(gan: GanModules, cfg, views: dict, real: torch.Tensor, labels, step: int) -> tuple[dict, bool]:
     """Update G through the discriminators' judgement of ``views`` (generated with grad), then the EMA."""
     gan.Ds.requires_grad_(False)
     try:
         with gan.autocast():
-            judged = (at_times(D, views)(augment(views[D.view], cfg.augment), labels) for D in gan.Ds.values())
-            adversarial = sum(generator_loss(cfg.loss, logits.float()) for logits in judged)
+            judged = [at_times(D, views)(augment(views[D.view], cfg.augment), labels).float() for D in gan.Ds.values()]
+        judged = top_rated(judged, top_k_fraction(cfg.top_k, step, cfg.steps))
+        adversarial = sum(generator_loss(cfg.loss, logits) for logits in judged)
         loss = cfg.adv_weight * adversarial
         losses = {"loss_g_adv": adversarial.detach()}
         if cfg.recon_weight:
