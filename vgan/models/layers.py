@@ -280,6 +280,34 @@ class TimeConvTranspose3d(_ReplicatedTimeEdges, nn.ConvTranspose3d):
         return nn.ConvTranspose3d.forward(self, padded)
 
 
+class TimeResizeConvTranspose3d(TimeConvTranspose3d):
+    """Time grown by interpolation, then a ``TimeConvTranspose3d`` that doubles space only (kernel 3 in time, stride
+    1): every output frame comes from the same weights (resize-convolution, Odena et al. 2016, applied to time), where
+    a transposed convolution with time stride 2 makes even and odd frames with different taps of its kernel."""
+
+    def __init__(self, in_channels: int, out_channels: int, time_factor: int, mode: str = "linear",
+                 subpixel: bool = False):
+        super().__init__(in_channels, out_channels, (3, 4, 4), (1, 2, 2), 1, subpixel=subpixel)
+        self.time_factor, self.mode = time_factor, mode
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        if self.time_factor > 1:
+            mode = "trilinear" if self.mode == "linear" else "nearest"
+            x = F.interpolate(x, scale_factor=(self.time_factor, 1, 1), mode=mode,
+                              **({"align_corners": False} if mode == "trilinear" else {}))
+        return super().forward(x)
+
+
+def time_upsampling_conv(in_channels: int, out_channels: int, time_factor: int, time_upsample: str = "transposed",
+                         subpixel: bool = False) -> TimeConvTranspose3d:
+    """A 3D generator layer that doubles space and multiplies time by ``time_factor``: a transposed convolution
+    (``time_upsample`` = transposed, kernel ``time_factor + 2`` in time) or interpolation then one (linear, nearest)."""
+    if time_upsample == "transposed":
+        return TimeConvTranspose3d(in_channels, out_channels, (time_factor + 2, 4, 4), (time_factor, 2, 2), 1,
+                                   subpixel=subpixel)
+    return TimeResizeConvTranspose3d(in_channels, out_channels, time_factor, time_upsample, subpixel=subpixel)
+
+
 class TimeConvTranspose1d(_ReplicatedTimeEdges, nn.ConvTranspose1d):
     """``nn.ConvTranspose1d`` over time with edge steps as well formed as the middle ones."""
 

@@ -131,6 +131,9 @@ class ModelParams(_Strict):
         ge=1, description="frames at the coarsest (4x4) level of the 3D generators (vgan, progressive's base, "
                           "hrvgan, dvdgan's 3d): null = the fewest that doubling per layer allows (2 for 16 frames "
                           "at 32x32), 1 = one coarse layout for the whole clip")
+    time_upsample: Literal["transposed", "linear", "nearest"] = Field(
+        description="how VGAN's foreground stream grows time: transposed convolutions with time stride 2 (the paper's), "
+                    "or interpolation (linear, nearest) then a convolution that grows space only")
     skip_z: bool = Field(description="the foreground batch norms of VGAN's generator (progressive's base too) take "
                          "per-clip gains and biases from the latent (BigGAN's skip-z); refused for other models")
     mocogan: MocoganOptions

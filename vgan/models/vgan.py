@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from vgan.models.base import VideoGenerator
-from vgan.models.layers import (ConditionalInput, LatentBatchNorm, TimeConvTranspose3d, num_doublings,
-                                temporal_schedule)
+from vgan.models.layers import (ConditionalInput, LatentBatchNorm, num_doublings, temporal_schedule,
+                                time_upsampling_conv)
 from vgan.models.nets import Conv3dDiscriminator
 from vgan.models.presets import PAPER_OBJECTIVES
 
@@ -27,7 +27,7 @@ class VganGenerator(VideoGenerator):
     has_mask = True  # views() adds the mask, which train.mask_weight keeps sparse
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, coarse_frames=None,
-                 skip_z=False):
+                 skip_z=False, time_upsample="transposed"):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         layers = num_doublings(4, resolution)
         self.start_frames, t_strides = temporal_schedule(frames, layers, coarse_frames)
@@ -42,12 +42,12 @@ class VganGenerator(VideoGenerator):
         fg = []
         for i in range(layers - 1):
             ts = t_strides[i]
-            fg += [TimeConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1), norm(widths[i + 1]),
+            fg += [time_upsampling_conv(widths[i], widths[i + 1], ts, time_upsample), norm(widths[i + 1]),
                    nn.ReLU(True)]
         self.fg_body = nn.Sequential(*fg)
         last_t = t_strides[layers - 1]
-        self.fg_video = TimeConvTranspose3d(widths[-1], channels, (last_t + 2, 4, 4), (last_t, 2, 2), 1, subpixel=True)
-        self.fg_mask = TimeConvTranspose3d(widths[-1], 1, (last_t + 2, 4, 4), (last_t, 2, 2), 1, subpixel=True)
+        self.fg_video = time_upsampling_conv(widths[-1], channels, last_t, time_upsample, subpixel=True)
+        self.fg_mask = time_upsampling_conv(widths[-1], 1, last_t, time_upsample, subpixel=True)
         bg = [nn.ConvTranspose2d(self.cond.out_dim, widths[0], 4), nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
         for i in range(layers - 1):
             bg += [nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1), nn.BatchNorm2d(widths[i + 1]), nn.ReLU(True)]
@@ -82,7 +82,7 @@ RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["vgan"]  # the paper's objective (vgan.
 
 def build(params):
     G = VganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                      params.coarse_frames, params.skip_z)
+                      params.coarse_frames, params.skip_z, params.time_upsample)
     D = VganDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                           params.spectral_norm, minibatch_std_group=params.minibatch_std,
                           downsample=params.video_downsample, input_gain=params.d_input_gain)
