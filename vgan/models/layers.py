@@ -280,6 +280,28 @@ class TimeConvTranspose3d(_ReplicatedTimeEdges, nn.ConvTranspose3d):
         return nn.ConvTranspose3d.forward(self, padded)
 
 
+class SelfAttention3d(nn.Module):
+    """SAGAN's self-attention (Zhang et al. 2019) over every position of a clip's features (B, C, T, H, W): each
+    position reads what every other frame and place holds, so a frame can take its content from the others wherever
+    it has moved. Residual, its gain zero at first: an untrained layer passes its input through."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.query = nn.Conv3d(channels, max(channels // 8, 1), 1, bias=False)
+        self.key = nn.Conv3d(channels, max(channels // 8, 1), 1, bias=False)
+        self.value = nn.Conv3d(channels, max(channels // 2, 1), 1, bias=False)
+        self.out = nn.Conv3d(max(channels // 2, 1), channels, 1, bias=False)
+        self.gain = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def tokens(t):  # (B, C', T, H, W) -> (B, T*H*W, C')
+            return t.flatten(2).transpose(1, 2)
+
+        read = F.scaled_dot_product_attention(tokens(self.query(x)), tokens(self.key(x)), tokens(self.value(x)))
+        read = read.transpose(1, 2).reshape(x.shape[0], -1, *x.shape[2:])
+        return x + self.gain * self.out(read)
+
+
 class TimeConvTranspose1d(_ReplicatedTimeEdges, nn.ConvTranspose1d):
     """``nn.ConvTranspose1d`` over time with edge steps as well formed as the middle ones."""
 

@@ -131,6 +131,9 @@ class ModelParams(_Strict):
         ge=1, description="frames at the coarsest (4x4) level of the 3D generators (vgan, progressive's base, "
                           "hrvgan, dvdgan's 3d): null = the fewest that doubling per layer allows (2 for 16 frames "
                           "at 32x32), 1 = one coarse layout for the whole clip")
+    attention: bool = Field(
+        description="a self-attention layer (SAGAN's) in VGAN's foreground stream at its 8x8 features, over every "
+                    "frame and position")
     skip_z: bool = Field(description="the foreground batch norms of VGAN's generator (progressive's base too) take "
                          "per-clip gains and biases from the latent (BigGAN's skip-z); refused for other models")
     mocogan: MocoganOptions

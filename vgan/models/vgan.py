@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from vgan.models.base import VideoGenerator
-from vgan.models.layers import (ConditionalInput, LatentBatchNorm, TimeConvTranspose3d, num_doublings,
-                                temporal_schedule)
+from vgan.models.layers import (ConditionalInput, LatentBatchNorm, SelfAttention3d, TimeConvTranspose3d,
+                                num_doublings, temporal_schedule)
 from vgan.models.nets import Conv3dDiscriminator
 from vgan.models.presets import PAPER_OBJECTIVES
 
@@ -27,7 +27,7 @@ class VganGenerator(VideoGenerator):
     has_mask = True  # views() adds the mask, which train.mask_weight keeps sparse
 
     def __init__(self, z_dim=100, num_classes=0, channels=3, frames=16, resolution=64, width=32, coarse_frames=None,
-                 skip_z=False):
+                 skip_z=False, attention=False):
         super().__init__(z_dim, num_classes, channels, frames, resolution)
         layers = num_doublings(4, resolution)
         self.start_frames, t_strides = temporal_schedule(frames, layers, coarse_frames)
@@ -44,6 +44,8 @@ class VganGenerator(VideoGenerator):
             ts = t_strides[i]
             fg += [TimeConvTranspose3d(widths[i], widths[i + 1], (ts + 2, 4, 4), (ts, 2, 2), 1), norm(widths[i + 1]),
                    nn.ReLU(True)]
+            if attention and i == 0:  # model.attention: at the 8x8 features (4 frames for 16), as SAGAN's
+                fg.append(SelfAttention3d(widths[i + 1]))
         self.fg_body = nn.Sequential(*fg)
         last_t = t_strides[layers - 1]
         self.fg_video = TimeConvTranspose3d(widths[-1], channels, (last_t + 2, 4, 4), (last_t, 2, 2), 1, subpixel=True)
@@ -82,7 +84,7 @@ RECOMMENDED_OVERRIDES = PAPER_OBJECTIVES["vgan"]  # the paper's objective (vgan.
 
 def build(params):
     G = VganGenerator(params.z_dim, params.num_classes, params.channels, params.frames, params.resolution, params.width,
-                      params.coarse_frames, params.skip_z)
+                      params.coarse_frames, params.skip_z, params.attention)
     D = VganDiscriminator(params.num_classes, params.channels, params.frames, params.resolution, params.width,
                           params.spectral_norm, minibatch_std_group=params.minibatch_std,
                           downsample=params.video_downsample, input_gain=params.d_input_gain)
