@@ -92,7 +92,7 @@ def _paper(name: str, size: tuple[int, int, int], source: str) -> Preset:
 # docs/training.md, #21); the file's last run, on an AMD EPYC without AMX and with the faster layers of #22, put every
 # preset at 5.7-8.3 minutes. At batch 32, 1,500 steps took 4.7-8.1 minutes
 _CPU = {
-    "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE), "an image discriminator on 4 frames per clip beside the "
+    "vgan": (32, 16, 3500, (*IMAGE_D, *PAIR_D, *TRANSLATE, "train.lr_g=2e-3"), "an image discriminator on 4 frames per clip beside the "
              "3D one, a pair discriminator (the first frame beside 4 later ones) and DiffAugment's translation: each "
              "lowered fd_evaluator at 1,500 steps on both seeds screened (pairs: 61.7 and 66.2 against 73.2 and 73.8; "
              "translation: 51.6 and 61.8 against 61.7 and 66.2, though at 3,500 steps the same on average: 48.9 and "
