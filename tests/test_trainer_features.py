@@ -170,9 +170,11 @@ def test_every_model_trains_two_steps_through_vgan_train(tiny_shards, tmp_path, 
     monkeypatch.chdir(root)
     # one store for the module: creating an MLflow database costs seconds
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_shards}/mlflow.db")
-    # the paper's objective, but one critic step: this checks the code path, not the training
+    # the paper's objective, but one critic step: this checks the code path, not the training. In fp32: under bf16
+    # autocast an AMD EPYC's kernels gave HRVGAN's WGAN-GP step a non-finite loss once in three fresh-clone runs
+    # (the NaN guard skipped it and its logged loss was empty), and their floats differ from run to run
     sets = [f"model.name={name}", "train.steps=2", "train.log_every=1", "train.checkpoint_every=2",
-            "train.sample_every=2", *recommended_overrides(name), "train.n_critic=1"]
+            "train.sample_every=2", *recommended_overrides(name), "train.n_critic=1", "train.precision=fp32"]
     argv = ["train", "--no-progress"]
     for item in sets:
         argv += ["--set", item]
